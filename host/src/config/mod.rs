@@ -1,0 +1,840 @@
+//! Configuration: one YAML file says which stream to read, where leases and checkpoints
+//! live, which Wasm stages run and where the records go.
+//!
+//! Unknown keys are errors. Every error names the key path (`sinks.main.pulsar.topic`) and,
+//! where it is known, the line, so a typo is found without reading the code. Durations are
+//! written with a unit (`200ms`, `10s`, `5m`), sizes like `64MiB`. Relative paths resolve
+//! against the folder of the config file.
+
+mod locate;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use self::units::{duration, size};
+
+/// Everything a worker needs, as the user wrote it (after defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Application name, as in the KCL: the lease table's name unless `leases.table` says
+    /// otherwise. Workers with the same application name share the stream's shards.
+    pub application: String,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub aws: AwsConfig,
+    #[serde(default)]
+    pub leases: LeaseConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub stages: StagesConfig,
+    #[serde(default)]
+    pub wasm: WasmConfig,
+    pub sinks: BTreeMap<String, SinkConfig>,
+    /// The sink a destination without a sink name goes to. May be omitted when there is
+    /// exactly one sink.
+    #[serde(default)]
+    pub default_sink: Option<String>,
+    #[serde(default)]
+    pub errors: ErrorsConfig,
+    /// Folder of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// The Kinesis stream to consume.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub stream: String,
+    /// Where a shard with no checkpoint starts.
+    #[serde(default)]
+    pub initial_position: InitialPosition,
+    /// RFC 3339 time, required with `initial_position: at_timestamp`.
+    #[serde(default)]
+    pub at_timestamp: Option<String>,
+    #[serde(default)]
+    pub polling: PollingConfig,
+    /// Most records of one shard that may be fetched but not yet acknowledged by the sinks;
+    /// reaching it pauses fetching (backpressure), as Pulsar IO's `receiveQueueSize`.
+    #[serde(default = "defaults::receive_queue_size")]
+    pub receive_queue_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialPosition {
+    /// The oldest record still in the stream.
+    TrimHorizon,
+    /// Only records written after the worker started (the KCL default).
+    #[default]
+    Latest,
+    /// Records at or after `source.at_timestamp`.
+    AtTimestamp,
+}
+
+/// GetRecords polling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollingConfig {
+    /// `Limit` of one GetRecords call (1–10000).
+    #[serde(default = "defaults::max_records")]
+    pub max_records: i32,
+    /// Least time between two GetRecords calls on one shard. Kinesis allows 5 reads per
+    /// second per shard shared by every consumer, so it cannot go below 200ms.
+    #[serde(default = "defaults::poll_interval", deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Wait after a call that returned nothing (the KCL's idleTimeBetweenReads).
+    #[serde(default = "defaults::idle_interval", deserialize_with = "duration")]
+    pub idle_interval: Duration,
+    /// First wait after throttling or a transient error; doubles up to `max_backoff`.
+    #[serde(default = "defaults::backoff", deserialize_with = "duration")]
+    pub backoff: Duration,
+    #[serde(default = "defaults::max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        Self {
+            max_records: defaults::max_records(),
+            interval: defaults::poll_interval(),
+            idle_interval: defaults::idle_interval(),
+            backoff: defaults::backoff(),
+            max_backoff: defaults::max_backoff(),
+        }
+    }
+}
+
+/// How to reach AWS (or a local stack).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; when absent the default chain decides (AWS_REGION, profile).
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub credentials: Credentials,
+    #[serde(default)]
+    pub endpoints: Endpoints,
+}
+
+/// Where credentials come from. In YAML: `type: default | static | profile | assume_role`
+/// and the keys that type uses.
+#[derive(Clone, Default, Deserialize)]
+#[serde(try_from = "CredentialsYaml")]
+pub enum Credentials {
+    /// The AWS default chain: environment, profile, web identity, container, instance.
+    #[default]
+    Default,
+    /// Fixed keys (prefer the default chain outside tests).
+    Static {
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+    },
+    /// A named profile of ~/.aws/config.
+    Profile { name: String },
+    /// Assume a role with credentials from the default chain.
+    AssumeRole {
+        role_arn: String,
+        session_name: Option<String>,
+        external_id: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CredentialsType {
+    Default,
+    Static,
+    Profile,
+    AssumeRole,
+}
+
+/// The YAML shape of `aws.credentials`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsYaml {
+    #[serde(rename = "type")]
+    kind: CredentialsType,
+    #[serde(default)]
+    access_key_id: Option<String>,
+    #[serde(default)]
+    secret_access_key: Option<String>,
+    #[serde(default)]
+    session_token: Option<String>,
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default)]
+    role_arn: Option<String>,
+    #[serde(default)]
+    session_name: Option<String>,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+impl TryFrom<CredentialsYaml> for Credentials {
+    type Error = String;
+
+    fn try_from(c: CredentialsYaml) -> Result<Self, String> {
+        let (kind, used): (&str, &[&str]) = match c.kind {
+            CredentialsType::Default => ("default", &[]),
+            CredentialsType::Static => (
+                "static",
+                &["access_key_id", "secret_access_key", "session_token"],
+            ),
+            CredentialsType::Profile => ("profile", &["profile"]),
+            CredentialsType::AssumeRole => {
+                ("assume_role", &["role_arn", "session_name", "external_id"])
+            }
+        };
+        let given = [
+            ("access_key_id", c.access_key_id.is_some()),
+            ("secret_access_key", c.secret_access_key.is_some()),
+            ("session_token", c.session_token.is_some()),
+            ("profile", c.profile.is_some()),
+            ("role_arn", c.role_arn.is_some()),
+            ("session_name", c.session_name.is_some()),
+            ("external_id", c.external_id.is_some()),
+        ];
+        if let Some((k, _)) = given.iter().find(|(k, set)| *set && !used.contains(k)) {
+            return Err(format!("credentials of type {kind} do not use {k}"));
+        }
+        let need = |v: Option<String>, k: &str| {
+            v.ok_or_else(|| format!("credentials of type {kind} need {k}"))
+        };
+        Ok(match c.kind {
+            CredentialsType::Default => Credentials::Default,
+            CredentialsType::Static => Credentials::Static {
+                access_key_id: need(c.access_key_id, "access_key_id")?,
+                secret_access_key: need(c.secret_access_key, "secret_access_key")?,
+                session_token: c.session_token,
+            },
+            CredentialsType::Profile => Credentials::Profile {
+                name: need(c.profile, "profile")?,
+            },
+            CredentialsType::AssumeRole => Credentials::AssumeRole {
+                role_arn: need(c.role_arn, "role_arn")?,
+                session_name: c.session_name,
+                external_id: c.external_id,
+            },
+        })
+    }
+}
+
+impl fmt::Debug for Credentials {
+    /// Secrets never reach a log, not even through `{:?}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("Default"),
+            Self::Static { access_key_id, .. } => f
+                .debug_struct("Static")
+                .field("access_key_id", access_key_id)
+                .field("secret_access_key", &"<redacted>")
+                .field("session_token", &"<redacted>")
+                .finish(),
+            Self::Profile { name } => f.debug_struct("Profile").field("name", name).finish(),
+            Self::AssumeRole {
+                role_arn,
+                session_name,
+                external_id,
+            } => f
+                .debug_struct("AssumeRole")
+                .field("role_arn", role_arn)
+                .field("session_name", session_name)
+                .field("external_id", &external_id.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
+}
+
+/// Endpoint overrides, for local stacks or VPC endpoints.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoints {
+    #[serde(default)]
+    pub kinesis: Option<String>,
+    #[serde(default)]
+    pub dynamodb: Option<String>,
+    #[serde(default)]
+    pub cloudwatch: Option<String>,
+}
+
+/// The DynamoDB lease table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// Table name; defaults to the application name (as the KCL does).
+    #[serde(default)]
+    pub table: Option<String>,
+    /// A lease whose counter has not moved for this long is expired and may be taken
+    /// (the KCL's failoverTimeMillis).
+    #[serde(default = "defaults::lease_duration", deserialize_with = "duration")]
+    pub duration: Duration,
+    /// This worker's identity in `leaseOwner`; defaults to host name + a random suffix.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            table: None,
+            duration: defaults::lease_duration(),
+            worker_id: None,
+        }
+    }
+}
+
+/// When acknowledged progress is written to the lease table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Time between two checkpoints of a shard (when it made progress). Shard end and
+    /// shutdown always checkpoint.
+    #[serde(
+        default = "defaults::checkpoint_interval",
+        deserialize_with = "duration"
+    )]
+    pub interval: Duration,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        Self {
+            interval: defaults::checkpoint_interval(),
+        }
+    }
+}
+
+/// The Wasm stages. Either one `pipeline` component that runs all three stages in one call
+/// per batch, or any of `deserialize`, `transform`, `route` (each optional, with built-in
+/// defaults: bytes as they are, identity, the default destination).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StagesConfig {
+    #[serde(default)]
+    pub pipeline: Option<StageConfig>,
+    #[serde(default)]
+    pub deserialize: Option<StageConfig>,
+    #[serde(default)]
+    pub transform: Option<StageConfig>,
+    #[serde(default)]
+    pub route: Option<StageConfig>,
+}
+
+/// One component and the settings it is handed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Path of the `.wasm` component.
+    pub component: PathBuf,
+    /// Key/value settings the guest reads through the `host` import.
+    #[serde(default)]
+    pub settings: BTreeMap<String, SettingValue>,
+}
+
+/// A setting value: any YAML scalar, handed to the guest as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingValue(pub String);
+
+impl<'de> Deserialize<'de> for SettingValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(s) => Ok(Self(s)),
+            serde_yaml::Value::Bool(b) => Ok(Self(b.to_string())),
+            serde_yaml::Value::Number(n) => Ok(Self(n.to_string())),
+            _ => Err(D::Error::custom(
+                "a setting must be a string, number or boolean (guests receive text)",
+            )),
+        }
+    }
+}
+
+/// Limits every guest call runs under.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmConfig {
+    /// Where compiled components are cached (by content hash and engine settings).
+    /// Defaults to `$XDG_CACHE_HOME/shardline/components` or `~/.cache/shardline/components`.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// Most linear memory one instance may grow to.
+    #[serde(default = "defaults::memory_limit", deserialize_with = "size")]
+    pub memory_limit: u64,
+    /// Longest one call (one batch) may run before it is interrupted.
+    #[serde(default = "defaults::call_timeout", deserialize_with = "duration")]
+    pub call_timeout: Duration,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            memory_limit: defaults::memory_limit(),
+            call_timeout: defaults::call_timeout(),
+        }
+    }
+}
+
+/// A destination system: exactly one of its keys (`pulsar`; `kinesis` comes with the
+/// producer).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    #[serde(default)]
+    pub pulsar: Option<PulsarSinkConfig>,
+}
+
+/// Apache Pulsar, through the `pulsar` crate.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsarSinkConfig {
+    /// e.g. `pulsar://127.0.0.1:6650`.
+    pub service_url: String,
+    /// Topic for destinations that name none.
+    pub topic: String,
+    /// Add `kinesis.shard.id` to every message (opt-in, as in Pulsar IO).
+    #[serde(default)]
+    pub shard_id_property: bool,
+    /// Add `kinesis.millis.behind.latest` to every message (opt-in, as in Pulsar IO).
+    #[serde(default)]
+    pub millis_behind_latest_property: bool,
+    /// Longest wait for a send receipt before the send is retried.
+    #[serde(default = "defaults::send_timeout", deserialize_with = "duration")]
+    pub send_timeout: Duration,
+}
+
+/// What happens to a record a stage refuses or cannot process.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsConfig {
+    #[serde(default)]
+    pub policy: ErrorPolicy,
+    /// Required with `policy: dead_letter`.
+    #[serde(default)]
+    pub dead_letter: Option<DeadLetterConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorPolicy {
+    /// Stop the worker; nothing at or after the failed record is checkpointed.
+    #[default]
+    Fail,
+    /// Log, count and acknowledge the record without delivering it.
+    Skip,
+    /// Publish the original record with the reason to `errors.dead_letter`.
+    DeadLetter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterConfig {
+    /// Sink name; defaults to the default sink.
+    #[serde(default)]
+    pub sink: Option<String>,
+    pub topic: String,
+}
+
+mod defaults {
+    use std::time::Duration;
+
+    pub fn receive_queue_size() -> usize {
+        10_000
+    }
+    pub fn max_records() -> i32 {
+        10_000
+    }
+    pub fn poll_interval() -> Duration {
+        Duration::from_millis(200)
+    }
+    pub fn idle_interval() -> Duration {
+        Duration::from_millis(1000)
+    }
+    pub fn backoff() -> Duration {
+        Duration::from_millis(500)
+    }
+    pub fn max_backoff() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn lease_duration() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn checkpoint_interval() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn memory_limit() -> u64 {
+        64 << 20
+    }
+    pub fn call_timeout() -> Duration {
+        Duration::from_secs(5)
+    }
+    pub fn send_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+}
+
+/// One thing wrong with a config that parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `sinks.main.pulsar.topic`.
+    pub path: String,
+    /// 1-based line of that key, when it could be found.
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(line) = self.line {
+            write!(f, " at line {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{}", problems.iter().map(|p| format!("{file}: {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        file: String,
+        problems: Vec<Problem>,
+    },
+}
+
+impl Config {
+    /// Reads, parses and checks a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        let base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::from_yaml(&text, &file, base_dir)
+    }
+
+    /// Parses and checks config text; `file` names it in errors.
+    pub fn from_yaml(text: &str, file: &str, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        let mut config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            message: e.to_string(),
+        })?;
+        config.base_dir = base_dir;
+        let problems = config.problems(text);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                file: file.to_string(),
+                problems,
+            })
+        }
+    }
+
+    /// Checks what serde cannot: values in range, references between sections.
+    fn problems(&self, text: &str) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut bad = |path: &str, message: String| {
+            out.push(Problem {
+                path: path.to_string(),
+                line: locate::line_of(text, path),
+                message,
+            });
+        };
+        if self.application.trim().is_empty() {
+            bad("application", "must not be empty".into());
+        }
+        if self.source.stream.trim().is_empty() {
+            bad("source.stream", "must not be empty".into());
+        }
+        match (&self.source.initial_position, &self.source.at_timestamp) {
+            (InitialPosition::AtTimestamp, None) => bad(
+                "source.at_timestamp",
+                "is required when initial_position is at_timestamp".into(),
+            ),
+            (InitialPosition::AtTimestamp, Some(t)) => {
+                if let Err(e) = humantime::parse_rfc3339_weak(t) {
+                    bad(
+                        "source.at_timestamp",
+                        format!("invalid time {t:?} ({e}); write it like \"2026-01-31T12:00:00Z\""),
+                    );
+                }
+            }
+            (_, Some(_)) => bad(
+                "source.at_timestamp",
+                "is only used with initial_position: at_timestamp".into(),
+            ),
+            _ => {}
+        }
+        if !(1..=10_000).contains(&self.source.polling.max_records) {
+            bad(
+                "source.polling.max_records",
+                format!(
+                    "must be between 1 and 10000 (GetRecords limit), got {}",
+                    self.source.polling.max_records
+                ),
+            );
+        }
+        if self.source.polling.interval < Duration::from_millis(200) {
+            bad(
+                "source.polling.interval",
+                "must be at least 200ms: Kinesis allows 5 GetRecords per second per shard".into(),
+            );
+        }
+        if self.source.receive_queue_size == 0 {
+            bad("source.receive_queue_size", "must be at least 1".into());
+        }
+        if self.leases.duration < Duration::from_secs(1) {
+            bad("leases.duration", "must be at least 1s".into());
+        }
+        if self.wasm.memory_limit < (1 << 20) {
+            bad("wasm.memory_limit", "must be at least 1MiB".into());
+        }
+        if self.wasm.call_timeout < Duration::from_millis(10) {
+            bad("wasm.call_timeout", "must be at least 10ms".into());
+        }
+
+        let s = &self.stages;
+        if s.pipeline.is_some()
+            && (s.deserialize.is_some() || s.transform.is_some() || s.route.is_some())
+        {
+            bad(
+                "stages.pipeline",
+                "cannot be combined with stages.deserialize, stages.transform or stages.route: \
+                 a pipeline component runs all three"
+                    .into(),
+            );
+        }
+        for (name, stage) in self.stage_configs() {
+            let path = self.resolve(&stage.component);
+            if !path.is_file() {
+                bad(
+                    &format!("stages.{name}.component"),
+                    format!("component file {} does not exist", path.display()),
+                );
+            }
+        }
+
+        if self.sinks.is_empty() {
+            bad("sinks", "at least one sink is required".into());
+        }
+        for (name, sink) in &self.sinks {
+            match &sink.pulsar {
+                None => bad(&format!("sinks.{name}"), "needs a sink type: pulsar".into()),
+                Some(p) => {
+                    if !(p.service_url.starts_with("pulsar://")
+                        || p.service_url.starts_with("pulsar+ssl://"))
+                    {
+                        bad(
+                            &format!("sinks.{name}.pulsar.service_url"),
+                            format!(
+                                "must start with pulsar:// or pulsar+ssl://, got {:?}",
+                                p.service_url
+                            ),
+                        );
+                    }
+                    if p.topic.trim().is_empty() {
+                        bad(
+                            &format!("sinks.{name}.pulsar.topic"),
+                            "must not be empty".into(),
+                        );
+                    }
+                }
+            }
+        }
+        match &self.default_sink {
+            Some(d) if !self.sinks.contains_key(d) => bad(
+                "default_sink",
+                format!(
+                    "names sink {d:?}, which is not in sinks ({})",
+                    self.sink_names()
+                ),
+            ),
+            None if self.sinks.len() > 1 => bad(
+                "default_sink",
+                format!(
+                    "is required when there is more than one sink ({})",
+                    self.sink_names()
+                ),
+            ),
+            _ => {}
+        }
+        match (self.errors.policy, &self.errors.dead_letter) {
+            (ErrorPolicy::DeadLetter, None) => bad(
+                "errors.dead_letter",
+                "is required when errors.policy is dead_letter".into(),
+            ),
+            (ErrorPolicy::DeadLetter, Some(dl)) => {
+                if let Some(s) = &dl.sink {
+                    if !self.sinks.contains_key(s) {
+                        bad(
+                            "errors.dead_letter.sink",
+                            format!(
+                                "names sink {s:?}, which is not in sinks ({})",
+                                self.sink_names()
+                            ),
+                        );
+                    }
+                }
+            }
+            (_, Some(_)) => bad(
+                "errors.dead_letter",
+                "is only used with errors.policy: dead_letter".into(),
+            ),
+            _ => {}
+        }
+        out
+    }
+
+    fn sink_names(&self) -> String {
+        self.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+
+    /// The configured stages by name, in the order they run.
+    pub fn stage_configs(&self) -> Vec<(&'static str, &StageConfig)> {
+        let s = &self.stages;
+        [
+            ("pipeline", &s.pipeline),
+            ("deserialize", &s.deserialize),
+            ("transform", &s.transform),
+            ("route", &s.route),
+        ]
+        .into_iter()
+        .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
+        .collect()
+    }
+
+    /// A path from the config, made absolute against the config's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// Lease table name.
+    pub fn lease_table(&self) -> &str {
+        self.leases.table.as_deref().unwrap_or(&self.application)
+    }
+
+    /// Name of the sink used when a destination names none.
+    pub fn default_sink_name(&self) -> &str {
+        match &self.default_sink {
+            Some(d) => d,
+            // `problems` guarantees exactly one sink here.
+            None => self.sinks.keys().next().map(String::as_str).unwrap_or(""),
+        }
+    }
+
+    /// `source.at_timestamp` as a time, when set and valid.
+    pub fn at_timestamp(&self) -> Option<std::time::SystemTime> {
+        self.source
+            .at_timestamp
+            .as_deref()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "\
+application: app
+source:
+  stream: orders
+sinks:
+  main:
+    pulsar:
+      service_url: pulsar://127.0.0.1:6650
+      topic: persistent://public/default/out
+";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(text, "test.yaml", PathBuf::from("."))
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).expect("minimal config parses");
+        assert_eq!(c.lease_table(), "app");
+        assert_eq!(c.default_sink_name(), "main");
+        assert_eq!(c.source.initial_position, InitialPosition::Latest);
+        assert_eq!(c.source.polling.interval, Duration::from_millis(200));
+        assert_eq!(c.errors.policy, ErrorPolicy::Fail);
+        assert!(c.stage_configs().is_empty());
+    }
+
+    #[test]
+    fn static_credentials_are_redacted_in_debug() {
+        let text = format!(
+            "{MINIMAL}aws:\n  credentials:\n    type: static\n    access_key_id: AKIDEXAMPLE\n    secret_access_key: hunter2secret\n"
+        );
+        let c = parse(&text).expect("parses");
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("AKIDEXAMPLE"));
+        assert!(!dbg.contains("hunter2secret"), "{dbg}");
+    }
+
+    #[test]
+    fn semantic_problems_name_path_and_line() {
+        let text = MINIMAL.replace(
+            "stream: orders",
+            "stream: orders\n  initial_position: at_timestamp",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.yaml: source.at_timestamp: is required when initial_position is at_timestamp"
+        );
+        let text = format!("{MINIMAL}default_sink: other\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "test.yaml: default_sink: names sink \"other\", which is not in sinks (main) at line 9"
+        );
+    }
+
+    #[test]
+    fn settings_accept_scalars_only() {
+        let text = format!(
+            "{MINIMAL}stages:\n  transform:\n    component: Cargo.toml\n    settings:\n      a: 1\n      b: true\n      c: text\n"
+        );
+        let c = parse(&text).expect("parses");
+        let t = c.stages.transform.expect("transform stage");
+        assert_eq!(t.settings["a"], SettingValue("1".into()));
+        assert_eq!(t.settings["b"], SettingValue("true".into()));
+        let text = format!(
+            "{MINIMAL}stages:\n  transform:\n    component: Cargo.toml\n    settings:\n      a: [1, 2]\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("stages.transform.settings: a setting must be a string")
+                && err.contains("at line 13"),
+            "{err}"
+        );
+    }
+}
