@@ -1,0 +1,227 @@
+//! A lease: the right of one worker to process one shard, as an item of the KCL 2.x lease
+//! table. The layout is the KCL's, so a table written by a KCL application (for example a
+//! Pulsar IO Kinesis source) is read and continued as it is.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::checkpoint::Checkpoint;
+
+/// Attribute names of the KCL 2.x lease table.
+pub mod attr {
+    pub const LEASE_KEY: &str = "leaseKey";
+    pub const LEASE_OWNER: &str = "leaseOwner";
+    pub const LEASE_COUNTER: &str = "leaseCounter";
+    pub const CHECKPOINT: &str = "checkpoint";
+    pub const CHECKPOINT_SUB: &str = "checkpointSubSequenceNumber";
+    pub const OWNER_SWITCHES: &str = "ownerSwitchesSinceCheckpoint";
+    pub const PARENT_SHARD_ID: &str = "parentShardId";
+    pub const CHILD_SHARD_IDS: &str = "childShardIds";
+    pub const STARTING_HASH_KEY: &str = "startingHashKey";
+    pub const ENDING_HASH_KEY: &str = "endingHashKey";
+}
+
+/// One lease item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The shard id (the KCL's single-stream form).
+    pub key: String,
+    pub owner: Option<String>,
+    /// Bumped by every renewal, take, checkpoint and release; the compare-and-set value.
+    pub counter: i64,
+    pub checkpoint: Checkpoint,
+    pub owner_switches: i64,
+    pub parents: Vec<String>,
+    pub children: Vec<String>,
+    pub starting_hash_key: Option<String>,
+    pub ending_hash_key: Option<String>,
+}
+
+/// Why an item is not a lease.
+#[derive(Debug, thiserror::Error)]
+#[error("lease table item {key:?} is malformed: {message}")]
+pub struct MalformedLease {
+    pub key: String,
+    pub message: String,
+}
+
+impl Lease {
+    /// A new, unowned lease for a shard.
+    pub fn new(shard_id: &str, checkpoint: Checkpoint, parents: Vec<String>) -> Self {
+        Self {
+            key: shard_id.to_string(),
+            owner: None,
+            counter: 0,
+            checkpoint,
+            owner_switches: 0,
+            parents,
+            children: Vec::new(),
+            starting_hash_key: None,
+            ending_hash_key: None,
+        }
+    }
+
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut m = HashMap::new();
+        m.insert(attr::LEASE_KEY.into(), AttributeValue::S(self.key.clone()));
+        if let Some(o) = &self.owner {
+            m.insert(attr::LEASE_OWNER.into(), AttributeValue::S(o.clone()));
+        }
+        m.insert(
+            attr::LEASE_COUNTER.into(),
+            AttributeValue::N(self.counter.to_string()),
+        );
+        m.insert(
+            attr::CHECKPOINT.into(),
+            AttributeValue::S(self.checkpoint.as_kcl().to_string()),
+        );
+        m.insert(
+            attr::CHECKPOINT_SUB.into(),
+            AttributeValue::N(self.checkpoint.sub_sequence().to_string()),
+        );
+        m.insert(
+            attr::OWNER_SWITCHES.into(),
+            AttributeValue::N(self.owner_switches.to_string()),
+        );
+        // DynamoDB refuses empty sets: absent means none, as in the KCL.
+        if !self.parents.is_empty() {
+            m.insert(
+                attr::PARENT_SHARD_ID.into(),
+                AttributeValue::Ss(self.parents.clone()),
+            );
+        }
+        if !self.children.is_empty() {
+            m.insert(
+                attr::CHILD_SHARD_IDS.into(),
+                AttributeValue::Ss(self.children.clone()),
+            );
+        }
+        if let Some(h) = &self.starting_hash_key {
+            m.insert(attr::STARTING_HASH_KEY.into(), AttributeValue::S(h.clone()));
+        }
+        if let Some(h) = &self.ending_hash_key {
+            m.insert(attr::ENDING_HASH_KEY.into(), AttributeValue::S(h.clone()));
+        }
+        m
+    }
+
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, MalformedLease> {
+        let key = match item.get(attr::LEASE_KEY) {
+            Some(AttributeValue::S(s)) => s.clone(),
+            _ => {
+                return Err(MalformedLease {
+                    key: String::new(),
+                    message: "no string leaseKey".into(),
+                })
+            }
+        };
+        let bad = |message: String| MalformedLease {
+            key: key.clone(),
+            message,
+        };
+        let s = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => Ok(Some(s.clone())),
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(other) => Err(bad(format!("{name} is not a string: {other:?}"))),
+        };
+        let n = |name: &str| match item.get(name) {
+            Some(AttributeValue::N(n)) => n
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|e| bad(format!("{name} is not an integer ({n:?}): {e}"))),
+            None | Some(AttributeValue::Null(_)) => Ok(None),
+            Some(other) => Err(bad(format!("{name} is not a number: {other:?}"))),
+        };
+        let ss = |name: &str| match item.get(name) {
+            Some(AttributeValue::Ss(v)) => Ok(v.clone()),
+            // Some writers store a single parent as a string.
+            Some(AttributeValue::S(s)) => Ok(vec![s.clone()]),
+            None | Some(AttributeValue::Null(_)) => Ok(Vec::new()),
+            Some(other) => Err(bad(format!("{name} is not a string set: {other:?}"))),
+        };
+        let checkpoint_text = s(attr::CHECKPOINT)?.unwrap_or_else(|| "TRIM_HORIZON".into());
+        let sub = n(attr::CHECKPOINT_SUB)?.unwrap_or(0).max(0) as u64;
+        Ok(Self {
+            owner: s(attr::LEASE_OWNER)?.filter(|o| !o.is_empty()),
+            counter: n(attr::LEASE_COUNTER)?.unwrap_or(0),
+            checkpoint: Checkpoint::from_kcl(&checkpoint_text, sub),
+            owner_switches: n(attr::OWNER_SWITCHES)?.unwrap_or(0),
+            parents: ss(attr::PARENT_SHARD_ID)?,
+            children: ss(attr::CHILD_SHARD_IDS)?,
+            starting_hash_key: s(attr::STARTING_HASH_KEY)?,
+            ending_hash_key: s(attr::ENDING_HASH_KEY)?,
+            key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_round_trip() {
+        let mut l = Lease::new(
+            "shardId-000000000003",
+            Checkpoint::Sequence {
+                sequence: "4959".into(),
+                sub: 2,
+            },
+            vec!["shardId-000000000001".into()],
+        );
+        l.owner = Some("worker-a".into());
+        l.counter = 17;
+        l.starting_hash_key = Some("0".into());
+        l.ending_hash_key = Some("170141183460469231731687303715884105727".into());
+        assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
+    }
+
+    /// An item as the KCL 2.x writes it (the Pulsar IO Kinesis source uses the KCL).
+    #[test]
+    fn reads_kcl_written_items() {
+        let mut item = HashMap::new();
+        item.insert(
+            "leaseKey".to_string(),
+            AttributeValue::S("shardId-000000000000".into()),
+        );
+        item.insert(
+            "leaseOwner".to_string(),
+            AttributeValue::S("ip-10-0-0-1:uuid".into()),
+        );
+        item.insert("leaseCounter".to_string(), AttributeValue::N("1234".into()));
+        item.insert(
+            "checkpoint".to_string(),
+            AttributeValue::S("SHARD_END".into()),
+        );
+        item.insert(
+            "checkpointSubSequenceNumber".to_string(),
+            AttributeValue::N("0".into()),
+        );
+        item.insert(
+            "ownerSwitchesSinceCheckpoint".to_string(),
+            AttributeValue::N("0".into()),
+        );
+        item.insert(
+            "childShardIds".to_string(),
+            AttributeValue::Ss(vec!["shardId-000000000002".into()]),
+        );
+        let l = Lease::from_item(&item).expect("parses");
+        assert_eq!(l.checkpoint, Checkpoint::ShardEnd);
+        assert_eq!(l.counter, 1234);
+        assert_eq!(l.children, vec!["shardId-000000000002".to_string()]);
+        assert!(l.parents.is_empty());
+    }
+
+    #[test]
+    fn malformed_items_name_the_lease() {
+        let mut item = HashMap::new();
+        item.insert(
+            "leaseKey".to_string(),
+            AttributeValue::S("shardId-1".into()),
+        );
+        item.insert("leaseCounter".to_string(), AttributeValue::S("x".into()));
+        let e = Lease::from_item(&item).unwrap_err().to_string();
+        assert!(e.contains("shardId-1") && e.contains("leaseCounter"), "{e}");
+    }
+}

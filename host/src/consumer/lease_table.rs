@@ -1,0 +1,327 @@
+//! The DynamoDB lease table: create it, list leases, and change them only with conditional
+//! writes on `leaseCounter` (and owner), so two workers can never both believe they hold a
+//! shard.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus,
+};
+use aws_sdk_dynamodb::Client;
+
+use super::checkpoint::Checkpoint;
+use super::lease::{attr, Lease, MalformedLease};
+
+/// What can go wrong with the lease table.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseTableError {
+    /// The condition failed: someone else changed the lease (we lost it, or lost a race).
+    #[error("lease {0} was changed by another worker")]
+    Conflict(String),
+    #[error("lease table {table}: {operation} failed: {message}")]
+    Service {
+        table: String,
+        operation: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Malformed(#[from] MalformedLease),
+}
+
+/// Access to one lease table.
+#[derive(Debug, Clone)]
+pub struct LeaseTable {
+    client: Client,
+    table: String,
+}
+
+fn service_err<E, R>(table: &str, operation: &'static str, e: SdkError<E, R>) -> LeaseTableError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or_default()
+        ),
+        None => format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        ),
+    };
+    LeaseTableError::Service {
+        table: table.to_string(),
+        operation,
+        message,
+    }
+}
+
+fn is_conditional<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl LeaseTable {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table (on-demand billing, key `leaseKey`) if it does not exist, and
+    /// waits until it is ACTIVE.
+    pub async fn ensure(&self) -> Result<(), LeaseTableError> {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(d) => {
+                if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                    return Ok(());
+                }
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
+            {
+                tracing::info!(table = %self.table, "creating the lease table");
+                let created = self
+                    .client
+                    .create_table()
+                    .table_name(&self.table)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .attribute_definitions(
+                        AttributeDefinition::builder()
+                            .attribute_name(attr::LEASE_KEY)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                            .map_err(|e| self.build_err(e))?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(attr::LEASE_KEY)
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .map_err(|e| self.build_err(e))?,
+                    )
+                    .send()
+                    .await;
+                if let Err(e) = created {
+                    // Another worker created it first: fine.
+                    let in_use = e
+                        .as_service_error()
+                        .is_some_and(|se| se.is_resource_in_use_exception());
+                    if !in_use {
+                        return Err(service_err(&self.table, "CreateTable", e));
+                    }
+                }
+            }
+            Err(e) => return Err(service_err(&self.table, "DescribeTable", e)),
+        }
+        for _ in 0..600 {
+            let d = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| service_err(&self.table, "DescribeTable", e))?;
+            if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(LeaseTableError::Service {
+            table: self.table.clone(),
+            operation: "DescribeTable",
+            message: "table did not become ACTIVE within 60s".into(),
+        })
+    }
+
+    fn build_err(&self, e: impl std::fmt::Display) -> LeaseTableError {
+        LeaseTableError::Service {
+            table: self.table.clone(),
+            operation: "CreateTable",
+            message: e.to_string(),
+        }
+    }
+
+    /// Every lease (consistent scan, all pages).
+    pub async fn list(&self) -> Result<Vec<Lease>, LeaseTableError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| service_err(&self.table, "Scan", e))?;
+            for item in page.items() {
+                out.push(Lease::from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a lease unless one exists. Returns whether it was created.
+    pub async fn create_if_absent(&self, lease: &Lease) -> Result<bool, LeaseTableError> {
+        let r = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(lease.to_item()))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", attr::LEASE_KEY)
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(service_err(&self.table, "PutItem", e)),
+        }
+    }
+
+    /// Takes a lease seen with `lease.counter`: owner := `worker`, counter + 1. Fails with
+    /// `Conflict` if anyone changed it since.
+    pub async fn take(&self, lease: &Lease, worker: &str) -> Result<i64, LeaseTableError> {
+        let next = lease.counter + 1;
+        let switched = lease.owner.as_deref() != Some(worker);
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease.key.clone()))
+            .update_expression("SET #o = :o, #c = :next, #sw = if_not_exists(#sw, :zero) + :inc")
+            .condition_expression("#c = :expected")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_values(":o", AttributeValue::S(worker.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .expression_attribute_values(":expected", AttributeValue::N(lease.counter.to_string()))
+            .expression_attribute_values(":inc", AttributeValue::N(i32::from(switched).to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        self.conditional(r, &lease.key, "UpdateItem (take)")?;
+        Ok(next)
+    }
+
+    /// Renews a held lease: counter + 1, only while we own it at `counter`.
+    pub async fn renew(
+        &self,
+        key: &str,
+        worker: &str,
+        counter: i64,
+    ) -> Result<i64, LeaseTableError> {
+        let next = counter + 1;
+        let r = self
+            .owned_update(key, worker, counter)
+            .update_expression("SET #c = :next")
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .send()
+            .await;
+        self.conditional(r, key, "UpdateItem (renew)")?;
+        Ok(next)
+    }
+
+    /// Writes a checkpoint of a held lease (counter + 1, owner switches reset).
+    pub async fn checkpoint(
+        &self,
+        key: &str,
+        worker: &str,
+        counter: i64,
+        checkpoint: &Checkpoint,
+    ) -> Result<i64, LeaseTableError> {
+        let next = counter + 1;
+        let r = self
+            .owned_update(key, worker, counter)
+            .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero")
+            .expression_attribute_names("#cp", attr::CHECKPOINT)
+            .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
+            .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .expression_attribute_values(":cp", AttributeValue::S(checkpoint.as_kcl().to_string()))
+            .expression_attribute_values(
+                ":sub",
+                AttributeValue::N(checkpoint.sub_sequence().to_string()),
+            )
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .send()
+            .await;
+        self.conditional(r, key, "UpdateItem (checkpoint)")?;
+        Ok(next)
+    }
+
+    /// Gives a held lease up (owner removed, counter + 1) so another worker takes it at
+    /// once instead of waiting for it to expire.
+    pub async fn release(
+        &self,
+        key: &str,
+        worker: &str,
+        counter: i64,
+    ) -> Result<(), LeaseTableError> {
+        let r = self
+            .owned_update(key, worker, counter)
+            .update_expression("SET #c = :next REMOVE #o")
+            .expression_attribute_values(":next", AttributeValue::N((counter + 1).to_string()))
+            .send()
+            .await;
+        self.conditional(r, key, "UpdateItem (release)")
+    }
+
+    fn owned_update(
+        &self,
+        key: &str,
+        worker: &str,
+        counter: i64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(key.to_string()))
+            .condition_expression("#c = :expected AND #o = :me")
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_values(":expected", AttributeValue::N(counter.to_string()))
+            .expression_attribute_values(":me", AttributeValue::S(worker.to_string()))
+    }
+
+    fn conditional<T, E, R>(
+        &self,
+        r: Result<T, SdkError<E, R>>,
+        key: &str,
+        operation: &'static str,
+    ) -> Result<(), LeaseTableError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Err(LeaseTableError::Conflict(key.to_string())),
+            Err(e) => Err(service_err(&self.table, operation, e)),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The consumer (KCL-grade): leases in DynamoDB, shard sync, retrieval, shard consumers
+//! and checkpoints of what the sinks acknowledged.
+
+pub mod checkpoint;
+pub mod coordinator;
+pub mod lease;
+pub mod lease_table;
+pub mod retrieval;
+pub mod shard_consumer;
+pub mod shard_sync;
+
+pub use coordinator::Stats;
+pub use shard_consumer::Shared;

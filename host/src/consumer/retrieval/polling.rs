@@ -1,0 +1,265 @@
+//! Polling retrieval: GetRecords on one shard, at most one call per `polling.interval`
+//! (Kinesis allows 5 reads/s per shard across all consumers), waiting `idle_interval`
+//! after an empty answer, backing off with jitter on throttling and transient errors, and
+//! getting a fresh iterator when one expires.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::get_records::GetRecordsError;
+use aws_sdk_kinesis::primitives::DateTime;
+use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use aws_sdk_kinesis::Client;
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::config::PollingConfig;
+use crate::consumer::checkpoint::Checkpoint;
+
+/// One GetRecords answer.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub records: Vec<Record>,
+    pub millis_behind_latest: Option<i64>,
+    /// The shard is closed and every record has been returned.
+    pub shard_end: bool,
+}
+
+/// Why retrieval cannot go on (after retries).
+#[derive(Debug, thiserror::Error)]
+#[error("stream {stream} shard {shard}: {operation} failed: {message}")]
+pub struct FetchError {
+    pub stream: String,
+    pub shard: String,
+    pub operation: &'static str,
+    pub message: String,
+}
+
+/// Where the next iterator starts.
+#[derive(Debug, Clone)]
+enum Start {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(SystemTime),
+    After(String),
+}
+
+/// Polls one shard.
+#[derive(Debug)]
+pub struct PollingFetcher {
+    client: Client,
+    stream: String,
+    shard: String,
+    config: PollingConfig,
+    start: Start,
+    iterator: Option<String>,
+    next_call: Instant,
+    backoff: Duration,
+}
+
+impl PollingFetcher {
+    /// Starts after `checkpoint` (or at the initial position it names).
+    pub fn new(
+        client: Client,
+        stream: &str,
+        shard: &str,
+        checkpoint: &Checkpoint,
+        at_timestamp: Option<SystemTime>,
+        config: PollingConfig,
+    ) -> Self {
+        let start = match checkpoint {
+            Checkpoint::TrimHorizon | Checkpoint::ShardEnd => Start::TrimHorizon,
+            Checkpoint::Latest => Start::Latest,
+            Checkpoint::AtTimestamp => match at_timestamp {
+                Some(t) => Start::AtTimestamp(t),
+                None => Start::TrimHorizon,
+            },
+            Checkpoint::Sequence { sequence, .. } => Start::After(sequence.clone()),
+        };
+        let backoff = config.backoff;
+        Self {
+            client,
+            stream: stream.to_string(),
+            shard: shard.to_string(),
+            config,
+            start,
+            iterator: None,
+            next_call: Instant::now(),
+            backoff,
+        }
+    }
+
+    /// The next batch. Waits for the rate limit; retries throttling and transient errors
+    /// with backoff for as long as it takes (the caller cancels by dropping the future).
+    pub async fn fetch(&mut self) -> Result<Fetched, FetchError> {
+        loop {
+            tokio::time::sleep_until(self.next_call).await;
+            let iterator = match self.iterator.clone() {
+                Some(i) => i,
+                None => match self.get_iterator().await {
+                    Ok(Some(i)) => i,
+                    Ok(None) => {
+                        return Ok(Fetched {
+                            shard_end: true,
+                            ..Fetched::default()
+                        })
+                    }
+                    Err(Retry::Later(why)) => {
+                        self.back_off("GetShardIterator", &why);
+                        continue;
+                    }
+                    Err(Retry::Never(message)) => {
+                        return Err(self.error("GetShardIterator", message))
+                    }
+                },
+            };
+            let sent = Instant::now();
+            let r = self
+                .client
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(self.config.max_records)
+                .send()
+                .await;
+            match r {
+                Ok(out) => {
+                    self.backoff = self.config.backoff;
+                    let records = out.records;
+                    self.next_call = sent
+                        + if records.is_empty() {
+                            self.config.idle_interval.max(self.config.interval)
+                        } else {
+                            self.config.interval
+                        };
+                    if let Some(last) = records.last() {
+                        self.start = Start::After(last.sequence_number.clone());
+                    }
+                    self.iterator = out.next_shard_iterator;
+                    let shard_end = self.iterator.is_none();
+                    return Ok(Fetched {
+                        records,
+                        millis_behind_latest: out.millis_behind_latest,
+                        shard_end,
+                    });
+                }
+                Err(e) => match classify(&e) {
+                    ErrorClass::ExpiredIterator => {
+                        tracing::debug!(shard = %self.shard, "iterator expired; getting a new one");
+                        self.iterator = None;
+                    }
+                    ErrorClass::Throttled => {
+                        tracing::debug!(shard = %self.shard, "GetRecords throttled");
+                        self.back_off("GetRecords", "throttled");
+                    }
+                    ErrorClass::Transient(why) => {
+                        self.iterator = None;
+                        self.back_off("GetRecords", &why);
+                    }
+                    ErrorClass::Fatal(why) => return Err(self.error("GetRecords", why)),
+                },
+            }
+        }
+    }
+
+    async fn get_iterator(&self) -> Result<Option<String>, Retry> {
+        let mut req = self
+            .client
+            .get_shard_iterator()
+            .stream_name(&self.stream)
+            .shard_id(&self.shard);
+        req = match &self.start {
+            Start::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Start::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+            Start::AtTimestamp(t) => req
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(DateTime::from(*t)),
+            Start::After(seq) => req
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(seq),
+        };
+        match req.send().await {
+            Ok(out) => Ok(out.shard_iterator),
+            Err(e) => {
+                let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
+                let why = describe(&e);
+                match code {
+                    "ProvisionedThroughputExceededException" | "LimitExceededException" => {
+                        Err(Retry::Later(why))
+                    }
+                    "ResourceNotFoundException"
+                    | "InvalidArgumentException"
+                    | "AccessDeniedException" => Err(Retry::Never(why)),
+                    _ => Err(Retry::Later(why)),
+                }
+            }
+        }
+    }
+
+    fn back_off(&mut self, operation: &str, why: &str) {
+        let jitter = rand::rng().random_range(0.5..1.0);
+        let wait = self.backoff.mul_f64(jitter);
+        tracing::warn!(stream = %self.stream, shard = %self.shard, operation, error = why, wait_ms = wait.as_millis() as u64, "retrying after backoff");
+        self.next_call = Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(self.config.max_backoff);
+    }
+
+    fn error(&self, operation: &'static str, message: String) -> FetchError {
+        FetchError {
+            stream: self.stream.clone(),
+            shard: self.shard.clone(),
+            operation,
+            message,
+        }
+    }
+}
+
+enum Retry {
+    Later(String),
+    Never(String),
+}
+
+enum ErrorClass {
+    ExpiredIterator,
+    Throttled,
+    Transient(String),
+    Fatal(String),
+}
+
+fn classify<R: std::fmt::Debug>(e: &SdkError<GetRecordsError, R>) -> ErrorClass {
+    let why = describe(e);
+    match e.as_service_error() {
+        Some(se) => match se.code().unwrap_or("") {
+            "ExpiredIteratorException" => ErrorClass::ExpiredIterator,
+            "ProvisionedThroughputExceededException"
+            | "LimitExceededException"
+            | "KMSThrottlingException" => ErrorClass::Throttled,
+            "ResourceNotFoundException"
+            | "AccessDeniedException"
+            | "KMSAccessDeniedException"
+            | "KMSDisabledException"
+            | "KMSNotFoundException"
+            | "KMSInvalidStateException" => ErrorClass::Fatal(why),
+            // InvalidArgument on an iterator (some emulators answer it, or HTTP 500, for a
+            // stale iterator): get a new iterator from the last position and retry.
+            _ => ErrorClass::Transient(why),
+        },
+        None => ErrorClass::Transient(why),
+    }
+}
+
+fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata,
+{
+    match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or_default()
+        ),
+        None => format!(
+            "{}",
+            aws_smithy_types::error::display::DisplayErrorContext(e)
+        ),
+    }
+}

@@ -1,0 +1,686 @@
+//! The shard consumer: the life of one leased shard, after the KCL's state machine —
+//! waiting on parent shards → initializing → processing → shutting down (shard end, lease
+//! lost, or requested).
+//!
+//! Processing is a loop: fetch a batch (respecting backpressure), run the Wasm stages on a
+//! blocking thread, enqueue every delivery in record order, and let receipts acknowledge
+//! records as they arrive. The checkpoint is written at an interval, at shard end and at
+//! shutdown, and is always the end of the acknowledged prefix. A failed delivery rewinds
+//! the shard to that prefix and reads again (at-least-once); a lost lease stops the shard
+//! at once and nothing is checkpointed for it again.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{AckTracker, Checkpoint, RecordId};
+use super::lease::Lease;
+use super::lease_table::{LeaseTable, LeaseTableError};
+use super::retrieval::{Fetched, PollingFetcher};
+use crate::config::{Config, ErrorPolicy};
+use crate::sinks::{RecordContext, Sinks};
+use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
+use crate::wasm::{stage_name, BatchOutcome, RecordFailure, StagePlan, StageSet};
+
+/// What every shard consumer of a worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub leases: LeaseTable,
+    pub worker: String,
+    pub sinks: Arc<Sinks>,
+    pub plan: Arc<StagePlan>,
+    pub stats: Arc<super::Stats>,
+}
+
+/// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
+/// take turns through `counter`.
+#[derive(Debug)]
+pub struct HeldLease {
+    pub key: String,
+    pub parents: Vec<String>,
+    counter: tokio::sync::Mutex<i64>,
+    checkpoint: Mutex<Checkpoint>,
+    /// Cancelled when the lease is lost; the shard stops at once.
+    pub lost: CancellationToken,
+}
+
+impl HeldLease {
+    pub fn new(lease: &Lease, counter: i64) -> Arc<Self> {
+        Arc::new(Self {
+            key: lease.key.clone(),
+            parents: lease.parents.clone(),
+            counter: tokio::sync::Mutex::new(counter),
+            checkpoint: Mutex::new(lease.checkpoint.clone()),
+            lost: CancellationToken::new(),
+        })
+    }
+
+    /// The last checkpoint written (or read when the lease was taken).
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or(Checkpoint::TrimHorizon)
+    }
+
+    pub async fn renew(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
+        let mut counter = self.counter.lock().await;
+        if self.lost.is_cancelled() {
+            return Err(LeaseTableError::Conflict(self.key.clone()));
+        }
+        match table.renew(&self.key, worker, *counter).await {
+            Ok(next) => {
+                *counter = next;
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, LeaseTableError::Conflict(_)) {
+                    self.lost.cancel();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `cp` if the lease is still ours. A conflict means the lease is lost.
+    pub async fn write_checkpoint(
+        &self,
+        table: &LeaseTable,
+        worker: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), LeaseTableError> {
+        let mut counter = self.counter.lock().await;
+        if self.lost.is_cancelled() {
+            return Err(LeaseTableError::Conflict(self.key.clone()));
+        }
+        match table.checkpoint(&self.key, worker, *counter, cp).await {
+            Ok(next) => {
+                *counter = next;
+                if let Ok(mut c) = self.checkpoint.lock() {
+                    *c = cp.clone();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, LeaseTableError::Conflict(_)) {
+                    self.lost.cancel();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the lease up so another worker can take it at once.
+    pub async fn release(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
+        let counter = self.counter.lock().await;
+        if self.lost.is_cancelled() {
+            return Ok(());
+        }
+        let r = table.release(&self.key, worker, *counter).await;
+        self.lost.cancel();
+        r
+    }
+}
+
+/// How a shard consumer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardExit {
+    /// Every record of the closed shard is done and `SHARD_END` is checkpointed.
+    ShardEnd,
+    /// Another worker owns the shard now; nothing more was written.
+    LeaseLost,
+    /// Shutdown was requested; the acknowledged prefix is checkpointed.
+    Shutdown,
+    /// The worker must stop (error policy `fail`, or an error that retrying cannot fix).
+    Failed(String),
+}
+
+/// Deliveries in flight for one pass over the shard.
+#[derive(Debug, Default)]
+struct Flow {
+    stats: Arc<super::Stats>,
+    tracker: Mutex<AckTracker>,
+    /// Delivery tasks not finished (acknowledged or failed).
+    outstanding: AtomicUsize,
+    failure: Mutex<Option<String>>,
+    changed: Notify,
+}
+
+impl Flow {
+    fn in_flight(&self) -> usize {
+        self.tracker.lock().map(|t| t.in_flight()).unwrap_or(0)
+    }
+
+    fn checkpointable(&self) -> Option<Checkpoint> {
+        self.tracker.lock().ok().and_then(|t| t.checkpointable())
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(why);
+        }
+        self.wake();
+    }
+
+    /// Wakes whoever waits for progress; the stored permit covers a waiter that is about
+    /// to wait but has not registered yet.
+    fn wake(&self) {
+        self.changed.notify_waiters();
+        self.changed.notify_one();
+    }
+
+    fn push(&self, sequence: &str, pending: u32) -> RecordId {
+        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
+        t.push(sequence.to_string(), 0, pending)
+    }
+
+    fn ack(&self, id: RecordId) {
+        if let Ok(mut t) = self.tracker.lock() {
+            t.ack(id);
+        }
+        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The per-record data the host keeps out of the guest.
+#[derive(Debug)]
+struct Meta {
+    sequence: String,
+    encryption: Option<String>,
+}
+
+/// Runs one shard until it ends, its lease is lost, or `shutdown` is cancelled.
+pub async fn run(
+    shared: Arc<Shared>,
+    lease: Arc<HeldLease>,
+    stream: String,
+    shutdown: CancellationToken,
+) -> ShardExit {
+    let shard = lease.key.clone();
+    // Waiting on parent shards: a child starts only after every parent reached SHARD_END,
+    // so records of one key stay in order across resharding.
+    loop {
+        match parents_done(&shared, &lease).await {
+            Ok(true) => break,
+            Ok(false) => tracing::debug!(%shard, "waiting for parent shards to finish"),
+            Err(e) => tracing::warn!(%shard, error = %e, "cannot read parent leases"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return ShardExit::Shutdown,
+            _ = lease.lost.cancelled() => return ShardExit::LeaseLost,
+        }
+    }
+    if lease.checkpoint() == Checkpoint::ShardEnd {
+        return ShardExit::ShardEnd;
+    }
+
+    // Initializing.
+    let mut stages = match shared.plan.instantiate() {
+        Ok(s) => Some(s),
+        Err(e) => return ShardExit::Failed(e.to_string()),
+    };
+    let mut consumer = ShardConsumer {
+        shared,
+        lease,
+        stream,
+        shard,
+        shutdown,
+    };
+    let mut rewinds = 0u32;
+    loop {
+        let start = consumer.lease.checkpoint();
+        tracing::info!(shard = %consumer.shard, checkpoint = %start, "processing shard");
+        match consumer.process(&mut stages, &start).await {
+            Pass::Exit(e) => return e,
+            Pass::Rewind(why) => {
+                rewinds += 1;
+                let wait = Duration::from_millis(500 * u64::from(rewinds.min(20)));
+                tracing::warn!(shard = %consumer.shard, reason = %why, wait_ms = wait.as_millis() as u64,
+                    "delivery failed; reading the shard again from the last checkpoint");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = consumer.shutdown.cancelled() => return ShardExit::Shutdown,
+                    _ = consumer.lease.lost.cancelled() => return ShardExit::LeaseLost,
+                }
+            }
+        }
+    }
+}
+
+async fn parents_done(shared: &Shared, lease: &HeldLease) -> Result<bool, LeaseTableError> {
+    if lease.parents.is_empty() {
+        return Ok(true);
+    }
+    let all = shared.leases.list().await?;
+    Ok(lease.parents.iter().all(|p| {
+        all.iter()
+            .find(|l| &l.key == p)
+            // A parent without a lease has expired from the stream (or was never read).
+            .is_none_or(|l| l.checkpoint == Checkpoint::ShardEnd)
+    }))
+}
+
+enum Pass {
+    Exit(ShardExit),
+    Rewind(String),
+}
+
+struct ShardConsumer {
+    shared: Arc<Shared>,
+    lease: Arc<HeldLease>,
+    stream: String,
+    shard: String,
+    shutdown: CancellationToken,
+}
+
+impl ShardConsumer {
+    fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    async fn process(&mut self, stages: &mut Option<StageSet>, start: &Checkpoint) -> Pass {
+        let cfg = self.shared.config.clone();
+        let mut fetcher = PollingFetcher::new(
+            self.shared.kinesis.clone(),
+            &self.stream,
+            &self.shard,
+            start,
+            cfg.at_timestamp(),
+            cfg.source.polling.clone(),
+        );
+        let flow = Arc::new(Flow {
+            stats: self.shared.stats.clone(),
+            ..Flow::default()
+        });
+        let interval = cfg.checkpoint.interval;
+        let mut next_checkpoint = Instant::now() + interval;
+
+        loop {
+            if self.lease.lost.is_cancelled() {
+                return Pass::Exit(ShardExit::LeaseLost);
+            }
+            if let Some(why) = flow.failure() {
+                self.drain(&flow).await;
+                self.checkpoint(&flow).await;
+                return Pass::Rewind(why);
+            }
+            if self.shutdown.is_cancelled() {
+                return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
+            }
+            if Instant::now() >= next_checkpoint {
+                self.checkpoint(&flow).await;
+                next_checkpoint = Instant::now() + interval;
+            }
+            // Backpressure: too much fetched and not yet acknowledged.
+            if flow.in_flight() >= cfg.source.receive_queue_size {
+                tokio::select! {
+                    _ = flow.changed.notified() => {}
+                    _ = tokio::time::sleep_until(next_checkpoint) => {}
+                    _ = self.shutdown.cancelled() => {}
+                    _ = self.lease.lost.cancelled() => {}
+                }
+                continue;
+            }
+            let fetched = tokio::select! {
+                r = fetcher.fetch() => r,
+                _ = self.shutdown.cancelled() => continue,
+                _ = self.lease.lost.cancelled() => continue,
+                _ = flow.changed.notified(), if flow.failure().is_some() => continue,
+            };
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "retrieval failed");
+                    return Pass::Exit(self.finish(&flow, ShardExit::Failed(e.to_string())).await);
+                }
+            };
+            let shard_end = fetched.shard_end;
+            if !fetched.records.is_empty() {
+                if let Err(fatal) = self.deliver(stages, &flow, fetched).await {
+                    return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
+                }
+            }
+            if shard_end {
+                // Shard end: wait for every delivery, then record SHARD_END.
+                self.drain(&flow).await;
+                if let Some(why) = flow.failure() {
+                    self.checkpoint(&flow).await;
+                    return Pass::Rewind(why);
+                }
+                if self.lease.lost.is_cancelled() {
+                    return Pass::Exit(ShardExit::LeaseLost);
+                }
+                if flow.in_flight() > 0 {
+                    // Shutdown cut the drain short.
+                    return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
+                }
+                let r = self
+                    .lease
+                    .write_checkpoint(
+                        &self.shared.leases,
+                        &self.shared.worker,
+                        &Checkpoint::ShardEnd,
+                    )
+                    .await;
+                return Pass::Exit(match r {
+                    Ok(()) => {
+                        tracing::info!(shard = %self.shard, "shard end reached and checkpointed");
+                        ShardExit::ShardEnd
+                    }
+                    Err(LeaseTableError::Conflict(_)) => ShardExit::LeaseLost,
+                    Err(e) => ShardExit::Failed(e.to_string()),
+                });
+            }
+        }
+    }
+
+    /// Stops: waits for deliveries in flight (bounded), checkpoints what was acknowledged.
+    async fn finish(&self, flow: &Arc<Flow>, exit: ShardExit) -> ShardExit {
+        if self.lease.lost.is_cancelled() {
+            return ShardExit::LeaseLost;
+        }
+        self.drain(flow).await;
+        self.checkpoint(flow).await;
+        if self.lease.lost.is_cancelled() && exit == ShardExit::Shutdown {
+            return ShardExit::LeaseLost;
+        }
+        exit
+    }
+
+    /// Waits until no delivery is outstanding, the lease is lost, or the drain deadline
+    /// (the sinks' send timeout plus a margin) passes.
+    async fn drain(&self, flow: &Arc<Flow>) {
+        let deadline = Instant::now() + self.drain_timeout();
+        while flow.outstanding.load(Ordering::Acquire) > 0 {
+            let notified = flow.changed.notified();
+            if flow.outstanding.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(shard = %self.shard, outstanding = flow.outstanding.load(Ordering::Acquire),
+                        "deliveries still unacknowledged at the drain deadline; they will be read again");
+                    break;
+                }
+                _ = self.lease.lost.cancelled() => break,
+            }
+        }
+    }
+
+    fn drain_timeout(&self) -> Duration {
+        let send = self
+            .config()
+            .sinks
+            .values()
+            .filter_map(|s| s.pulsar.as_ref().map(|p| p.send_timeout))
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        send + Duration::from_secs(5)
+    }
+
+    /// Writes the acknowledged prefix if it moved.
+    async fn checkpoint(&self, flow: &Flow) {
+        let Some(cp) = flow.checkpointable() else {
+            return;
+        };
+        if cp == self.lease.checkpoint() || self.lease.lost.is_cancelled() {
+            return;
+        }
+        match self
+            .lease
+            .write_checkpoint(&self.shared.leases, &self.shared.worker, &cp)
+            .await
+        {
+            Ok(()) => tracing::debug!(shard = %self.shard, checkpoint = %cp, "checkpointed"),
+            Err(LeaseTableError::Conflict(_)) => {
+                tracing::warn!(shard = %self.shard, "lease lost while checkpointing; stopping the shard")
+            }
+            Err(e) => {
+                tracing::warn!(shard = %self.shard, error = %e, "checkpoint failed; will retry")
+            }
+        }
+    }
+
+    /// Runs the stages over one batch and enqueues its deliveries. `Err` is fatal (error
+    /// policy `fail`); delivery problems are reported through `flow`.
+    async fn deliver(
+        &self,
+        stages: &mut Option<StageSet>,
+        flow: &Arc<Flow>,
+        fetched: Fetched,
+    ) -> Result<(), String> {
+        let n = fetched.records.len();
+        self.shared
+            .stats
+            .records
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let mut records = Vec::with_capacity(n);
+        let mut metas = Vec::with_capacity(n);
+        let now_millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        for r in fetched.records {
+            let arrival = r
+                .approximate_arrival_timestamp
+                .and_then(|t| t.to_millis().ok())
+                .unwrap_or(now_millis);
+            metas.push(Meta {
+                sequence: r.sequence_number,
+                encryption: r.encryption_type.map(|e| e.as_str().to_string()),
+            });
+            records.push(SourceRecord {
+                partition_key: r.partition_key.unwrap_or_default(),
+                arrival_millis: arrival,
+                data: r.data.into_inner(),
+            });
+        }
+        let ctx = BatchContext {
+            stream_name: self.stream.clone(),
+            shard_id: self.shard.clone(),
+            millis_behind_latest: fetched.millis_behind_latest.map(|m| m.max(0) as u64),
+        };
+        let policy = self.config().errors.policy;
+        let stop_at_first = policy == ErrorPolicy::Fail;
+
+        // The stages run on a blocking thread: a guest call is synchronous CPU work.
+        let (outcome, records) = match stages.take() {
+            Some(mut set) => {
+                let ctx2 = ctx.clone();
+                let joined = tokio::task::spawn_blocking(move || {
+                    let o = set.run(&ctx2, &records, stop_at_first);
+                    (set, o, records)
+                })
+                .await;
+                match joined {
+                    Ok((set, o, records)) => {
+                        *stages = Some(set);
+                        (o, records)
+                    }
+                    Err(e) => return Err(format!("stage thread panicked: {e}")),
+                }
+            }
+            None => return Err("stage instances are gone after an earlier failure".into()),
+        };
+        self.dispatch(flow, &ctx, &records, &metas, outcome, policy)
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        flow: &Arc<Flow>,
+        ctx: &BatchContext,
+        records: &[SourceRecord],
+        metas: &[Meta],
+        outcome: BatchOutcome,
+        policy: ErrorPolicy,
+    ) -> Result<(), String> {
+        let sinks = &self.shared.sinks;
+        let mut outputs = outcome.outputs.into_iter().peekable();
+        let mut failures = outcome.failures.into_iter().peekable();
+        for (i, (rec, meta)) in records.iter().zip(metas).enumerate() {
+            let i = i as u32;
+            let rc = RecordContext {
+                stream: &self.stream,
+                shard_id: &self.shard,
+                partition_key: &rec.partition_key,
+                sequence_number: &meta.sequence,
+                arrival_millis: rec.arrival_millis,
+                encryption_type: meta.encryption.as_deref(),
+                millis_behind_latest: ctx.millis_behind_latest.map(|m| m as i64),
+            };
+            let mut failure: Option<RecordFailure> = None;
+            while failures.peek().is_some_and(|f| f.index < i) {
+                failures.next();
+            }
+            if failures.peek().is_some_and(|f| f.index == i) {
+                failure = failures.next();
+            }
+            // Every event of this record, with its resolved destinations.
+            let mut sends: Vec<(String, String, Event)> = Vec::new();
+            while let Some(o) = outputs.next_if(|o| o.index <= i) {
+                if o.index < i || failure.is_some() {
+                    continue;
+                }
+                let dests = if o.destinations.is_empty() {
+                    vec![Destination {
+                        sink: None,
+                        topic: None,
+                    }]
+                } else {
+                    o.destinations
+                };
+                let last = dests.len() - 1;
+                let mut event = Some(o.event);
+                for (k, d) in dests.iter().enumerate() {
+                    match sinks.resolve(d) {
+                        Ok((sink, topic)) => {
+                            let ev = if k == last {
+                                event.take()
+                            } else {
+                                event.clone()
+                            };
+                            if let Some(ev) = ev {
+                                sends.push((sink.to_string(), topic, ev));
+                            }
+                        }
+                        Err(reason) => {
+                            failure = Some(RecordFailure {
+                                index: i,
+                                stage: crate::wasm::bindings::Stage::Route,
+                                component: "router".into(),
+                                kind: crate::wasm::FailureKind::Contract,
+                                reason,
+                            });
+                            break;
+                        }
+                    }
+                }
+            }
+
+            if let Some(f) = failure {
+                let what = format!(
+                    "record {} (partition key {:?}) of stream {} shard {} failed in stage {} of component {} ({}): {}",
+                    meta.sequence, rec.partition_key, self.stream, self.shard,
+                    stage_name(f.stage), f.component, f.kind.as_str(), f.reason
+                );
+                match policy {
+                    ErrorPolicy::Fail => {
+                        tracing::error!(
+                            "{what}; errors.policy is fail: stopping without checkpointing past it"
+                        );
+                        return Err(what);
+                    }
+                    ErrorPolicy::Skip => {
+                        tracing::warn!("{what}; errors.policy is skip: record skipped");
+                        flow.push(&meta.sequence, 0);
+                    }
+                    ErrorPolicy::DeadLetter => {
+                        let Some(dl) = &self.config().errors.dead_letter else {
+                            return Err(what);
+                        };
+                        tracing::warn!("{what}; sent to the dead-letter topic {}", dl.topic);
+                        let dest = Destination {
+                            sink: dl.sink.clone(),
+                            topic: Some(dl.topic.clone()),
+                        };
+                        let (sink, topic) = sinks
+                            .resolve(&dest)
+                            .map_err(|e| format!("{what}; dead letter: {e}"))?;
+                        let id = flow.push(&meta.sequence, 1);
+                        let event = Event {
+                            key: None,
+                            payload: rec.data.clone(),
+                            properties: Vec::new(),
+                            event_time_millis: None,
+                        };
+                        let extra = [
+                            ("shardline.error.stage", stage_name(f.stage)),
+                            ("shardline.error.kind", f.kind.as_str()),
+                            ("shardline.error.component", f.component.as_str()),
+                            ("shardline.error.reason", f.reason.as_str()),
+                        ];
+                        if !self.send(flow, id, sink, &topic, &rc, event, &extra).await {
+                            return Ok(());
+                        }
+                    }
+                }
+                continue;
+            }
+
+            let id = flow.push(&meta.sequence, sends.len() as u32);
+            for (sink, topic, event) in sends {
+                if !self.send(flow, id, &sink, &topic, &rc, event, &[]).await {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Enqueues one delivery and spawns the wait for its receipt. `false` when the enqueue
+    /// failed (the flow is marked failed and the shard will rewind).
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        flow: &Arc<Flow>,
+        id: RecordId,
+        sink: &str,
+        topic: &str,
+        rc: &RecordContext<'_>,
+        event: Event,
+        extra: &[(&str, &str)],
+    ) -> bool {
+        match self.shared.sinks.send(sink, topic, rc, event, extra).await {
+            Ok(receipt) => {
+                flow.outstanding.fetch_add(1, Ordering::AcqRel);
+                let flow = flow.clone();
+                tokio::spawn(async move {
+                    match receipt.await {
+                        Ok(()) => flow.ack(id),
+                        Err(e) => flow.fail(e.to_string()),
+                    }
+                    flow.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    flow.wake();
+                });
+                true
+            }
+            Err(e) => {
+                flow.fail(e.to_string());
+                false
+            }
+        }
+    }
+}

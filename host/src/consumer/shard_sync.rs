@@ -1,0 +1,100 @@
+//! Shard sync: list the stream's shards (every page) and make sure each has a lease.
+//!
+//! A new shard whose parent is known starts at TRIM_HORIZON, so nothing written after a
+//! reshard is skipped; a shard without a known parent starts at the configured initial
+//! position, as in the KCL.
+
+use std::collections::HashSet;
+
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::types::Shard;
+use aws_sdk_kinesis::Client;
+
+use super::checkpoint::Checkpoint;
+use super::lease::Lease;
+use super::lease_table::{LeaseTable, LeaseTableError};
+use crate::config::InitialPosition;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardSyncError {
+    #[error("stream {stream}: ListShards failed: {message}")]
+    ListShards { stream: String, message: String },
+    #[error(transparent)]
+    Leases(#[from] LeaseTableError),
+}
+
+/// Every shard of the stream, following `NextToken`.
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, ShardSyncError> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            // With a token, the stream name must not be sent again.
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.map_err(|e| ShardSyncError::ListShards {
+            stream: stream.to_string(),
+            message: match e.as_service_error() {
+                Some(se) => format!(
+                    "{}: {}",
+                    se.code().unwrap_or("error"),
+                    se.message().unwrap_or_default()
+                ),
+                None => format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ),
+            },
+        })?;
+        shards.extend(out.shards.unwrap_or_default());
+        match out.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    Ok(shards)
+}
+
+/// Creates the leases that are missing. Returns how many were created.
+pub async fn sync(
+    client: &Client,
+    table: &LeaseTable,
+    stream: &str,
+    initial: InitialPosition,
+) -> Result<usize, ShardSyncError> {
+    let shards = list_shards(client, stream).await?;
+    let existing: HashSet<String> = table.list().await?.into_iter().map(|l| l.key).collect();
+    let known: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+    let mut created = 0;
+    for shard in &shards {
+        if existing.contains(&shard.shard_id) {
+            continue;
+        }
+        let parents: Vec<String> = [&shard.parent_shard_id, &shard.adjacent_parent_shard_id]
+            .into_iter()
+            .flatten()
+            .filter(|p| known.contains(p.as_str()) || existing.contains(*p))
+            .cloned()
+            .collect();
+        let checkpoint = if parents.is_empty() {
+            match initial {
+                InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
+                InitialPosition::Latest => Checkpoint::Latest,
+                InitialPosition::AtTimestamp => Checkpoint::AtTimestamp,
+            }
+        } else {
+            Checkpoint::TrimHorizon
+        };
+        let mut lease = Lease::new(&shard.shard_id, checkpoint, parents);
+        if let Some(r) = &shard.hash_key_range {
+            lease.starting_hash_key = Some(r.starting_hash_key.clone());
+            lease.ending_hash_key = Some(r.ending_hash_key.clone());
+        }
+        if table.create_if_absent(&lease).await? {
+            tracing::info!(shard = %shard.shard_id, checkpoint = %lease.checkpoint, "created lease");
+            created += 1;
+        }
+    }
+    Ok(created)
+}
