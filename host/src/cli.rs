@@ -1,0 +1,253 @@
+//! The `shardline` command line: `run`, `validate`, `produce`, `tail`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::lease_table::LeaseTable;
+use crate::consumer::{coordinator, Shared, Stats};
+use crate::sinks::Sinks;
+use crate::wasm::{StagePlan, WasmEngine};
+
+/// Exit code for a config or component the user must fix; nothing was started.
+const EXIT_INVALID: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shardline",
+    version,
+    about = "Kinesis → WebAssembly → Pulsar, KCL-grade"
+)]
+struct Cli {
+    /// Log format: human on a terminal, JSON for machines.
+    #[arg(
+        long,
+        global = true,
+        env = "SHARDLINE_LOG_FORMAT",
+        default_value = "auto"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Consume the configured stream until SIGINT/SIGTERM (a second signal exits at once).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Parse the config, load every component and check its exports; start nothing.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Put records into the configured stream (sample data or lines of stdin).
+    Produce(crate::produce::ProduceArgs),
+    /// Print messages of a Pulsar topic (for demos and debugging).
+    Tail(crate::tail::TailArgs),
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Run { config } => run(&config).await,
+            Command::Validate { config } => validate(&config).await,
+            Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
+            Command::Tail(args) => crate::tail::run(args).await.map_err(Failure::Runtime),
+        }
+    });
+    // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,
+    // but shutdown should not depend on it).
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Invalid(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_INVALID)
+        }
+        Err(Failure::Runtime(e)) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Failure {
+    /// The user's config or component: exit 2, nothing started.
+    Invalid(anyhow::Error),
+    /// Something failed while running: exit 1.
+    Runtime(anyhow::Error),
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SHARDLINE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,pulsar=warn"));
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Human => false,
+        LogFormat::Auto => {
+            !std::io::stderr().is_terminal() && std::env::var_os("SHARDLINE_LOG_JSON").is_some()
+        }
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+/// Everything that must be right before anything starts.
+struct Prepared {
+    config: Arc<Config>,
+    plan: Arc<StagePlan>,
+}
+
+async fn prepare(path: &Path) -> Result<Prepared, Failure> {
+    let config = Config::load(path).map_err(|e| Failure::Invalid(e.into()))?;
+    let engine = WasmEngine::new(
+        config
+            .wasm
+            .cache_dir
+            .as_ref()
+            .map(|p| config.resolve(p))
+            .or_else(WasmEngine::default_cache_dir),
+        config.wasm.memory_limit,
+        config.wasm.call_timeout,
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let cfg = config.clone();
+    // Compiling a component is CPU work: keep it off the async threads.
+    let plan = tokio::task::spawn_blocking(move || {
+        let plan = StagePlan::load(&engine, &cfg)?;
+        plan.instantiate()?;
+        Ok::<_, crate::wasm::WasmError>(plan)
+    })
+    .await
+    .map_err(|e| Failure::Runtime(e.into()))?
+    .map_err(|e| Failure::Invalid(e.into()))?;
+    Ok(Prepared {
+        config: Arc::new(config),
+        plan: Arc::new(plan),
+    })
+}
+
+async fn validate(path: &Path) -> Result<(), Failure> {
+    let p = prepare(path).await?;
+    println!("{}: valid", path.display());
+    for line in p.plan.describe() {
+        println!("  {line}");
+    }
+    if p.config.stage_configs().is_empty() {
+        println!("  no stages: records are published as they are");
+    }
+    Ok(())
+}
+
+async fn run(path: &Path) -> Result<(), Failure> {
+    let p = prepare(path).await?;
+    let config = p.config;
+    let rt = |e: anyhow::Error| Failure::Runtime(e);
+
+    let sdk = crate::aws::sdk_config(&config.aws).await.map_err(rt)?;
+    let kinesis = crate::aws::kinesis(&sdk, &config.aws);
+    let dynamodb = crate::aws::dynamodb(&sdk, &config.aws);
+    let leases = LeaseTable::new(dynamodb, config.lease_table());
+    leases
+        .ensure()
+        .await
+        .context("cannot prepare the lease table")
+        .map_err(rt)?;
+    let sinks = Sinks::connect(&config).await.map_err(rt)?;
+    let worker = config
+        .leases
+        .worker_id
+        .clone()
+        .unwrap_or_else(default_worker_id);
+
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone());
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        kinesis,
+        leases,
+        worker,
+        sinks: Arc::new(sinks),
+        plan: p.plan,
+        stats: Arc::new(Stats::default()),
+    });
+    coordinator::run(shared, shutdown).await.map_err(rt)?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}:{}", uuid::Uuid::new_v4())
+}
+
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if first {
+                tracing::info!("signal received: draining, checkpointing and releasing leases (send again to exit at once)");
+                shutdown.cancel();
+                first = false;
+            } else {
+                tracing::warn!("second signal: exiting without checkpointing");
+                std::process::exit(130);
+            }
+        }
+    });
+}

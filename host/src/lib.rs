@@ -1,0 +1,19 @@
+//! Shardline reads Amazon Kinesis the way the KCL does — leases and checkpoints in a
+//! DynamoDB table shared by every worker of an application — hands each batch of records
+//! to WebAssembly components that deserialize, transform and route them, and publishes the
+//! results to Apache Pulsar, checkpointing only what the sinks acknowledged.
+//!
+//! - [`config`]: the YAML file.
+//! - [`consumer`]: leases, shard sync, retrieval, shard consumers, checkpoints.
+//! - [`wasm`]: the component runtime and the stages.
+//! - [`sinks`]: Pulsar (and, later, Kinesis).
+//! - [`cli`]: the `shardline` command.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod produce;
+pub mod sinks;
+pub mod tail;
+pub mod wasm;

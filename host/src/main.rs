@@ -1,0 +1,5 @@
+//! The `shardline` command.
+
+fn main() -> std::process::ExitCode {
+    shardline::cli::main()
+}

@@ -1,0 +1,308 @@
+//! The Pulsar sink: one producer per topic, messages shaped as the Pulsar IO Kinesis source
+//! shapes them, so consumers written for that connector keep working.
+//!
+//! - key: the event key, by default the Kinesis partition key;
+//! - properties: `kinesis.partition.key`, `kinesis.sequence.number`,
+//!   `kinesis.arrival.timestamp` (ISO-8601 like Java's `Instant.toString()`),
+//!   `kinesis.encryption.type` (`NONE` or `KMS`), opt-in `kinesis.shard.id` and
+//!   `kinesis.millis.behind.latest`, then the event's own properties;
+//! - event time: the event's, by default the approximate arrival time;
+//! - payload: byte-exact (Pulsar IO re-encodes it as UTF-8; we never touch it).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::FutureExt;
+use pulsar::producer::{Message, Producer};
+use pulsar::{Pulsar, TokioExecutor};
+use tokio::sync::Mutex;
+
+use super::{Receipt, RecordContext, SinkError};
+use crate::config::PulsarSinkConfig;
+use crate::wasm::bindings::Event;
+
+pub const PARTITION_KEY: &str = "kinesis.partition.key";
+pub const SEQUENCE_NUMBER: &str = "kinesis.sequence.number";
+pub const ARRIVAL_TIMESTAMP: &str = "kinesis.arrival.timestamp";
+pub const ENCRYPTION_TYPE: &str = "kinesis.encryption.type";
+pub const SHARD_ID: &str = "kinesis.shard.id";
+pub const MILLIS_BEHIND_LATEST: &str = "kinesis.millis.behind.latest";
+
+/// Options that shape messages (separate from the connection for unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct MessageOptions {
+    pub shard_id_property: bool,
+    pub millis_behind_latest_property: bool,
+}
+
+/// Builds the Pulsar message for an event of a record.
+pub fn message(
+    opts: &MessageOptions,
+    record: &RecordContext<'_>,
+    event: Event,
+    extra: &[(&str, &str)],
+) -> Message {
+    let mut properties = HashMap::with_capacity(6 + event.properties.len() + extra.len());
+    properties.insert(PARTITION_KEY.to_string(), record.partition_key.to_string());
+    properties.insert(
+        SEQUENCE_NUMBER.to_string(),
+        record.sequence_number.to_string(),
+    );
+    properties.insert(
+        ARRIVAL_TIMESTAMP.to_string(),
+        java_instant(record.arrival_millis),
+    );
+    properties.insert(
+        ENCRYPTION_TYPE.to_string(),
+        record.encryption_type.unwrap_or("NONE").to_string(),
+    );
+    if opts.shard_id_property {
+        properties.insert(SHARD_ID.to_string(), record.shard_id.to_string());
+    }
+    if opts.millis_behind_latest_property {
+        if let Some(m) = record.millis_behind_latest {
+            properties.insert(MILLIS_BEHIND_LATEST.to_string(), m.to_string());
+        }
+    }
+    properties.extend(event.properties);
+    properties.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let event_time = event.event_time_millis.unwrap_or(record.arrival_millis);
+    Message {
+        payload: event.payload,
+        properties,
+        partition_key: Some(
+            event
+                .key
+                .unwrap_or_else(|| record.partition_key.to_string()),
+        ),
+        event_time: u64::try_from(event_time).ok(),
+        ..Message::default()
+    }
+}
+
+/// Milliseconds since the epoch as Java's `Instant.toString()` prints them:
+/// `2026-11-22T04:06:45.120Z`, or `2026-11-22T04:06:45Z` on a whole second.
+pub fn java_instant(millis: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(millis.max(0) as u64);
+    let s = humantime::format_rfc3339_millis(t).to_string();
+    if millis % 1000 == 0 {
+        s.replace(".000Z", "Z")
+    } else {
+        s
+    }
+}
+
+/// A connected Pulsar client with a producer per topic.
+pub struct PulsarSink {
+    name: String,
+    config: PulsarSinkConfig,
+    opts: MessageOptions,
+    client: Pulsar<TokioExecutor>,
+    producers: Mutex<HashMap<String, std::sync::Arc<Mutex<Producer<TokioExecutor>>>>>,
+}
+
+impl std::fmt::Debug for PulsarSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulsarSink")
+            .field("name", &self.name)
+            .field("service_url", &self.config.service_url)
+            .finish()
+    }
+}
+
+impl PulsarSink {
+    pub async fn connect(name: &str, config: &PulsarSinkConfig) -> anyhow::Result<Self> {
+        let client = Pulsar::builder(config.service_url.clone(), TokioExecutor)
+            .build()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "sink {name}: cannot connect to Pulsar at {}: {e}",
+                    config.service_url
+                )
+            })?;
+        Ok(Self {
+            name: name.to_string(),
+            opts: MessageOptions {
+                shard_id_property: config.shard_id_property,
+                millis_behind_latest_property: config.millis_behind_latest_property,
+            },
+            config: config.clone(),
+            client,
+            producers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn default_topic(&self) -> &str {
+        &self.config.topic
+    }
+
+    fn err(&self, topic: &str, message: String) -> SinkError {
+        SinkError {
+            sink: self.name.clone(),
+            topic: topic.to_string(),
+            message,
+        }
+    }
+
+    async fn producer(
+        &self,
+        topic: &str,
+    ) -> Result<std::sync::Arc<Mutex<Producer<TokioExecutor>>>, SinkError> {
+        let mut producers = self.producers.lock().await;
+        if let Some(p) = producers.get(topic) {
+            return Ok(p.clone());
+        }
+        let p = self
+            .client
+            .producer()
+            .with_topic(topic)
+            .build()
+            .await
+            .map_err(|e| self.err(topic, format!("cannot create producer: {e}")))?;
+        let p = std::sync::Arc::new(Mutex::new(p));
+        producers.insert(topic.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Enqueues the message in topic order; the receipt resolves on the broker's ack.
+    pub async fn send(
+        &self,
+        topic: &str,
+        record: &RecordContext<'_>,
+        event: Event,
+        extra: &[(&str, &str)],
+    ) -> Result<Receipt, SinkError> {
+        let msg = message(&self.opts, record, event, extra);
+        let producer = self.producer(topic).await?;
+        let fut = {
+            let mut p = producer.lock().await;
+            p.send_non_blocking(msg)
+                .await
+                .map_err(|e| self.err(topic, format!("send failed: {e}")))?
+        };
+        let timeout = self.config.send_timeout;
+        let (sink, topic) = (self.name.clone(), topic.to_string());
+        Ok(async move {
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(Ok(_receipt)) => Ok(()),
+                Ok(Err(e)) => Err(SinkError {
+                    sink,
+                    topic,
+                    message: format!("broker did not accept the message: {e}"),
+                }),
+                Err(_) => Err(SinkError {
+                    sink,
+                    topic,
+                    message: format!("no receipt within {timeout:?}"),
+                }),
+            }
+        }
+        .boxed())
+    }
+
+    /// Closes the producers (everything sent was awaited by the pipeline before).
+    pub async fn close(&self) {
+        let producers: Vec<_> = self.producers.lock().await.drain().collect();
+        for (topic, p) in producers {
+            if let Err(e) = p.lock().await.close().await {
+                tracing::debug!(sink = %self.name, %topic, error = %e, "closing producer");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> RecordContext<'static> {
+        RecordContext {
+            stream: "orders",
+            shard_id: "shardId-000000000001",
+            partition_key: "customer-7",
+            sequence_number: "49590338271490256608559692538361571095921575989136588898",
+            arrival_millis: 1_763_784_405_120,
+            encryption_type: None,
+            millis_behind_latest: Some(250),
+        }
+    }
+
+    fn event(payload: &[u8]) -> Event {
+        Event {
+            key: None,
+            payload: payload.to_vec(),
+            properties: Vec::new(),
+            event_time_millis: None,
+        }
+    }
+
+    #[test]
+    fn pulsar_io_properties_by_default() {
+        let m = message(
+            &MessageOptions::default(),
+            &record(),
+            event(b"\xff\x00x"),
+            &[],
+        );
+        assert_eq!(
+            m.payload, b"\xff\x00x",
+            "payload is byte-exact, not re-encoded"
+        );
+        assert_eq!(m.partition_key.as_deref(), Some("customer-7"));
+        assert_eq!(m.event_time, Some(1_763_784_405_120));
+        let p = &m.properties;
+        assert_eq!(p[PARTITION_KEY], "customer-7");
+        assert_eq!(
+            p[SEQUENCE_NUMBER],
+            "49590338271490256608559692538361571095921575989136588898"
+        );
+        assert_eq!(p[ARRIVAL_TIMESTAMP], "2025-11-22T04:06:45.120Z");
+        assert_eq!(p[ENCRYPTION_TYPE], "NONE");
+        assert!(!p.contains_key(SHARD_ID) && !p.contains_key(MILLIS_BEHIND_LATEST));
+        assert_eq!(p.len(), 4);
+    }
+
+    #[test]
+    fn opt_in_properties() {
+        let opts = MessageOptions {
+            shard_id_property: true,
+            millis_behind_latest_property: true,
+        };
+        let mut r = record();
+        r.encryption_type = Some("KMS");
+        let m = message(&opts, &r, event(b""), &[]);
+        assert_eq!(m.properties[SHARD_ID], "shardId-000000000001");
+        assert_eq!(m.properties[MILLIS_BEHIND_LATEST], "250");
+        assert_eq!(m.properties[ENCRYPTION_TYPE], "KMS");
+    }
+
+    #[test]
+    fn event_overrides_key_time_and_properties() {
+        let mut e = event(b"{}");
+        e.key = Some("order-1".into());
+        e.event_time_millis = Some(42);
+        e.properties = vec![("order.region".into(), "eu".into())];
+        let m = message(
+            &MessageOptions::default(),
+            &record(),
+            e,
+            &[("shardline.error.reason", "bad")],
+        );
+        assert_eq!(m.partition_key.as_deref(), Some("order-1"));
+        assert_eq!(m.event_time, Some(42));
+        assert_eq!(m.properties["order.region"], "eu");
+        assert_eq!(m.properties["shardline.error.reason"], "bad");
+        assert_eq!(
+            m.properties[PARTITION_KEY], "customer-7",
+            "source key stays visible"
+        );
+    }
+
+    #[test]
+    fn instants_print_like_java() {
+        assert_eq!(java_instant(0), "1970-01-01T00:00:00Z");
+        assert_eq!(java_instant(1_500), "1970-01-01T00:00:01.500Z");
+        assert_eq!(java_instant(1_763_784_405_000), "2025-11-22T04:06:45Z");
+    }
+}

@@ -1,0 +1,95 @@
+//! `shardline tail`: print the messages of Pulsar topics — key, properties, event time and
+//! payload — to watch a pipeline work or to check what reached a topic.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use futures::TryStreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::{Consumer, Pulsar, SubType, TokioExecutor};
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Pulsar service URL.
+    #[arg(
+        long,
+        env = "SHARDLINE_PULSAR_URL",
+        default_value = "pulsar://127.0.0.1:6650"
+    )]
+    url: String,
+    /// Topics to read (repeat the flag for several).
+    #[arg(long = "topic", required = true)]
+    topics: Vec<String>,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<usize>,
+    /// Stop when no message came for this long (e.g. 10s).
+    #[arg(long, value_parser = crate::config::units::parse_duration)]
+    idle: Option<Duration>,
+    /// Print at most this many payload bytes per message.
+    #[arg(long, default_value_t = 200)]
+    max_payload: usize,
+}
+
+pub async fn run(args: TailArgs) -> anyhow::Result<()> {
+    let pulsar: Pulsar<TokioExecutor> = Pulsar::builder(args.url.clone(), TokioExecutor)
+        .build()
+        .await
+        .with_context(|| format!("cannot connect to Pulsar at {}", args.url))?;
+    let mut consumer: Consumer<Vec<u8>, TokioExecutor> = pulsar
+        .consumer()
+        .with_topics(&args.topics)
+        .with_subscription(format!("shardline-tail-{}", uuid::Uuid::new_v4()))
+        .with_subscription_type(SubType::Exclusive)
+        .with_options(
+            pulsar::ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+        )
+        .build()
+        .await
+        .context("cannot subscribe")?;
+    let mut seen = 0usize;
+    loop {
+        if args.count.is_some_and(|c| seen >= c) {
+            break;
+        }
+        let next = match args.idle {
+            Some(idle) => match tokio::time::timeout(idle, consumer.try_next()).await {
+                Ok(r) => r,
+                Err(_) => break,
+            },
+            None => consumer.try_next().await,
+        };
+        let Some(msg) = next.context("reading from Pulsar")? else {
+            break;
+        };
+        consumer.ack(&msg).await.context("acknowledging")?;
+        seen += 1;
+        let meta = &msg.payload.metadata;
+        let mut props: Vec<String> = meta
+            .properties
+            .iter()
+            .map(|kv| format!("{}={}", kv.key, kv.value))
+            .collect();
+        props.sort();
+        let data = &msg.payload.data;
+        let shown = String::from_utf8_lossy(&data[..data.len().min(args.max_payload)]);
+        println!(
+            "{} key={} event_time={} props=[{}] payload={}{}",
+            msg.topic,
+            meta.partition_key.as_deref().unwrap_or("-"),
+            meta.event_time
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "-".into()),
+            props.join(", "),
+            shown,
+            if data.len() > args.max_payload {
+                "…"
+            } else {
+                ""
+            }
+        );
+    }
+    eprintln!("{seen} messages");
+    Ok(())
+}
