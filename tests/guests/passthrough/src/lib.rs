@@ -1,0 +1,153 @@
+//! Test component: world `pipeline` only (exports `processor`, none of the stage interfaces).
+//!
+//! `process` is the identity: each record becomes one output whose payload is the record's
+//! bytes, unchanged. Settings (read on every call) make it misbehave on purpose when a
+//! record's data contains a given byte string:
+//!
+//! | setting     | effect on a matching record                                         |
+//! |-------------|---------------------------------------------------------------------|
+//! | `panic_on`  | `panic!` (the call traps)                                           |
+//! | `reject_on` | a `transform` rejection instead of an output                        |
+//! | `loop_on`   | loops forever (CPU deadline tests)                                  |
+//! | `alloc_on`  | allocates until memory runs out, then panics (memory cap tests)     |
+//! | `fanout`    | (any record) comma-separated topics on the default sink as destinations |
+
+/// The WIT bindings. Only built for Wasm: natively, a cdylib cannot export the component
+/// model's symbol names.
+#[cfg(target_arch = "wasm32")]
+mod component {
+    // The generated glue is `unsafe` by nature (canonical ABI); our own code stays safe.
+    #[allow(unsafe_code)]
+    mod bindings {
+        wit_bindgen::generate!({
+            world: "pipeline",
+            path: "../../../wit",
+        });
+
+        use super::Passthrough;
+        export!(Passthrough);
+    }
+
+    use bindings::exports::shardline::connector::processor;
+    use bindings::shardline::connector::host;
+    use bindings::shardline::connector::types::{
+        BatchContext, Destination, Event, Output, Processed, Rejection, SourceRecord, Stage,
+    };
+
+    #[derive(Debug)]
+    struct Passthrough;
+
+    impl processor::Guest for Passthrough {
+        fn process(_ctx: BatchContext, records: Vec<SourceRecord>) -> Processed {
+            let panic_on = host::setting("panic_on");
+            let reject_on = host::setting("reject_on");
+            let loop_on = host::setting("loop_on");
+            let alloc_on = host::setting("alloc_on");
+            let destinations: Vec<Destination> = host::setting("fanout")
+                .map(|topics| {
+                    super::topics(&topics)
+                        .map(|topic| Destination {
+                            sink: None,
+                            topic: Some(topic.to_owned()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut outputs = Vec::with_capacity(records.len());
+            let mut rejections = Vec::new();
+            for (i, record) in records.into_iter().enumerate() {
+                let index = u32::try_from(i).unwrap_or(u32::MAX);
+                if let Some(value) = super::hit(&panic_on, &record.data) {
+                    panic!("poison record at index {i}: payload contains {value:?}");
+                }
+                if let Some(value) = super::hit(&reject_on, &record.data) {
+                    rejections.push(Rejection {
+                        index,
+                        stage: Stage::Transform,
+                        reason: format!("rejected: payload contains {value}"),
+                    });
+                    continue;
+                }
+                if super::hit(&loop_on, &record.data).is_some() {
+                    super::spin_forever();
+                }
+                if super::hit(&alloc_on, &record.data).is_some() {
+                    super::exhaust_memory();
+                }
+                outputs.push(Output {
+                    index,
+                    event: Event {
+                        key: None,
+                        payload: record.data, // moved, byte-exact
+                        properties: Vec::new(),
+                        event_time_millis: None,
+                    },
+                    destinations: destinations.clone(),
+                });
+            }
+            Processed {
+                outputs,
+                rejections,
+            }
+        }
+    }
+}
+
+/// The setting's value when it is set and occurs in `data`.
+pub fn hit<'a>(setting: &'a Option<String>, data: &[u8]) -> Option<&'a str> {
+    setting
+        .as_deref()
+        .filter(|value| contains(data, value.as_bytes()))
+}
+
+/// Whether `needle` occurs in `haystack` (an empty needle occurs everywhere).
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The topics of a `fanout` setting: comma-separated, trimmed, empty items skipped.
+pub fn topics(setting: &str) -> impl Iterator<Item = &str> {
+    setting.split(',').map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Burns CPU until the host interrupts the call.
+pub fn spin_forever() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates (and touches) 1 MiB blocks until an allocation fails, then panics.
+pub fn exhaust_memory() -> ! {
+    const BLOCK: usize = 1 << 20;
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = Vec::new();
+        if block.try_reserve_exact(BLOCK).is_err() || hoard.try_reserve(1).is_err() {
+            panic!("out of memory after allocating {} MiB", hoard.len());
+        }
+        block.resize(BLOCK, 1);
+        hoard.push(std::hint::black_box(block));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contains_bytes() {
+        assert!(contains(b"abcPOISONdef", b"POISON"));
+        assert!(contains(b"POISON", b"POISON"));
+        assert!(!contains(b"POISO", b"POISON"));
+        assert!(contains(b"", b""));
+        assert!(!contains(b"", b"x"));
+    }
+
+    #[test]
+    fn fanout_topics() {
+        assert_eq!(topics(" a, b ,,c,").collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(topics("").count(), 0);
+    }
+}

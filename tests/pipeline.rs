@@ -1,0 +1,404 @@
+//! End to end against the local stack (`dev/stack up`): Kinesis (kinesis-local) →
+//! `shardline run` with a Wasm component → Pulsar, read back with a real Pulsar consumer,
+//! checkpoints read from the DynamoDB lease table.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use support::*;
+
+const LONG: Duration = Duration::from_secs(180);
+
+fn passthrough_stage(settings: &str) -> String {
+    format!(
+        "stages:\n  pipeline:\n    component: {}\n    settings:\n      {settings}\n",
+        guest("passthrough").display()
+    )
+}
+
+/// 1,000 records of every awkward kind arrive byte-exact with the Pulsar IO key, properties
+/// and event time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_arrive_exactly_with_pulsar_io_metadata() {
+    let stream = unique("exact");
+    let topic = format!("persistent://public/default/{}", unique("exact"));
+    create_stream(&stream, 4).await;
+
+    let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    // JSON.
+    for i in 0..600 {
+        records.push((
+            format!("json-{i}"),
+            format!(r#"{{"n":{i},"text":"héllo \"quoted\" ✓"}}"#).into_bytes(),
+        ));
+    }
+    // Arbitrary binary: every byte value, rotated, in every record.
+    for i in 0..300usize {
+        let data: Vec<u8> = (0..=255u8).cycle().skip(i % 256).take(256 + i).collect();
+        records.push((format!("bin-{i}"), data));
+    }
+    // Key edge cases: one character, 256 characters (the maximum), Unicode, spaces and
+    // symbols, keys that look like numbers or are repeated.
+    let keys = [
+        "k".to_string(),
+        "x".repeat(256),
+        "ключ-🔑-キー".to_string(),
+        " leading and trailing ".to_string(),
+        "a/b\\c:d?e=f&g#h".to_string(),
+        "0".to_string(),
+        "000".to_string(),
+    ];
+    for i in 0..90 {
+        let k = keys[i % keys.len()].clone();
+        records.push((k, format!("edge-{i}").into_bytes()));
+    }
+    // Empty data is refused by Kinesis; the smallest record is one byte.
+    records.push(("tiny".into(), vec![0]));
+    // Sizes up to the 1 MiB limit (data + partition key).
+    for (i, size) in [
+        1 << 10,
+        64 << 10,
+        256 << 10,
+        512 << 10,
+        (1 << 20) - 2,
+        100,
+        1000,
+        10_000,
+        100_000,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let key = format!("{i}b");
+        let size = (*size).min((1 << 20) - key.len());
+        records.push((key, (0..size).map(|j| (j * 31 + i) as u8).collect()));
+    }
+    assert_eq!(records.len(), 1000);
+
+    let mut collector = Collector::start(&[topic.clone()]).await;
+    let puts = put_records(&stream, &records).await;
+    let app = unique("exact-app");
+    let config = write_config(&stack_config(
+        &app,
+        &stream,
+        &topic,
+        &passthrough_stage("unused: x"),
+    ));
+    let mut host = Host::start(&config);
+
+    let got = collector.wait_for(1000, LONG).await;
+    // Nothing more than the 1,000 arrives (no duplicates in a clean run).
+    host.signal("TERM");
+    assert_eq!(
+        host.wait_exit(LONG).await,
+        Some(0),
+        "clean exit; log:\n{}",
+        host.log()
+    );
+    let got_after = collector.all();
+    assert_eq!(
+        got_after.len(),
+        1000,
+        "exactly 1000 messages, no duplicates"
+    );
+
+    let by_seq: HashMap<&str, &Put> = puts.iter().map(|p| (p.sequence.as_str(), p)).collect();
+    let mut seen = HashSet::new();
+    for m in &got {
+        let seq = m.prop("kinesis.sequence.number");
+        let put = by_seq
+            .get(seq)
+            .unwrap_or_else(|| panic!("unknown sequence number {seq:?}"));
+        assert!(seen.insert(seq.to_string()), "duplicate {seq}");
+        assert_eq!(m.payload, put.data, "payload of {seq} is byte-exact");
+        assert_eq!(m.key.as_deref(), Some(put.key.as_str()), "key of {seq}");
+        assert_eq!(m.prop("kinesis.partition.key"), put.key);
+        assert_eq!(m.prop("kinesis.shard.id"), put.shard);
+        assert_eq!(m.prop("kinesis.encryption.type"), "NONE");
+        // Event time = approximate arrival, printed like Java's Instant.
+        let ts = m.prop("kinesis.arrival.timestamp");
+        let parsed = humantime::parse_rfc3339(ts).unwrap_or_else(|e| panic!("arrival {ts:?}: {e}"));
+        let millis = parsed
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after epoch")
+            .as_millis() as u64;
+        assert_eq!(
+            m.event_time,
+            Some(millis),
+            "event time of {seq} is the arrival time"
+        );
+        assert!(
+            ts.ends_with('Z') && !ts.ends_with(".000Z"),
+            "Java Instant format: {ts}"
+        );
+    }
+    // Order per shard (and so per key) is kept.
+    let mut last: HashMap<String, String> = HashMap::new();
+    for m in &got {
+        let shard = m.prop("kinesis.shard.id").to_string();
+        let seq = m.prop("kinesis.sequence.number").to_string();
+        if let Some(prev) = last.get(&shard) {
+            assert!(
+                seq_le(prev, &seq),
+                "shard {shard}: {seq} arrived after {prev}"
+            );
+        }
+        last.insert(shard, seq);
+    }
+}
+
+/// Puts `n` small JSON records into a new stream of `shards` shards.
+async fn prepared_stream(prefix: &str, shards: i32, n: usize) -> (String, Vec<Put>) {
+    let stream = unique(prefix);
+    create_stream(&stream, shards).await;
+    let records: Vec<(String, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                format!("key-{}", i % 37),
+                format!(r#"{{"i":{i}}}"#).into_bytes(),
+            )
+        })
+        .collect();
+    let puts = put_records(&stream, &records).await;
+    (stream, puts)
+}
+
+/// Slow polling so that a stop lands mid-stream.
+const SLOW: &str =
+    "  polling:\n    max_records: 25\n    interval: 200ms\n    idle_interval: 200ms\n";
+
+fn slow_config(app: &str, stream: &str, topic: &str) -> String {
+    stack_config(app, stream, topic, &passthrough_stage("unused: x")).replace(
+        "  initial_position: trim_horizon\n",
+        &format!("  initial_position: trim_horizon\n{SLOW}"),
+    )
+}
+
+fn assert_all_arrived(puts: &[Put], got: &[Received]) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in got {
+        *counts
+            .entry(m.prop("kinesis.sequence.number").to_string())
+            .or_default() += 1;
+    }
+    for p in puts {
+        assert!(
+            counts.contains_key(&p.sequence),
+            "record {} of {} was lost",
+            p.sequence,
+            p.shard
+        );
+    }
+    counts
+}
+
+/// kill -9 mid-stream, then start again: every record arrives at least once, and the only
+/// duplicates are records after the checkpoint the killed worker had written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_and_restart_redelivers_only_what_was_not_checkpointed() {
+    let n = 1500;
+    let (stream, puts) = prepared_stream("kill", 2, n).await;
+    let topic = format!("persistent://public/default/{}", unique("kill"));
+    let app = unique("kill-app");
+    let mut collector = Collector::start(&[topic.clone()]).await;
+    let config = write_config(&slow_config(&app, &stream, &topic));
+
+    let mut host = Host::start(&config);
+    collector.wait_for(300, LONG).await;
+    // Wait for a real checkpoint (a sequence number) so the restart resumes from it.
+    wait_for("a sequence-number checkpoint", LONG, || {
+        let app = app.clone();
+        async move {
+            let c = checkpoints(&app).await;
+            c.values()
+                .any(|v| v.chars().all(|c| c.is_ascii_digit()))
+                .then_some(())
+        }
+    })
+    .await;
+    host.signal("KILL");
+    host.wait_exit(LONG).await;
+    assert!(
+        collector.count() < n,
+        "the kill landed after the end: make polling slower"
+    );
+    let at_kill = checkpoints(&app).await;
+
+    let mut host = Host::start(&config);
+    collector.wait_for(n, LONG).await;
+    // Let anything still in flight land, then stop cleanly.
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let got = collector.all();
+    let counts = assert_all_arrived(&puts, &got);
+    for p in &puts {
+        if counts[&p.sequence] > 1 {
+            let cp = at_kill
+                .get(&p.shard)
+                .map(String::as_str)
+                .unwrap_or("TRIM_HORIZON");
+            let checkpointed = cp.chars().all(|c| c.is_ascii_digit()) && seq_le(&p.sequence, cp);
+            assert!(
+                !checkpointed,
+                "record {} of {} was checkpointed ({cp}) before the kill but delivered again",
+                p.sequence, p.shard
+            );
+        }
+    }
+}
+
+/// SIGTERM mid-stream: the worker drains, checkpoints and releases its leases; a new
+/// worker takes over at once and nothing is delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_and_restart_delivers_everything_once() {
+    let n = 1500;
+    let (stream, puts) = prepared_stream("term", 2, n).await;
+    let topic = format!("persistent://public/default/{}", unique("term"));
+    let app = unique("term-app");
+    let mut collector = Collector::start(&[topic.clone()]).await;
+    let config = write_config(&slow_config(&app, &stream, &topic));
+
+    let mut host = Host::start(&config);
+    collector.wait_for(300, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    assert!(
+        host.log().contains("released lease"),
+        "log:\n{}",
+        host.log()
+    );
+    let before = collector.count();
+    assert!(
+        before < n,
+        "the stop landed after the end: make polling slower"
+    );
+
+    let mut host = Host::start(&config);
+    collector.wait_for(n, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let got = collector.all();
+    let counts = assert_all_arrived(&puts, &got);
+    let dups: Vec<_> = counts.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "{} records delivered twice, e.g. {:?}",
+        dups.len(),
+        dups.first()
+    );
+}
+
+/// A guest that traps on one record, with `errors.policy: fail`: the worker stops with the
+/// guest's message in the log, delivers what came before, and never checkpoints past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_with_fail_policy_stops_before_the_poison_record() {
+    let stream = unique("trap");
+    create_stream(&stream, 1).await;
+    let mut records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("k{i}"), format!("good-{i}").into_bytes()))
+        .collect();
+    records.push(("k-poison".into(), b"this is POISON".to_vec()));
+    records.extend((10..20).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    let puts = put_records(&stream, &records).await;
+    let topic = format!("persistent://public/default/{}", unique("trap"));
+    let app = unique("trap-app");
+    let mut collector = Collector::start(&[topic.clone()]).await;
+    let config = write_config(&stack_config(
+        &app,
+        &stream,
+        &topic,
+        &passthrough_stage("panic_on: POISON"),
+    ));
+
+    let mut host = Host::start(&config);
+    let code = host.wait_exit(LONG).await;
+    let log = host.log();
+    assert_eq!(code, Some(1), "a fatal stop exits 1; log:\n{log}");
+    assert!(
+        log.contains("poison record at index"),
+        "the guest's panic message is in the log:\n{log}"
+    );
+    assert!(log.contains("errors.policy is fail"), "log:\n{log}");
+
+    let got = collector.wait_for(10, LONG).await;
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..10).map(|i| format!("good-{i}")).collect::<Vec<_>>()
+    );
+    let cp = checkpoints(&app).await;
+    assert_eq!(
+        cp.values().next().map(String::as_str),
+        Some(puts[9].sequence.as_str()),
+        "checkpoint stops at the last record before the poison one"
+    );
+    // Nothing after the poison record was published.
+    assert_eq!(collector.count(), 10);
+}
+
+/// The same poison record with `errors.policy: dead_letter`: everything else is delivered,
+/// the poison record goes to the dead-letter topic with the reason, the shard goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trap_with_dead_letter_policy_isolates_the_record() {
+    let stream = unique("dlq");
+    create_stream(&stream, 1).await;
+    let mut records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("k{i}"), format!("good-{i}").into_bytes()))
+        .collect();
+    records.push(("k-poison".into(), b"this is POISON".to_vec()));
+    records.push(("k-reject".into(), b"please REJECT me".to_vec()));
+    records.extend((10..20).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    put_records(&stream, &records).await;
+    let topic = format!("persistent://public/default/{}", unique("dlq-main"));
+    let dlq = format!("persistent://public/default/{}", unique("dlq-dead"));
+    let app = unique("dlq-app");
+    let mut main = Collector::start(&[topic.clone()]).await;
+    let mut dead = Collector::start(&[dlq.clone()]).await;
+    let extra = format!(
+        "{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        passthrough_stage("panic_on: POISON\n      reject_on: REJECT")
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+
+    let got = main.wait_for(20, LONG).await;
+    let dl = dead.wait_for(2, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..20).map(|i| format!("good-{i}")).collect::<Vec<_>>()
+    );
+    let poison = dl
+        .iter()
+        .find(|m| m.payload == b"this is POISON")
+        .expect("poison record dead-lettered");
+    assert_eq!(poison.prop("shardline.error.kind"), "trap");
+    assert!(
+        poison
+            .prop("shardline.error.reason")
+            .contains("poison record at index"),
+        "{:?}",
+        poison.properties
+    );
+    assert_eq!(poison.key.as_deref(), Some("k-poison"));
+    let rejected = dl
+        .iter()
+        .find(|m| m.payload == b"please REJECT me")
+        .expect("rejected record dead-lettered");
+    assert_eq!(rejected.prop("shardline.error.kind"), "rejected");
+    assert_eq!(rejected.prop("shardline.error.stage"), "transform");
+    assert!(rejected.prop("shardline.error.reason").contains("REJECT"));
+}

@@ -1,0 +1,454 @@
+//! Shared helpers of the integration tests: the local stack's endpoints (from
+//! `dev/stack env`), real Kinesis / DynamoDB / Pulsar clients, the `shardline` binary run
+//! as a child process, and waits on conditions (never bare sleeps).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use futures::TryStreamExt;
+use pulsar::consumer::InitialPosition;
+use pulsar::{Consumer, Pulsar, SubType, TokioExecutor};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
+
+pub fn env_or(var: &str, default: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| default.to_string())
+}
+
+pub fn kinesis_endpoint() -> String {
+    env_or("SHARDLINE_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
+}
+pub fn dynamodb_endpoint() -> String {
+    env_or("SHARDLINE_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")
+}
+pub fn pulsar_url() -> String {
+    env_or("SHARDLINE_PULSAR_URL", "pulsar://127.0.0.1:6650")
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// A guest built by `guest-examples/build.sh`.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("SHARDLINE_GUESTS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/guests"));
+    let p = dir.join(format!("{name}.wasm"));
+    assert!(
+        p.is_file(),
+        "{} is missing: build the guests with guest-examples/build.sh",
+        p.display()
+    );
+    p
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+fn sdk() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("test", "test", None, None, "tests"),
+            ),
+        )
+        .build()
+}
+
+pub fn kinesis() -> aws_sdk_kinesis::Client {
+    let conf = aws_sdk_kinesis::config::Builder::from(&sdk())
+        .endpoint_url(kinesis_endpoint())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+pub fn dynamodb() -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(&sdk())
+        .endpoint_url(dynamodb_endpoint())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+/// Polls `check` every 100ms until it returns `Some`, or fails the test after `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates a stream and waits until it is ACTIVE.
+pub async fn create_stream(name: &str, shards: i32) {
+    let k = kinesis();
+    k.create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateStream {name} (is the stack up? dev/stack up): {e:?}"));
+    wait_for("stream to become ACTIVE", Duration::from_secs(60), || {
+        let k = k.clone();
+        async move {
+            let d = k
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .ok()?;
+            (d.stream_description_summary()?.stream_status() == &StreamStatus::Active).then_some(())
+        }
+    })
+    .await;
+}
+
+/// What PutRecords said of a record.
+#[derive(Debug, Clone)]
+pub struct Put {
+    pub key: String,
+    pub data: Vec<u8>,
+    pub shard: String,
+    pub sequence: String,
+}
+
+/// Puts records (≤ 500 per call, ≤ ~4 MiB per call), retrying refused ones; returns where
+/// each landed, in input order.
+pub async fn put_records(stream: &str, records: &[(String, Vec<u8>)]) -> Vec<Put> {
+    let k = kinesis();
+    let mut out: Vec<Option<Put>> = vec![None; records.len()];
+    let mut start = 0;
+    while start < records.len() {
+        // Chunk by count and bytes.
+        let mut end = start;
+        let mut bytes = 0;
+        while end < records.len()
+            && end - start < 500
+            && bytes + records[end].1.len() + records[end].0.len() <= 4 << 20
+        {
+            bytes += records[end].1.len() + records[end].0.len();
+            end += 1;
+        }
+        if end == start {
+            end = start + 1;
+        }
+        let mut pending: Vec<usize> = (start..end).collect();
+        for attempt in 0..50 {
+            assert!(attempt < 49, "records still refused after 50 attempts");
+            let entries: Vec<_> = pending
+                .iter()
+                .map(|&i| {
+                    PutRecordsRequestEntry::builder()
+                        .partition_key(&records[i].0)
+                        .data(Blob::new(records[i].1.clone()))
+                        .build()
+                        .expect("entry")
+                })
+                .collect();
+            let r = k
+                .put_records()
+                .stream_name(stream)
+                .set_records(Some(entries))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("PutRecords: {e:?}"));
+            let mut failed = Vec::new();
+            for (res, &i) in r.records.iter().zip(&pending) {
+                match (&res.shard_id, &res.sequence_number) {
+                    (Some(shard), Some(seq)) if res.error_code.is_none() => {
+                        out[i] = Some(Put {
+                            key: records[i].0.clone(),
+                            data: records[i].1.clone(),
+                            shard: shard.clone(),
+                            sequence: seq.clone(),
+                        })
+                    }
+                    _ => failed.push(i),
+                }
+            }
+            if failed.is_empty() {
+                break;
+            }
+            pending = failed;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        start = end;
+    }
+    out.into_iter()
+        .map(|p| p.expect("every record put"))
+        .collect()
+}
+
+/// A message read back from Pulsar.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+    pub properties: HashMap<String, String>,
+    pub event_time: Option<u64>,
+}
+
+impl Received {
+    pub fn prop(&self, k: &str) -> &str {
+        self.properties.get(k).map(String::as_str).unwrap_or("")
+    }
+}
+
+/// A real Pulsar consumer reading topics from the earliest message into a shared list.
+pub struct Collector {
+    rx: watch::Receiver<Vec<Received>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    pub async fn start(topics: &[String]) -> Self {
+        let pulsar: Pulsar<TokioExecutor> = Pulsar::builder(pulsar_url(), TokioExecutor)
+            .build()
+            .await
+            .expect("connect to Pulsar (is the stack up? dev/stack up)");
+        let mut consumer: Consumer<Vec<u8>, TokioExecutor> = pulsar
+            .consumer()
+            .with_topics(topics)
+            .with_subscription(unique("test-sub"))
+            .with_subscription_type(SubType::Exclusive)
+            .with_options(
+                pulsar::ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
+            )
+            .build()
+            .await
+            .expect("subscribe");
+        let (tx, rx) = watch::channel(Vec::new());
+        let task = tokio::spawn(async move {
+            while let Ok(Some(msg)) = consumer.try_next().await {
+                let _ = consumer.ack(&msg).await;
+                let meta = &msg.payload.metadata;
+                let r = Received {
+                    topic: msg.topic.clone(),
+                    key: meta.partition_key.clone(),
+                    payload: msg.payload.data.clone(),
+                    properties: meta
+                        .properties
+                        .iter()
+                        .map(|kv| (kv.key.clone(), kv.value.clone()))
+                        .collect(),
+                    event_time: meta.event_time,
+                };
+                tx.send_modify(|v| v.push(r));
+            }
+        });
+        Self { rx, task }
+    }
+
+    pub fn count(&self) -> usize {
+        self.rx.borrow().len()
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.rx.borrow().clone()
+    }
+
+    /// Waits until at least `n` messages arrived.
+    pub async fn wait_for(&mut self, n: usize, limit: Duration) -> Vec<Received> {
+        let r = tokio::time::timeout(limit, self.rx.wait_for(|v| v.len() >= n)).await;
+        match r {
+            Ok(Ok(v)) => v.clone(),
+            _ => panic!(
+                "timed out after {limit:?}: {} of {n} messages arrived in Pulsar",
+                self.count()
+            ),
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The `shardline` binary running as a child, its stderr collected.
+pub struct Host {
+    child: tokio::process::Child,
+    log: watch::Receiver<String>,
+    pub config: PathBuf,
+}
+
+impl Host {
+    pub fn start(config: &Path) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env("SHARDLINE_LOG", "info,shardline=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start shardline");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, log) = watch::channel(String::new());
+        tokio::spawn(async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                tx.send_modify(|s| {
+                    s.push_str(&line);
+                    s.push('\n');
+                });
+            }
+        });
+        Self {
+            child,
+            log,
+            config: config.to_path_buf(),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.borrow().clone()
+    }
+
+    /// Waits until the log contains `text`.
+    pub async fn wait_log(&mut self, text: &str, limit: Duration) {
+        let r = tokio::time::timeout(limit, self.log.wait_for(|s| s.contains(text))).await;
+        if !matches!(r, Ok(Ok(_))) {
+            panic!(
+                "timed out after {limit:?} waiting for {text:?} in the log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.id().expect("running");
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(s)) => s.code(),
+            _ => panic!(
+                "shardline did not exit within {limit:?}; log:\n{}",
+                self.log()
+            ),
+        }
+    }
+}
+
+/// Writes a config into a fresh temp folder and returns its path.
+pub fn write_config(text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("shardline-test"));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let p = dir.join("config.yaml");
+    std::fs::write(&p, text).expect("write config");
+    p
+}
+
+/// A config for the local stack; `extra` is appended (stages, errors, …).
+pub fn stack_config(app: &str, stream: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "application: {app}
+source:
+  stream: {stream}
+  initial_position: trim_horizon
+aws:
+  region: us-east-1
+  credentials:
+    type: static
+    access_key_id: test
+    secret_access_key: test
+  endpoints:
+    kinesis: {kinesis}
+    dynamodb: {dynamodb}
+leases:
+  duration: 3s
+checkpoint:
+  interval: 1s
+sinks:
+  pulsar:
+    pulsar:
+      service_url: {pulsar}
+      topic: {topic}
+      shard_id_property: true
+{extra}",
+        kinesis = kinesis_endpoint(),
+        dynamodb = dynamodb_endpoint(),
+        pulsar = pulsar_url(),
+    )
+}
+
+/// The lease table's checkpoints by shard.
+pub async fn checkpoints(table: &str) -> HashMap<String, String> {
+    let out = dynamodb()
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Scan {table}: {e:?}"));
+    out.items()
+        .iter()
+        .filter_map(|i| {
+            let k = match i.get("leaseKey") {
+                Some(AttributeValue::S(s)) => s.clone(),
+                _ => return None,
+            };
+            let c = match i.get("checkpoint") {
+                Some(AttributeValue::S(s)) => s.clone(),
+                _ => return None,
+            };
+            Some((k, c))
+        })
+        .collect()
+}
+
+/// Whether a table exists.
+pub async fn table_exists(table: &str) -> bool {
+    match dynamodb().describe_table().table_name(table).send().await {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => panic!("DescribeTable {table}: {e:?}"),
+    }
+}
+
+/// Kinesis sequence numbers compare as integers (they are up to 56 digits).
+pub fn seq_le(a: &str, b: &str) -> bool {
+    (a.len(), a) <= (b.len(), b)
+}
