@@ -227,8 +227,8 @@ async fn kill_and_restart_redelivers_only_what_was_not_checkpointed() {
     let at_kill = checkpoints(&app).await;
 
     let mut host = Host::start(&config);
-    collector.wait_for(n, LONG).await;
-    // Let anything still in flight land, then stop cleanly.
+    collector.wait_for_distinct(n, LONG).await;
+    // Stop cleanly; anything still in flight lands first.
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
 
@@ -277,7 +277,7 @@ async fn graceful_stop_and_restart_delivers_everything_once() {
     );
 
     let mut host = Host::start(&config);
-    collector.wait_for(n, LONG).await;
+    collector.wait_for_distinct(n, LONG).await;
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
 

@@ -112,7 +112,9 @@ fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SHARDLINE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=warn,pulsar=warn"));
+        .unwrap_or_else(|_| {
+            EnvFilter::new("info,aws_config=warn,pulsar=warn,pulsar::retry_op=error")
+        });
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Human => false,

@@ -35,6 +35,10 @@ pub struct ProduceArgs {
     /// With `--sample orders`: every Nth order is invalid (0: none).
     #[arg(long, default_value_t = 0)]
     invalid_every: usize,
+    /// Create the stream with this many shards if it does not exist (and wait until it is
+    /// ACTIVE).
+    #[arg(long)]
+    create_shards: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,6 +57,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| config.source.stream.clone());
     let sdk = crate::aws::sdk_config(&config.aws).await?;
     let client = crate::aws::kinesis(&sdk, &config.aws);
+    if let Some(shards) = args.create_shards {
+        ensure_stream(&client, &stream, shards).await?;
+    }
 
     let records: Vec<(String, Vec<u8>)> = match args.sample {
         Sample::Orders => (0..args.count)
@@ -85,6 +92,56 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     Ok(())
+}
+
+/// Creates the stream unless it exists, then waits until it is ACTIVE.
+async fn ensure_stream(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+    shards: i32,
+) -> anyhow::Result<()> {
+    use aws_sdk_kinesis::types::StreamStatus;
+    let exists = match client
+        .describe_stream_summary()
+        .stream_name(stream)
+        .send()
+        .await
+    {
+        Ok(_) => true,
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            false
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("DescribeStreamSummary {stream}")))
+        }
+    };
+    if !exists {
+        eprintln!("creating stream {stream} with {shards} shards");
+        client
+            .create_stream()
+            .stream_name(stream)
+            .shard_count(shards)
+            .send()
+            .await
+            .with_context(|| format!("CreateStream {stream}"))?;
+    }
+    for _ in 0..600 {
+        let d = client
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .with_context(|| format!("DescribeStreamSummary {stream}"))?;
+        if d.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active)
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("stream {stream} did not become ACTIVE within 60s")
 }
 
 /// Puts records, retrying those a call did not accept, with backoff.

@@ -90,6 +90,8 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
             }
         );
     }
+    // Close before the client goes away, so the consumer engine stops quietly.
+    let _ = consumer.close().await;
     eprintln!("{seen} messages");
     Ok(())
 }

@@ -274,11 +274,34 @@ impl Collector {
         self.rx.borrow().clone()
     }
 
+    /// Waits until `n` distinct Kinesis records (by sequence number) arrived, however many
+    /// duplicates came with them.
+    pub async fn wait_for_distinct(&mut self, n: usize, limit: Duration) -> Vec<Received> {
+        let distinct = |v: &Vec<Received>| {
+            v.iter()
+                .map(|m| m.prop("kinesis.sequence.number"))
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        let r = tokio::time::timeout(limit, self.rx.wait_for(|v| distinct(v) >= n))
+            .await
+            .map(|r| r.map(|v| v.clone()));
+        match r {
+            Ok(Ok(v)) => v,
+            _ => panic!(
+                "timed out after {limit:?}: {} of {n} distinct records arrived in Pulsar",
+                distinct(&self.rx.borrow())
+            ),
+        }
+    }
+
     /// Waits until at least `n` messages arrived.
     pub async fn wait_for(&mut self, n: usize, limit: Duration) -> Vec<Received> {
-        let r = tokio::time::timeout(limit, self.rx.wait_for(|v| v.len() >= n)).await;
+        let r = tokio::time::timeout(limit, self.rx.wait_for(|v| v.len() >= n))
+            .await
+            .map(|r| r.map(|v| v.clone()));
         match r {
-            Ok(Ok(v)) => v.clone(),
+            Ok(Ok(v)) => v,
             _ => panic!(
                 "timed out after {limit:?}: {} of {n} messages arrived in Pulsar",
                 self.count()
@@ -336,8 +359,10 @@ impl Host {
 
     /// Waits until the log contains `text`.
     pub async fn wait_log(&mut self, text: &str, limit: Duration) {
-        let r = tokio::time::timeout(limit, self.log.wait_for(|s| s.contains(text))).await;
-        if !matches!(r, Ok(Ok(_))) {
+        let ok = tokio::time::timeout(limit, self.log.wait_for(|s| s.contains(text)))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ok {
             panic!(
                 "timed out after {limit:?} waiting for {text:?} in the log:\n{}",
                 self.log()
