@@ -41,7 +41,7 @@ fn invalid_configs_fail_with_the_golden_message() {
             .to_string_lossy()
             .into_owned();
         let got = match Config::load(&path) {
-            Ok(_) => format!("(loaded without error)"),
+            Ok(_) => "(loaded without error)".to_string(),
             Err(e) => e
                 .to_string()
                 .replace(&path.display().to_string(), &name)

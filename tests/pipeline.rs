@@ -77,7 +77,7 @@ async fn records_arrive_exactly_with_pulsar_io_metadata() {
     }
     assert_eq!(records.len(), 1000);
 
-    let mut collector = Collector::start(&[topic.clone()]).await;
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let puts = put_records(&stream, &records).await;
     let app = unique("exact-app");
     let config = write_config(&stack_config(
@@ -202,7 +202,7 @@ async fn kill_and_restart_redelivers_only_what_was_not_checkpointed() {
     let (stream, puts) = prepared_stream("kill", 2, n).await;
     let topic = format!("persistent://public/default/{}", unique("kill"));
     let app = unique("kill-app");
-    let mut collector = Collector::start(&[topic.clone()]).await;
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let config = write_config(&slow_config(&app, &stream, &topic));
 
     let mut host = Host::start(&config);
@@ -258,7 +258,7 @@ async fn graceful_stop_and_restart_delivers_everything_once() {
     let (stream, puts) = prepared_stream("term", 2, n).await;
     let topic = format!("persistent://public/default/{}", unique("term"));
     let app = unique("term-app");
-    let mut collector = Collector::start(&[topic.clone()]).await;
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let config = write_config(&slow_config(&app, &stream, &topic));
 
     let mut host = Host::start(&config);
@@ -306,7 +306,7 @@ async fn trap_with_fail_policy_stops_before_the_poison_record() {
     let puts = put_records(&stream, &records).await;
     let topic = format!("persistent://public/default/{}", unique("trap"));
     let app = unique("trap-app");
-    let mut collector = Collector::start(&[topic.clone()]).await;
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let config = write_config(&stack_config(
         &app,
         &stream,
@@ -359,8 +359,8 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
     let topic = format!("persistent://public/default/{}", unique("dlq-main"));
     let dlq = format!("persistent://public/default/{}", unique("dlq-dead"));
     let app = unique("dlq-app");
-    let mut main = Collector::start(&[topic.clone()]).await;
-    let mut dead = Collector::start(&[dlq.clone()]).await;
+    let mut main = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
     let extra = format!(
         "{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
         passthrough_stage("panic_on: POISON\n      reject_on: REJECT")

@@ -209,7 +209,7 @@ pub fn sample_order(i: usize, invalid_every: usize) -> (String, Vec<u8>) {
             format!(r#"{{"id":"{id}","customer":"c-{}"}}"#, i % 97).into_bytes(),
         );
     }
-    let priority = if i % 10 == 0 {
+    let priority = if i.is_multiple_of(10) {
         r#","priority":"high""#
     } else {
         ""

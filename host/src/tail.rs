@@ -1,7 +1,9 @@
 //! `shardline tail`: print the messages of Pulsar topics — key, properties, event time and
 //! payload — to watch a pipeline work or to check what reached a topic.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
@@ -27,6 +29,9 @@ pub struct TailArgs {
     /// Stop when no message came for this long (e.g. 10s).
     #[arg(long, value_parser = crate::config::units::parse_duration)]
     idle: Option<Duration>,
+    /// Print only the first N messages in full, then a running count per topic.
+    #[arg(long)]
+    show: Option<usize>,
     /// Print at most this many payload bytes per message.
     #[arg(long, default_value_t = 200)]
     max_payload: usize,
@@ -48,7 +53,10 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .build()
         .await
         .context("cannot subscribe")?;
+    let tty = std::io::stderr().is_terminal();
+    let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0usize;
+    let mut last_report = Instant::now();
     loop {
         if args.count.is_some_and(|c| seen >= c) {
             break;
@@ -65,33 +73,57 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         };
         consumer.ack(&msg).await.context("acknowledging")?;
         seen += 1;
-        let meta = &msg.payload.metadata;
-        let mut props: Vec<String> = meta
-            .properties
-            .iter()
-            .map(|kv| format!("{}={}", kv.key, kv.value))
-            .collect();
-        props.sort();
-        let data = &msg.payload.data;
-        let shown = String::from_utf8_lossy(&data[..data.len().min(args.max_payload)]);
-        println!(
-            "{} key={} event_time={} props=[{}] payload={}{}",
-            msg.topic,
-            meta.partition_key.as_deref().unwrap_or("-"),
-            meta.event_time
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "-".into()),
-            props.join(", "),
-            shown,
-            if data.len() > args.max_payload {
-                "…"
-            } else {
-                ""
-            }
-        );
+        *per_topic.entry(short(&msg.topic)).or_default() += 1;
+        if args.show.is_none_or(|n| seen <= n) {
+            print_message(&msg, args.max_payload);
+        } else if last_report.elapsed() >= Duration::from_millis(500) {
+            last_report = Instant::now();
+            report(&per_topic, seen, tty, false);
+        }
     }
     // Close before the client goes away, so the consumer engine stops quietly.
     let _ = consumer.close().await;
-    eprintln!("{seen} messages");
+    report(&per_topic, seen, tty, true);
     Ok(())
+}
+
+fn short(topic: &str) -> String {
+    topic.rsplit('/').next().unwrap_or(topic).to_string()
+}
+
+fn report(per_topic: &BTreeMap<String, usize>, seen: usize, tty: bool, last: bool) {
+    let parts: Vec<String> = per_topic.iter().map(|(t, n)| format!("{t}: {n}")).collect();
+    let line = format!("{seen} messages ({})", parts.join(", "));
+    if tty {
+        eprint!("\r{line}   ");
+        if last {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+fn print_message(msg: &pulsar::consumer::Message<Vec<u8>>, max_payload: usize) {
+    let meta = &msg.payload.metadata;
+    let mut props: Vec<String> = meta
+        .properties
+        .iter()
+        .map(|kv| format!("{}={}", kv.key, kv.value))
+        .collect();
+    props.sort();
+    let data = &msg.payload.data;
+    let shown = String::from_utf8_lossy(&data[..data.len().min(max_payload)]);
+    println!(
+        "{} key={} event_time={} props=[{}] payload={}{}",
+        short(&msg.topic),
+        meta.partition_key.as_deref().unwrap_or("-"),
+        meta.event_time
+            .map(|t| t.to_string())
+            .unwrap_or_else(|| "-".into()),
+        props.join(", "),
+        shown,
+        if data.len() > max_payload { "…" } else { "" }
+    );
 }

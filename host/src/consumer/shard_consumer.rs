@@ -322,8 +322,13 @@ impl ShardConsumer {
                 self.checkpoint(&flow).await;
                 next_checkpoint = Instant::now() + interval;
             }
-            // Backpressure: too much fetched and not yet acknowledged.
-            if flow.in_flight() >= cfg.source.receive_queue_size {
+            // Backpressure: at most `receive_queue_size` records fetched and not yet
+            // acknowledged; each fetch asks for no more than the room left.
+            let room = cfg
+                .source
+                .receive_queue_size
+                .saturating_sub(flow.in_flight());
+            if room == 0 {
                 tokio::select! {
                     _ = flow.changed.notified() => {}
                     _ = tokio::time::sleep_until(next_checkpoint) => {}
@@ -333,7 +338,7 @@ impl ShardConsumer {
                 continue;
             }
             let fetched = tokio::select! {
-                r = fetcher.fetch() => r,
+                r = fetcher.fetch(room) => r,
                 _ = self.shutdown.cancelled() => continue,
                 _ = self.lease.lost.cancelled() => continue,
                 _ = flow.changed.notified(), if flow.failure().is_some() => continue,

@@ -89,9 +89,13 @@ impl PollingFetcher {
         }
     }
 
-    /// The next batch. Waits for the rate limit; retries throttling and transient errors
-    /// with backoff for as long as it takes (the caller cancels by dropping the future).
-    pub async fn fetch(&mut self) -> Result<Fetched, FetchError> {
+    /// The next batch of at most `limit` records (capped by `polling.max_records`). Waits
+    /// for the rate limit; retries throttling and transient errors with backoff for as
+    /// long as it takes (the caller cancels by dropping the future).
+    pub async fn fetch(&mut self, limit: usize) -> Result<Fetched, FetchError> {
+        let limit = i32::try_from(limit)
+            .unwrap_or(i32::MAX)
+            .clamp(1, self.config.max_records);
         loop {
             tokio::time::sleep_until(self.next_call).await;
             let iterator = match self.iterator.clone() {
@@ -118,7 +122,7 @@ impl PollingFetcher {
                 .client
                 .get_records()
                 .shard_iterator(iterator)
-                .limit(self.config.max_records)
+                .limit(limit)
                 .send()
                 .await;
             match r {
@@ -247,9 +251,10 @@ fn classify<R: std::fmt::Debug>(e: &SdkError<GetRecordsError, R>) -> ErrorClass 
     }
 }
 
-fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String
+fn describe<E, R>(e: &SdkError<E, R>) -> String
 where
-    E: ProvideErrorMetadata,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
 {
     match e.as_service_error() {
         Some(se) => format!(
