@@ -166,10 +166,16 @@ impl Order {
     /// The route stage on a parsed order: `<prefix><region>`, plus `<prefix>priority` when
     /// `priority` is `"high"`.
     pub fn topics(&self, topic_prefix: &str) -> Vec<String> {
+        let topic = |suffix: &str| {
+            let mut t = String::with_capacity(topic_prefix.len() + suffix.len());
+            t.push_str(topic_prefix);
+            t.push_str(suffix);
+            t
+        };
         let mut topics = Vec::with_capacity(2);
-        topics.push(format!("{topic_prefix}{}", self.region()));
+        topics.push(topic(self.region()));
         if self.priority() == Some(HIGH_PRIORITY) {
-            topics.push(format!("{topic_prefix}{PRIORITY_TOPIC_SUFFIX}"));
+            topics.push(topic(PRIORITY_TOPIC_SUFFIX));
         }
         topics
     }
