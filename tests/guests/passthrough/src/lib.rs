@@ -10,6 +10,8 @@
 //! | `reject_on` | a `transform` rejection instead of an output                        |
 //! | `loop_on`   | loops forever (CPU deadline tests)                                  |
 //! | `alloc_on`  | allocates until memory runs out, then panics (memory cap tests)     |
+//! | `probe_on`  | tries to read the environment, the file system and the network and  |
+//! |             | reports what it got as properties `probe.env`, `probe.fs`, `probe.net` |
 //! | `fanout`    | (any record) comma-separated topics on the default sink as destinations |
 
 /// The WIT bindings. Only built for Wasm: natively, a cdylib cannot export the component
@@ -43,6 +45,7 @@ mod component {
             let reject_on = host::setting("reject_on");
             let loop_on = host::setting("loop_on");
             let alloc_on = host::setting("alloc_on");
+            let probe_on = host::setting("probe_on");
             let destinations: Vec<Destination> = host::setting("fanout")
                 .map(|topics| {
                     super::topics(&topics)
@@ -74,12 +77,17 @@ mod component {
                 if super::hit(&alloc_on, &record.data).is_some() {
                     super::exhaust_memory();
                 }
+                let properties = if super::hit(&probe_on, &record.data).is_some() {
+                    super::probe_capabilities()
+                } else {
+                    Vec::new()
+                };
                 outputs.push(Output {
                     index,
                     event: Event {
                         key: None,
                         payload: record.data, // moved, byte-exact
-                        properties: Vec::new(),
+                        properties,
                         event_time_millis: None,
                     },
                     destinations: destinations.clone(),
@@ -108,6 +116,24 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// The topics of a `fanout` setting: comma-separated, trimmed, empty items skipped.
 pub fn topics(setting: &str) -> impl Iterator<Item = &str> {
     setting.split(',').map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// Tries what a sandboxed guest must not be able to do and says what happened.
+pub fn probe_capabilities() -> Vec<(String, String)> {
+    let env = std::env::vars().count().to_string();
+    let fs = match std::fs::read_dir("/") {
+        Ok(entries) => format!("ok: {} entries", entries.count()),
+        Err(e) => format!("err: {e}"),
+    };
+    let net = match std::net::TcpStream::connect("127.0.0.1:6650") {
+        Ok(_) => "ok: connected".to_string(),
+        Err(e) => format!("err: {e}"),
+    };
+    vec![
+        ("probe.env".to_string(), env),
+        ("probe.fs".to_string(), fs),
+        ("probe.net".to_string(), net),
+    ]
 }
 
 /// Burns CPU until the host interrupts the call.

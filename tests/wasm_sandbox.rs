@@ -1,0 +1,147 @@
+//! The Wasm sandbox, without any service: a guest gets no environment, files or network;
+//! a runaway call is interrupted at `wasm.call_timeout`; an instance that grows past
+//! `wasm.memory_limit` traps; a trap names the record and the instance is replaced so the
+//! next records go on. Uses the test guest `tests/guests/passthrough`.
+
+mod support;
+
+use std::path::PathBuf;
+
+use shardline::config::Config;
+use shardline::wasm::bindings::{BatchContext, SourceRecord};
+use shardline::wasm::{BatchOutcome, FailureKind, StagePlan, StageSet, WasmEngine};
+
+fn stages(settings: &str, wasm: &str) -> StageSet {
+    let yaml = format!(
+        "application: t\nsource:\n  stream: s\nsinks:\n  p:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: t\n\
+         wasm:\n{wasm}stages:\n  pipeline:\n    component: {}\n    settings:\n{settings}",
+        support::guest("passthrough").display()
+    );
+    let config = Config::from_yaml(&yaml, "sandbox.yaml", PathBuf::from(".")).expect("config");
+    let engine =
+        WasmEngine::new(None, config.wasm.memory_limit, config.wasm.call_timeout).expect("engine");
+    StagePlan::load(&engine, &config)
+        .expect("load")
+        .instantiate()
+        .expect("instantiate")
+}
+
+fn ctx() -> BatchContext {
+    BatchContext {
+        stream_name: "s".into(),
+        shard_id: "shardId-000000000000".into(),
+        millis_behind_latest: None,
+    }
+}
+
+fn batch(payloads: &[&str]) -> Vec<SourceRecord> {
+    payloads
+        .iter()
+        .map(|p| SourceRecord {
+            partition_key: "k".into(),
+            arrival_millis: 0,
+            data: p.as_bytes().to_vec(),
+        })
+        .collect()
+}
+
+fn payloads(o: &BatchOutcome) -> Vec<String> {
+    o.outputs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.event.payload).into_owned())
+        .collect()
+}
+
+#[test]
+fn guests_get_no_environment_files_or_network() {
+    // The host process has an environment, a file system and a Pulsar port: none of them
+    // may be visible to the guest.
+    assert!(std::env::vars().count() > 0);
+    let mut s = stages("      probe_on: PROBE\n", "  call_timeout: 5s\n");
+    let o = s.run(&ctx(), &batch(&["PROBE"]), true);
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    let props: std::collections::HashMap<_, _> =
+        o.outputs[0].event.properties.iter().cloned().collect();
+    assert_eq!(props["probe.env"], "0", "no environment variables");
+    assert!(
+        props["probe.fs"].starts_with("err"),
+        "no file system: {}",
+        props["probe.fs"]
+    );
+    assert!(
+        props["probe.net"].starts_with("err"),
+        "no network: {}",
+        props["probe.net"]
+    );
+}
+
+#[test]
+fn a_runaway_call_is_interrupted_and_the_rest_goes_on() {
+    let mut s = stages("      loop_on: SPIN\n", "  call_timeout: 200ms\n");
+    let started = std::time::Instant::now();
+    let o = s.run(&ctx(), &batch(&["a", "SPIN", "b"]), false);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "deadline enforced"
+    );
+    assert_eq!(
+        payloads(&o),
+        ["a", "b"],
+        "records around the runaway one are processed"
+    );
+    assert_eq!(o.failures.len(), 1);
+    assert_eq!(o.failures[0].index, 1);
+    assert_eq!(o.failures[0].kind, FailureKind::Timeout);
+    assert!(
+        o.failures[0].reason.contains("call timeout"),
+        "{}",
+        o.failures[0].reason
+    );
+}
+
+#[test]
+fn memory_beyond_the_cap_traps_and_the_instance_is_replaced() {
+    let mut s = stages("      alloc_on: HOG\n", "  memory_limit: 16MiB\n");
+    let o = s.run(&ctx(), &batch(&["x", "HOG", "y"]), false);
+    assert_eq!(payloads(&o), ["x", "y"]);
+    assert_eq!(o.failures.len(), 1);
+    assert_eq!(
+        o.failures[0].kind,
+        FailureKind::Memory,
+        "{}",
+        o.failures[0].reason
+    );
+    assert!(
+        o.failures[0].reason.contains("wasm.memory_limit"),
+        "{}",
+        o.failures[0].reason
+    );
+    // The replaced instance works.
+    let again = s.run(&ctx(), &batch(&["z"]), false);
+    assert_eq!(payloads(&again), ["z"]);
+}
+
+#[test]
+fn a_trap_names_the_record_and_only_that_record_fails() {
+    let mut s = stages("      panic_on: POISON\n", "  call_timeout: 5s\n");
+    let o = s.run(&ctx(), &batch(&["1", "2", "POISON", "4"]), false);
+    assert_eq!(payloads(&o), ["1", "2", "4"]);
+    assert_eq!(o.failures.len(), 1);
+    let f = &o.failures[0];
+    assert_eq!((f.index, f.kind), (2, FailureKind::Trap));
+    assert!(
+        f.reason.contains("poison record at index 0"),
+        "the guest's panic text: {}",
+        f.reason
+    );
+    assert_eq!(f.component, "passthrough");
+}
+
+#[test]
+fn with_stop_at_first_failure_nothing_after_the_failure_is_processed() {
+    let mut s = stages("      panic_on: POISON\n", "  call_timeout: 5s\n");
+    let o = s.run(&ctx(), &batch(&["1", "POISON", "3"]), true);
+    assert_eq!(payloads(&o), ["1"]);
+    assert_eq!(o.failures.len(), 1);
+    assert_eq!(o.failures[0].index, 1);
+}
