@@ -402,3 +402,49 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
     assert_eq!(rejected.prop("shardline.error.stage"), "transform");
     assert!(rejected.prop("shardline.error.reason").contains("REJECT"));
 }
+
+/// A route that sends each record to two topics: every record reaches both, and the
+/// checkpoint covers a record only once both topics acknowledged it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_record_fans_out_to_several_topics() {
+    let (stream, puts) = prepared_stream("fanout", 1, 50).await;
+    let a = format!("persistent://public/default/{}", unique("fan-a"));
+    let b = format!("persistent://public/default/{}", unique("fan-b"));
+    let default = format!("persistent://public/default/{}", unique("fan-default"));
+    let app = unique("fanout-app");
+    let mut ca = Collector::start(std::slice::from_ref(&a)).await;
+    let mut cb = Collector::start(std::slice::from_ref(&b)).await;
+    let cd = Collector::start(std::slice::from_ref(&default)).await;
+    let config = write_config(&stack_config(
+        &app,
+        &stream,
+        &default,
+        &passthrough_stage(&format!("fanout: {a},{b}")),
+    ));
+    let mut host = Host::start(&config);
+    let got_a = ca.wait_for(50, LONG).await;
+    let got_b = cb.wait_for(50, LONG).await;
+    let last = puts.last().expect("records").sequence.clone();
+    wait_for("the checkpoint to reach the last record", LONG, || {
+        let (app, last) = (app.clone(), last.clone());
+        async move {
+            checkpoints(&app)
+                .await
+                .values()
+                .any(|c| *c == last)
+                .then_some(())
+        }
+    })
+    .await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    for got in [&got_a, &got_b] {
+        let seqs: Vec<&str> = got
+            .iter()
+            .map(|m| m.prop("kinesis.sequence.number"))
+            .collect();
+        let want: Vec<&str> = puts.iter().map(|p| p.sequence.as_str()).collect();
+        assert_eq!(seqs, want, "every record, in order, on each topic");
+    }
+    assert_eq!(cd.count(), 0, "nothing went to the default topic");
+}

@@ -145,3 +145,46 @@ fn with_stop_at_first_failure_nothing_after_the_failure_is_processed() {
     assert_eq!(o.failures.len(), 1);
     assert_eq!(o.failures[0].index, 1);
 }
+
+#[test]
+fn compiled_components_are_cached_and_a_corrupt_cache_entry_is_rebuilt() {
+    let cache = std::env::temp_dir().join(support::unique("component-cache"));
+    let engine = WasmEngine::new(
+        Some(cache.clone()),
+        64 << 20,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("engine");
+    let path = support::guest("passthrough");
+    engine
+        .load(&path, "passthrough")
+        .expect("first load compiles");
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache dir created")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(artifacts.len(), 1, "one artifact for one component");
+    let first = std::fs::metadata(&artifacts[0])
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    engine
+        .load(&path, "passthrough")
+        .expect("second load uses the cache");
+    let second = std::fs::metadata(&artifacts[0])
+        .expect("meta")
+        .modified()
+        .expect("mtime");
+    assert_eq!(first, second, "the artifact was reused, not rewritten");
+
+    std::fs::write(&artifacts[0], b"garbage").expect("corrupt it");
+    let info = engine
+        .load(&path, "passthrough")
+        .expect("a corrupt artifact is rebuilt");
+    assert!(info.has(shardline::wasm::Export::Processor));
+    assert!(
+        std::fs::read(&artifacts[0]).expect("read").len() > 1000,
+        "rewritten"
+    );
+}
