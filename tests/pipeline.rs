@@ -386,6 +386,12 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
         .find(|m| m.payload == b"this is POISON")
         .expect("poison record dead-lettered");
     assert_eq!(poison.prop("shardline.error.kind"), "trap");
+    assert_eq!(
+        poison.prop("shardline.error.stage"),
+        "pipeline",
+        "a fused call has no single stage"
+    );
+    assert_eq!(poison.prop("shardline.error.component"), "passthrough");
     assert!(
         poison
             .prop("shardline.error.reason")

@@ -24,7 +24,7 @@ use super::retrieval::{Fetched, PollingFetcher};
 use crate::config::{Config, ErrorPolicy};
 use crate::sinks::{RecordContext, Sinks};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
-use crate::wasm::{stage_name, BatchOutcome, RecordFailure, StagePlan, StageSet};
+use crate::wasm::{BatchOutcome, RecordFailure, StagePlan, StageSet};
 
 /// What every shard consumer of a worker shares.
 #[derive(Debug)]
@@ -584,7 +584,7 @@ impl ShardConsumer {
                         Err(reason) => {
                             failure = Some(RecordFailure {
                                 index: i,
-                                stage: crate::wasm::bindings::Stage::Route,
+                                stage: "route",
                                 component: "router".into(),
                                 kind: crate::wasm::FailureKind::Contract,
                                 reason,
@@ -599,7 +599,7 @@ impl ShardConsumer {
                 let what = format!(
                     "record {} (partition key {:?}) of stream {} shard {} failed in stage {} of component {} ({}): {}",
                     meta.sequence, rec.partition_key, self.stream, self.shard,
-                    stage_name(f.stage), f.component, f.kind.as_str(), f.reason
+                    f.stage, f.component, f.kind.as_str(), f.reason
                 );
                 match policy {
                     ErrorPolicy::Fail => {
@@ -632,7 +632,7 @@ impl ShardConsumer {
                             event_time_millis: None,
                         };
                         let extra = [
-                            ("shardline.error.stage", stage_name(f.stage)),
+                            ("shardline.error.stage", f.stage),
                             ("shardline.error.kind", f.kind.as_str()),
                             ("shardline.error.component", f.component.as_str()),
                             ("shardline.error.reason", f.reason.as_str()),

@@ -41,7 +41,9 @@ impl FailureKind {
 pub struct RecordFailure {
     /// Position in the batch.
     pub index: u32,
-    pub stage: Stage,
+    /// `deserialize`, `transform`, `route`, or `pipeline` when a fused `processor` call
+    /// failed as a whole (the stage cannot be known then).
+    pub stage: &'static str,
     pub component: String,
     pub kind: FailureKind,
     pub reason: String,
@@ -182,7 +184,7 @@ impl std::fmt::Debug for StageSet {
 
 /// A call that failed as a whole.
 struct BatchError {
-    stage: Stage,
+    stage: &'static str,
     error: CallError,
 }
 
@@ -257,13 +259,13 @@ impl StageSet {
         match &mut self.deserialize {
             Some(inst) => {
                 let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
-                    stage: Stage::Deserialize,
+                    stage: "deserialize",
                     error,
                 })?;
                 if results.len() != n {
                     return Err(contract(
                         inst,
-                        Stage::Deserialize,
+                        "deserialize",
                         format!(
                             "deserialize returned {} results for {n} records",
                             results.len()
@@ -280,7 +282,7 @@ impl StageSet {
                         }
                         Err(reason) => failures.push(RecordFailure {
                             index: i as u32,
-                            stage: Stage::Deserialize,
+                            stage: "deserialize",
                             component: inst.name().to_string(),
                             kind: FailureKind::Rejected,
                             reason,
@@ -297,7 +299,7 @@ impl StageSet {
         // transform: any number of events per input, or identity.
         if let Some(inst) = &mut self.transform {
             let t = inst.transform(ctx, &events).map_err(|error| BatchError {
-                stage: Stage::Transform,
+                stage: "transform",
                 error,
             })?;
             let m = events.len();
@@ -307,7 +309,7 @@ impl StageSet {
                 let Some(&o) = origin.get(ie.index as usize) else {
                     return Err(contract(
                         inst,
-                        Stage::Transform,
+                        "transform",
                         format!("transform returned an event for input {} of {m}", ie.index),
                     ));
                 };
@@ -318,13 +320,13 @@ impl StageSet {
                 let Some(&o) = origin.get(r.index as usize) else {
                     return Err(contract(
                         inst,
-                        Stage::Transform,
+                        "transform",
                         format!("transform rejected input {} of {m}", r.index),
                     ));
                 };
                 failures.push(RecordFailure {
                     index: o,
-                    stage: Stage::Transform,
+                    stage: "transform",
                     component: inst.name().to_string(),
                     kind: FailureKind::Rejected,
                     reason: r.reason,
@@ -338,13 +340,13 @@ impl StageSet {
         let destinations: Vec<Option<Vec<Destination>>> = match &mut self.route {
             Some(inst) => {
                 let results = inst.route(ctx, &events).map_err(|error| BatchError {
-                    stage: Stage::Route,
+                    stage: "route",
                     error,
                 })?;
                 if results.len() != events.len() {
                     return Err(contract(
                         inst,
-                        Stage::Route,
+                        "route",
                         format!(
                             "route returned {} results for {} events",
                             results.len(),
@@ -360,7 +362,7 @@ impl StageSet {
                         Err(reason) => {
                             failures.push(RecordFailure {
                                 index: origin[i],
-                                stage: Stage::Route,
+                                stage: "route",
                                 component: inst.name().to_string(),
                                 kind: FailureKind::Rejected,
                                 reason,
@@ -400,7 +402,7 @@ fn run_processor(
 ) -> Result<BatchOutcome, BatchError> {
     let n = records.len() as u32;
     let p = inst.process(ctx, records).map_err(|error| BatchError {
-        stage: Stage::Deserialize,
+        stage: "pipeline",
         error,
     })?;
     if let Some(bad) = p
@@ -412,7 +414,7 @@ fn run_processor(
     {
         return Err(contract(
             inst,
-            Stage::Deserialize,
+            "pipeline",
             format!("process returned index {bad} for a batch of {n} records"),
         ));
     }
@@ -421,7 +423,7 @@ fn run_processor(
         .into_iter()
         .map(|r| RecordFailure {
             index: r.index,
-            stage: r.stage,
+            stage: stage_name(r.stage),
             component: inst.name().to_string(),
             kind: FailureKind::Rejected,
             reason: r.reason,
@@ -444,7 +446,7 @@ fn default_event(r: &SourceRecord) -> Event {
     }
 }
 
-fn contract(inst: &Instance, stage: Stage, message: String) -> BatchError {
+fn contract(inst: &Instance, stage: &'static str, message: String) -> BatchError {
     BatchError {
         stage,
         error: inst.contract(message),
