@@ -8,9 +8,9 @@ wasmtime::component::bindgen!({
     world: "full",
 });
 
-pub use exports::shardline::connector::{deserializer, processor, router, transformer};
-pub use shardline::connector::host;
-pub use shardline::connector::types::{
+pub use self::exports::shardline::connector::{deserializer, processor, router, transformer};
+pub use self::shardline::connector::host;
+pub use self::shardline::connector::types::{
     BatchContext, Destination, Event, IndexedEvent, Output, Processed, Rejection, SourceRecord,
     Stage, Transformed,
 };
