@@ -7,8 +7,10 @@
 //! - [`consumer`]: leases, shard sync, retrieval, shard consumers, checkpoints.
 //! - [`wasm`]: the component runtime and the stages.
 //! - [`sinks`]: Pulsar (and, later, Kinesis).
+//! - [`agg`]: the KPL aggregation format.
 //! - [`cli`]: the `shardline` command.
 
+pub mod agg;
 pub mod aws;
 pub mod cli;
 pub mod config;

@@ -1,0 +1,190 @@
+//! Building an aggregate.
+
+use std::collections::HashMap;
+
+use super::wire::{len_field_size, put_len_field, put_varint_field, varint_field_size};
+use super::{md5_digest, parse_explicit_hash_key, AggError, MAGIC, OVERHEAD};
+
+const PARTITION_KEY_TABLE: u32 = 1;
+const EXPLICIT_HASH_KEY_TABLE: u32 = 2;
+const RECORDS: u32 = 3;
+const RECORD_PARTITION_KEY_INDEX: u32 = 1;
+const RECORD_EXPLICIT_HASH_KEY_INDEX: u32 = 2;
+const RECORD_DATA: u32 = 3;
+
+/// Accumulates user records into one aggregate and knows its exact encoded length at every
+/// step. See the [module docs](super) for how a producer should use it.
+///
+/// The three protobuf fields are kept encoded, each in its own buffer, so that the output
+/// is in field order (tables first) while the tables keep growing as records arrive.
+#[derive(Debug, Clone, Default)]
+pub struct Aggregator {
+    /// Encoded `partition_key_table` fields.
+    partition_keys: Vec<u8>,
+    partition_key_index: HashMap<String, u64>,
+    /// Encoded `explicit_hash_key_table` fields.
+    explicit_hash_keys: Vec<u8>,
+    explicit_hash_key_index: HashMap<String, u64>,
+    /// Encoded `records` fields.
+    records: Vec<u8>,
+    count: usize,
+}
+
+impl Aggregator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of user records added.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The exact length [`encode`](Self::encode) would return now: magic, protobuf, digest.
+    pub fn encoded_len(&self) -> usize {
+        OVERHEAD + self.partition_keys.len() + self.explicit_hash_keys.len() + self.records.len()
+    }
+
+    /// How many bytes adding this record would add to [`encoded_len`](Self::encoded_len):
+    /// the record, and its keys if they are not in the tables yet.
+    pub fn added_len(
+        &self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+    ) -> usize {
+        let (pk_index, pk_new) = lookup(&self.partition_key_index, partition_key);
+        let ehk = explicit_hash_key.map(|ehk| (ehk, lookup(&self.explicit_hash_key_index, ehk)));
+        let mut added = record_field_size(pk_index, ehk.map(|(_, (i, _))| i), data.len());
+        if pk_new {
+            added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
+        }
+        if let Some((ehk, (_, true))) = ehk {
+            added += len_field_size(EXPLICIT_HASH_KEY_TABLE, ehk.len());
+        }
+        added
+    }
+
+    /// Whether adding this record keeps the aggregate within `limit` bytes.
+    pub fn fits(
+        &self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+        limit: usize,
+    ) -> bool {
+        self.encoded_len()
+            .saturating_add(self.added_len(partition_key, explicit_hash_key, data))
+            <= limit
+    }
+
+    /// Adds a user record and returns its sub-sequence number.
+    ///
+    /// The explicit hash key must be a decimal integer in 0..=2^128-1
+    /// ([`parse_explicit_hash_key`](super::parse_explicit_hash_key)): the KCL stops reading
+    /// an aggregate at a record whose explicit hash key is not a number. On error nothing is
+    /// added. The partition key is not checked (Kinesis wants 1 to 256 characters for the
+    /// record it is given, which is the producer's to enforce).
+    pub fn add(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+    ) -> Result<u64, AggError> {
+        if let Some(ehk) = explicit_hash_key {
+            parse_explicit_hash_key(ehk)?;
+        }
+        let pk_index = intern(
+            &mut self.partition_key_index,
+            &mut self.partition_keys,
+            PARTITION_KEY_TABLE,
+            partition_key,
+        );
+        let ehk_index = explicit_hash_key.map(|ehk| {
+            intern(
+                &mut self.explicit_hash_key_index,
+                &mut self.explicit_hash_keys,
+                EXPLICIT_HASH_KEY_TABLE,
+                ehk,
+            )
+        });
+
+        let body_len = record_body_size(pk_index, ehk_index, data.len());
+        let mut body = Vec::with_capacity(body_len);
+        put_varint_field(&mut body, RECORD_PARTITION_KEY_INDEX, pk_index);
+        if let Some(ehk_index) = ehk_index {
+            put_varint_field(&mut body, RECORD_EXPLICIT_HASH_KEY_INDEX, ehk_index);
+        }
+        put_len_field(&mut body, RECORD_DATA, data);
+        debug_assert_eq!(body.len(), body_len);
+        put_len_field(&mut self.records, RECORDS, &body);
+
+        let sub_sequence = self.count as u64;
+        self.count += 1;
+        Ok(sub_sequence)
+    }
+
+    /// The aggregate: magic, protobuf message, MD5 of the message. Exactly
+    /// [`encoded_len`](Self::encoded_len) bytes. An empty aggregator gives 20 bytes that
+    /// readers take for a plain record; do not send them.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.encoded_len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.partition_keys);
+        out.extend_from_slice(&self.explicit_hash_keys);
+        out.extend_from_slice(&self.records);
+        let digest = md5_digest(out.get(MAGIC.len()..).unwrap_or_default());
+        out.extend_from_slice(&digest);
+        out
+    }
+
+    /// Empties it for the next aggregate, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.partition_keys.clear();
+        self.partition_key_index.clear();
+        self.explicit_hash_keys.clear();
+        self.explicit_hash_key_index.clear();
+        self.records.clear();
+        self.count = 0;
+    }
+
+    /// [`encode`](Self::encode), then [`clear`](Self::clear).
+    pub fn take(&mut self) -> Vec<u8> {
+        let out = self.encode();
+        self.clear();
+        out
+    }
+}
+
+/// The index `key` has or would get, and whether it is new.
+fn lookup(index: &HashMap<String, u64>, key: &str) -> (u64, bool) {
+    match index.get(key) {
+        Some(&i) => (i, false),
+        None => (index.len() as u64, true),
+    }
+}
+
+/// The index of `key` in a table, appending it if new.
+fn intern(index: &mut HashMap<String, u64>, table: &mut Vec<u8>, field: u32, key: &str) -> u64 {
+    if let Some(&i) = index.get(key) {
+        return i;
+    }
+    let i = index.len() as u64;
+    index.insert(key.to_string(), i);
+    put_len_field(table, field, key.as_bytes());
+    i
+}
+
+fn record_body_size(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {
+    varint_field_size(RECORD_PARTITION_KEY_INDEX, pk_index)
+        + ehk_index.map_or(0, |i| varint_field_size(RECORD_EXPLICIT_HASH_KEY_INDEX, i))
+        + len_field_size(RECORD_DATA, data_len)
+}
+
+fn record_field_size(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {
+    len_field_size(RECORDS, record_body_size(pk_index, ehk_index, data_len))
+}
