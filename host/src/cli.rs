@@ -56,6 +56,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print the lease table: shard, owner, checkpoint, parents.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Put records into the configured stream (sample data or lines of stdin).
     Produce(crate::produce::ProduceArgs),
     /// Print messages of a Pulsar topic (for demos and debugging).
@@ -80,6 +85,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Run { config } => run(&config).await,
             Command::Validate { config } => validate(&config).await,
+            Command::Status { config } => status(&config).await,
             Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
             Command::Tail(args) => crate::tail::run(args).await.map_err(Failure::Runtime),
         }
@@ -216,13 +222,70 @@ async fn run(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
+async fn status(path: &Path) -> Result<(), Failure> {
+    let config = Config::load(path).map_err(|e| Failure::Invalid(e.into()))?;
+    let sdk = crate::aws::sdk_config(&config.aws)
+        .await
+        .map_err(Failure::Runtime)?;
+    let leases = LeaseTable::new(
+        crate::aws::dynamodb(&sdk, &config.aws),
+        config.lease_table(),
+    );
+    let mut all = leases
+        .list()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    all.sort_by(|a, b| a.key.cmp(&b.key));
+    println!(
+        "application {} — stream {} — lease table {} — {} leases",
+        config.application,
+        config.source.stream,
+        config.lease_table(),
+        all.len()
+    );
+    let mut per_owner: std::collections::BTreeMap<String, usize> = Default::default();
+    println!(
+        "{:<28} {:<44} {:>8}  {:<20} parents",
+        "shard", "owner", "counter", "checkpoint"
+    );
+    for l in &all {
+        let owner = l.owner.clone().unwrap_or_else(|| "-".into());
+        if l.owner.is_some() && l.checkpoint != crate::consumer::checkpoint::Checkpoint::ShardEnd {
+            *per_owner.entry(owner.clone()).or_default() += 1;
+        }
+        let cp = l.checkpoint.to_string();
+        let cp = if cp.len() > 20 {
+            format!("…{}", &cp[cp.len() - 19..])
+        } else {
+            cp
+        };
+        println!(
+            "{:<28} {:<44} {:>8}  {:<20} {}",
+            l.key,
+            owner,
+            l.counter,
+            cp,
+            if l.parents.is_empty() {
+                "-".to_string()
+            } else {
+                l.parents.join(",")
+            }
+        );
+    }
+    for (owner, n) in per_owner {
+        println!("worker {owner}: {n} active leases");
+    }
+    Ok(())
+}
+
 fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
-    format!("{host}:{}", uuid::Uuid::new_v4())
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
 /// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.

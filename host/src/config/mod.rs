@@ -278,9 +278,30 @@ pub struct LeaseConfig {
     /// (the KCL's failoverTimeMillis).
     #[serde(default = "defaults::lease_duration", deserialize_with = "duration")]
     pub duration: Duration,
-    /// This worker's identity in `leaseOwner`; defaults to host name + a random suffix.
+    /// This worker's identity in `leaseOwner`; defaults to host name, process id and a
+    /// random suffix.
     #[serde(default)]
     pub worker_id: Option<String>,
+    /// How often held leases are renewed; default a third of `duration`.
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub renew_interval: Option<Duration>,
+    /// How often the table is scanned for leases to take; default half of `duration`
+    /// (the KCL waits twice the duration, which makes rebalancing slow).
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    pub take_interval: Option<Duration>,
+    /// Most leases one worker holds (default: no limit).
+    #[serde(default)]
+    pub max_per_worker: Option<usize>,
+    /// Most leases stolen from another worker in one taking round (KCL default 1; 0 never
+    /// steals, leases then move only when they expire or are released).
+    #[serde(default = "defaults::max_steal")]
+    pub max_steal: usize,
+    /// How often the stream's shard list is compared with the lease table.
+    #[serde(
+        default = "defaults::shard_sync_interval",
+        deserialize_with = "duration"
+    )]
+    pub shard_sync_interval: Duration,
 }
 
 impl Default for LeaseConfig {
@@ -289,7 +310,22 @@ impl Default for LeaseConfig {
             table: None,
             duration: defaults::lease_duration(),
             worker_id: None,
+            renew_interval: None,
+            take_interval: None,
+            max_per_worker: None,
+            max_steal: defaults::max_steal(),
+            shard_sync_interval: defaults::shard_sync_interval(),
         }
+    }
+}
+
+impl LeaseConfig {
+    pub fn renew_interval(&self) -> Duration {
+        self.renew_interval.unwrap_or(self.duration / 3)
+    }
+
+    pub fn take_interval(&self) -> Duration {
+        self.take_interval.unwrap_or(self.duration / 2)
     }
 }
 
@@ -469,6 +505,12 @@ mod defaults {
     pub fn lease_duration() -> Duration {
         Duration::from_secs(10)
     }
+    pub fn max_steal() -> usize {
+        1
+    }
+    pub fn shard_sync_interval() -> Duration {
+        Duration::from_secs(60)
+    }
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(10)
     }
@@ -608,6 +650,18 @@ impl Config {
         }
         if self.leases.duration < Duration::from_secs(1) {
             bad("leases.duration", "must be at least 1s".into());
+        }
+        if self.leases.renew_interval() * 2 > self.leases.duration {
+            bad(
+                "leases.renew_interval",
+                format!(
+                    "must be at most half of leases.duration ({:?}) so a lease survives one failed renewal",
+                    self.leases.duration
+                ),
+            );
+        }
+        if self.leases.max_per_worker == Some(0) {
+            bad("leases.max_per_worker", "must be at least 1".into());
         }
         if self.wasm.memory_limit < (1 << 20) {
             bad("wasm.memory_limit", "must be at least 1MiB".into());

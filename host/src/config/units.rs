@@ -53,6 +53,11 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_str(V)
 }
 
+/// `#[serde(default, deserialize_with = "opt_duration")]` for optional durations.
+pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 /// `#[serde(deserialize_with = "size")]`
 pub fn size<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     struct V;

@@ -16,14 +16,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::Checkpoint;
-use super::lease::Lease;
 use super::lease_table::LeaseTableError;
+use super::lease_taker::{LeaseTaker, Reason};
 use super::shard_consumer::{self, HeldLease, ShardExit, Shared};
 use super::shard_sync;
 
-/// How often the shard list is compared with the lease table.
-const SHARD_SYNC_INTERVAL: Duration = Duration::from_secs(60);
 /// How often progress is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -32,26 +29,29 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Stats {
     pub records: AtomicU64,
     pub deliveries: AtomicU64,
+    pub stolen: AtomicU64,
 }
 
 struct Held {
     lease: Arc<HeldLease>,
-    last_renewed: Instant,
     shutdown: CancellationToken,
 }
 
-/// What the taker remembers of a lease it does not hold.
-struct Seen {
-    counter: i64,
-    since: Instant,
-}
+/// The leases the renewer keeps alive.
+type Registry = Arc<std::sync::Mutex<HashMap<String, Arc<HeldLease>>>>;
 
 /// Runs the worker until `shutdown` is cancelled (graceful) or a shard fails fatally.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = shared.config.clone();
     let stream = cfg.source.stream.clone();
     let lease_duration = cfg.leases.duration;
-    let tick = lease_duration / 3;
+    let renew_interval = cfg.leases.renew_interval();
+    // Another worker can take a lease `lease_duration` after the last renewal it saw, at
+    // the earliest when that renewal was written; our clock starts when we sent it. Stop a
+    // shard whose lease went unrenewed for all but a margin of that, so it is never
+    // processed by two workers at once.
+    let margin = (renew_interval / 2).max(Duration::from_millis(250));
+    let stop_after = lease_duration.saturating_sub(margin);
 
     shard_sync::sync(
         &shared.kinesis,
@@ -64,17 +64,32 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     let mut last_progress = Instant::now();
 
     let mut held: HashMap<String, Held> = HashMap::new();
-    let mut seen: HashMap<String, Seen> = HashMap::new();
+    let mut taker = LeaseTaker::new(
+        &shared.worker,
+        lease_duration,
+        cfg.leases.max_per_worker,
+        cfg.leases.max_steal,
+    );
     let mut consumers: JoinSet<(String, ShardExit)> = JoinSet::new();
     let mut fatal: Option<String> = None;
     let mut resync = false;
 
     tracing::info!(worker = %shared.worker, stream = %stream, table = %shared.leases.name(), "worker started");
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Renewals run in their own task: a slow scan or a hung call in this loop must not
+    // delay them, and they go on while shards drain at shutdown.
+    let registry: Registry = Arc::default();
+    let renewer_stop = CancellationToken::new();
+    let renewer = tokio::spawn(renewer(
+        shared.clone(),
+        registry.clone(),
+        renew_interval,
+        renewer_stop.clone(),
+    ));
+    let mut take_timer = tokio::time::interval(cfg.leases.take_interval());
+    take_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = take_timer.tick() => {}
             _ = shutdown.cancelled() => break,
             Some(done) = consumers.join_next() => {
                 let (key, exit) = match done {
@@ -86,17 +101,17 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                 };
                 match exit {
                     ShardExit::ShardEnd => {
-                        if let Some(h) = held.remove(&key) {
+                        if let Some(h) = forget(&mut held, &registry, &key) {
                             let _ = h.lease.release(&shared.leases, &shared.worker).await;
                         }
                         resync = true; // children may be ready now
                     }
                     ShardExit::LeaseLost => {
                         tracing::warn!(shard = %key, "lease lost");
-                        held.remove(&key);
+                        forget(&mut held, &registry, &key);
                     }
                     ShardExit::Shutdown => {
-                        held.remove(&key);
+                        forget(&mut held, &registry, &key);
                     }
                     ShardExit::Failed(why) => {
                         fatal = Some(why);
@@ -107,25 +122,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             }
         }
 
-        // Renew what we hold; a lease we could not renew within its duration may already
-        // be someone else's, so its shard stops.
-        for (key, h) in held.iter_mut() {
-            match h.lease.renew(&shared.leases, &shared.worker).await {
-                Ok(()) => h.last_renewed = Instant::now(),
-                Err(LeaseTableError::Conflict(_)) => {
-                    tracing::warn!(shard = %key, "lease taken by another worker");
-                }
-                Err(e) => {
-                    tracing::warn!(shard = %key, error = %e, "lease renewal failed");
-                    if h.last_renewed.elapsed() >= lease_duration {
-                        tracing::warn!(shard = %key, "lease not renewed within its duration; stopping the shard");
-                        h.lease.lost.cancel();
-                    }
-                }
-            }
-        }
-
-        if resync || last_sync.elapsed() >= SHARD_SYNC_INTERVAL {
+        if resync || last_sync.elapsed() >= cfg.leases.shard_sync_interval {
             match shard_sync::sync(
                 &shared.kinesis,
                 &shared.leases,
@@ -142,21 +139,23 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             resync = false;
         }
 
-        // Take leases that are free or expired.
+        // Take what balancing says: free and expired leases first, then steal.
         match shared.leases.list().await {
             Ok(leases) => {
-                for lease in leases {
-                    if held.contains_key(&lease.key) || lease.checkpoint == Checkpoint::ShardEnd {
-                        continue;
-                    }
-                    if !takeable(&lease, &shared.worker, &mut seen, lease_duration) {
-                        continue;
-                    }
+                let keys = held.keys().cloned().collect();
+                for (lease, reason) in taker.plan(&leases, &keys, Instant::now()) {
+                    let sent = Instant::now();
                     match shared.leases.take(&lease, &shared.worker).await {
                         Ok(counter) => {
-                            tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, checkpoint = %lease.checkpoint, "took lease");
-                            seen.remove(&lease.key);
-                            let hl = HeldLease::new(&lease, counter);
+                            tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
+                            if reason == Reason::Stolen {
+                                shared.stats.stolen.fetch_add(1, Ordering::Relaxed);
+                            }
+                            let hl = HeldLease::new(&lease, counter, sent);
+                            hl.spawn_watchdog(stop_after);
+                            if let Ok(mut r) = registry.lock() {
+                                r.insert(lease.key.clone(), hl.clone());
+                            }
                             let token = shutdown.child_token();
                             consumers.spawn(run_consumer(
                                 shared.clone(),
@@ -168,13 +167,12 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                                 lease.key.clone(),
                                 Held {
                                     lease: hl,
-                                    last_renewed: Instant::now(),
                                     shutdown: token,
                                 },
                             );
                         }
                         Err(LeaseTableError::Conflict(_)) => {
-                            tracing::debug!(shard = %lease.key, "another worker took the lease first");
+                            tracing::debug!(shard = %lease.key, "another worker changed the lease first");
                         }
                         Err(e) => {
                             tracing::warn!(shard = %lease.key, error = %e, "cannot take lease")
@@ -211,6 +209,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
         }
     }
     for (key, h) in held {
+        if let Ok(mut r) = registry.lock() {
+            r.remove(&key);
+        }
         match h.lease.release(&shared.leases, &shared.worker).await {
             Ok(()) => tracing::info!(shard = %key, "released lease"),
             Err(e) => {
@@ -218,10 +219,61 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             }
         }
     }
+    renewer_stop.cancel();
+    let _ = renewer.await;
     shared.sinks.close().await;
     match fatal {
         Some(why) => Err(anyhow::anyhow!(why)),
         None => Ok(()),
+    }
+}
+
+fn forget(held: &mut HashMap<String, Held>, registry: &Registry, key: &str) -> Option<Held> {
+    if let Ok(mut r) = registry.lock() {
+        r.remove(key);
+    }
+    held.remove(key)
+}
+
+/// Renews every registered lease each `interval`, each renewal bounded by the interval so
+/// an unreachable table cannot pile calls up. A lease that cannot be renewed is stopped by
+/// its watchdog ([`HeldLease::spawn_watchdog`]), not here.
+async fn renewer(
+    shared: Arc<Shared>,
+    registry: Registry,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut timer = tokio::time::interval(interval);
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let leases: Vec<Arc<HeldLease>> = match registry.lock() {
+            Ok(r) => r.values().cloned().collect(),
+            Err(_) => return,
+        };
+        let shared = &shared;
+        let renewals = leases.iter().map(|l| async move {
+            let r = tokio::time::timeout(interval, l.renew(&shared.leases, &shared.worker)).await;
+            (l, r)
+        });
+        for (lease, result) in futures::future::join_all(renewals).await {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(LeaseTableError::Conflict(_))) => {
+                    tracing::warn!(shard = %lease.key, "lease taken by another worker; stopping the shard");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(shard = %lease.key, error = %e, "lease renewal failed")
+                }
+                Err(_) => {
+                    tracing::warn!(shard = %lease.key, "lease renewal got no answer within {interval:?}")
+                }
+            }
+        }
     }
 }
 
@@ -238,73 +290,4 @@ async fn run_consumer(
     let key = lease.key.clone();
     let exit = shard_consumer::run(shared, lease, stream, shutdown).await;
     (key, exit)
-}
-
-/// Whether a lease we do not hold may be taken now: unowned, ours from an earlier run with
-/// the same worker id, or expired (counter unchanged for the lease duration, on our clock).
-fn takeable(
-    lease: &Lease,
-    worker: &str,
-    seen: &mut HashMap<String, Seen>,
-    duration: Duration,
-) -> bool {
-    match lease.owner.as_deref() {
-        None => return true,
-        Some(o) if o == worker => return true,
-        Some(_) => {}
-    }
-    let now = Instant::now();
-    let s = seen.entry(lease.key.clone()).or_insert(Seen {
-        counter: lease.counter,
-        since: now,
-    });
-    if s.counter != lease.counter {
-        s.counter = lease.counter;
-        s.since = now;
-        return false;
-    }
-    now.duration_since(s.since) >= duration
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn owned(counter: i64) -> Lease {
-        let mut l = Lease::new("shardId-1", Checkpoint::TrimHorizon, Vec::new());
-        l.owner = Some("other".into());
-        l.counter = counter;
-        l
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_lease_expires_only_after_its_counter_stood_still_for_the_duration() {
-        let d = Duration::from_secs(10);
-        let mut seen = HashMap::new();
-        assert!(
-            !takeable(&owned(5), "me", &mut seen, d),
-            "first sight starts the clock"
-        );
-        tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(!takeable(&owned(5), "me", &mut seen, d));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(
-            !takeable(&owned(6), "me", &mut seen, d),
-            "renewed: clock restarts"
-        );
-        tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(!takeable(&owned(6), "me", &mut seen, d));
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(takeable(&owned(6), "me", &mut seen, d));
-    }
-
-    #[test]
-    fn free_and_own_leases_are_takeable_at_once() {
-        let mut seen = HashMap::new();
-        let mut l = owned(1);
-        l.owner = None;
-        assert!(takeable(&l, "me", &mut seen, Duration::from_secs(10)));
-        l.owner = Some("me".into());
-        assert!(takeable(&l, "me", &mut seen, Duration::from_secs(10)));
-    }
 }

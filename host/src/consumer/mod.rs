@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod coordinator;
 pub mod lease;
 pub mod lease_table;
+pub mod lease_taker;
 pub mod retrieval;
 pub mod shard_consumer;
 pub mod shard_sync;

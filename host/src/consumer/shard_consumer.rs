@@ -46,19 +46,54 @@ pub struct HeldLease {
     pub parents: Vec<String>,
     counter: tokio::sync::Mutex<i64>,
     checkpoint: Mutex<Checkpoint>,
+    /// When the last successful renewal (or the take) was sent.
+    renewed_at: Mutex<Instant>,
     /// Cancelled when the lease is lost; the shard stops at once.
     pub lost: CancellationToken,
 }
 
 impl HeldLease {
-    pub fn new(lease: &Lease, counter: i64) -> Arc<Self> {
+    /// A lease just taken with `counter`; `sent` is when the take was sent.
+    pub fn new(lease: &Lease, counter: i64, sent: Instant) -> Arc<Self> {
         Arc::new(Self {
             key: lease.key.clone(),
             parents: lease.parents.clone(),
             counter: tokio::sync::Mutex::new(counter),
             checkpoint: Mutex::new(lease.checkpoint.clone()),
+            renewed_at: Mutex::new(sent),
             lost: CancellationToken::new(),
         })
+    }
+
+    fn renewed_at(&self) -> Instant {
+        self.renewed_at
+            .lock()
+            .map(|t| *t)
+            .unwrap_or_else(|p| *p.into_inner())
+    }
+
+    /// Stops the shard when the lease went unrenewed for `stop_after`: another worker
+    /// counts expiry from the last renewal it saw, which was written after we sent it, so
+    /// stopping before `leases.duration` has passed since sending means the shard is never
+    /// processed by two workers at once.
+    pub fn spawn_watchdog(self: &Arc<Self>, stop_after: Duration) {
+        let lease = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let deadline = lease.renewed_at() + stop_after;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = lease.lost.cancelled() => return,
+                }
+                let unrenewed = lease.renewed_at().elapsed();
+                if unrenewed >= stop_after {
+                    tracing::warn!(shard = %lease.key, unrenewed_ms = unrenewed.as_millis() as u64,
+                        "lease not renewed in time; stopping the shard before another worker can take it");
+                    lease.lost.cancel();
+                    return;
+                }
+            }
+        });
     }
 
     /// The last checkpoint written (or read when the lease was taken).
@@ -74,9 +109,13 @@ impl HeldLease {
         if self.lost.is_cancelled() {
             return Err(LeaseTableError::Conflict(self.key.clone()));
         }
+        let sent = Instant::now();
         match table.renew(&self.key, worker, *counter).await {
             Ok(next) => {
                 *counter = next;
+                if let Ok(mut t) = self.renewed_at.lock() {
+                    *t = sent;
+                }
                 Ok(())
             }
             Err(e) => {
