@@ -1,0 +1,393 @@
+//! Many workers, one stream: several `shardline run` processes share a stream's shards
+//! through the DynamoDB lease table (the local stack's DynamoDB Local), balance, hand over
+//! gracefully, adopt a table the KCL wrote, and stop a shard before another worker can take
+//! it when their lease table is cut off.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
+};
+use support::*;
+
+const LONG: Duration = Duration::from_secs(180);
+
+/// Lease settings for quick tests: 3s failover, a take round every 500ms.
+const FAST_LEASES: &str =
+    "leases:\n  duration: 3s\n  renew_interval: 1s\n  take_interval: 500ms\n  max_steal: 2\n";
+
+fn config(app: &str, stream: &str, topic: &str, dynamodb: Option<&str>) -> String {
+    let mut c =
+        stack_config(app, stream, topic, "").replace("leases:\n  duration: 3s\n", FAST_LEASES);
+    if let Some(endpoint) = dynamodb {
+        c = c.replace(
+            &format!("dynamodb: {}", dynamodb_endpoint()),
+            &format!("dynamodb: {endpoint}"),
+        );
+    }
+    c
+}
+
+/// Active (not SHARD_END) leases per owner.
+async fn owners(table: &str) -> HashMap<String, usize> {
+    let out = dynamodb()
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await;
+    let Ok(out) = out else { return HashMap::new() };
+    let mut m = HashMap::new();
+    for item in out.items() {
+        if let Some(AttributeValue::S(o)) = item.get("leaseOwner") {
+            *m.entry(o.clone()).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Puts `n` records with distinct payloads, spread over keys.
+fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("key-{}", i % 53),
+                format!("{prefix}-{i}").into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// Three workers on an eight-shard stream converge to 3/3/2, and every record arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_balance_eight_shards() {
+    let stream = unique("balance");
+    create_stream(&stream, 8).await;
+    let puts = put_records(&stream, &records("b", 800)).await;
+    let topic = format!("persistent://public/default/{}", unique("balance"));
+    let app = unique("balance-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let path = write_config(&config(&app, &stream, &topic, None));
+    let mut workers: Vec<Host> = (0..3).map(|_| Host::start(&path)).collect();
+
+    let started = tokio::time::Instant::now();
+    let split = wait_for("a 3/3/2 split of 8 leases", Duration::from_secs(60), || {
+        let app = app.clone();
+        async move {
+            let mut counts: Vec<usize> = owners(&app).await.into_values().collect();
+            counts.sort();
+            (counts == [2, 3, 3]).then_some(counts)
+        }
+    })
+    .await;
+    println!("converged to {split:?} in {:?}", started.elapsed());
+    collector.wait_for_distinct(puts.len(), LONG).await;
+    for w in &workers {
+        w.signal("TERM");
+    }
+    for w in workers.iter_mut() {
+        assert_eq!(w.wait_exit(LONG).await, Some(0), "log:\n{}", w.log());
+    }
+    let got: HashSet<String> = collector
+        .all()
+        .iter()
+        .map(|m| m.prop("kinesis.sequence.number").to_string())
+        .collect();
+    assert!(
+        puts.iter().all(|p| got.contains(&p.sequence)),
+        "every record arrived"
+    );
+}
+
+/// Under continuous load, SIGTERM one of two workers: its shards move to the other with
+/// nothing lost and nothing delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
+    let stream = unique("handoff");
+    create_stream(&stream, 4).await;
+    let topic = format!("persistent://public/default/{}", unique("handoff"));
+    let app = unique("handoff-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let path = write_config(&config(&app, &stream, &topic, None));
+    let mut a = Host::start(&path);
+    let mut b = Host::start(&path);
+    // Balanced first (stealing during convergence may redeliver; that is not a handoff).
+    wait_for("a 2/2 split", Duration::from_secs(60), || {
+        let app = app.clone();
+        async move { (owners(&app).await.values().copied().collect::<Vec<_>>() == [2, 2]).then_some(()) }
+    })
+    .await;
+
+    // Load: batches of records for ~8 s while worker a is stopped in the middle.
+    let load = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            for round in 0..40 {
+                all.extend(put_records(&stream, &records(&format!("r{round}"), 20)).await);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            all
+        })
+    };
+    collector.wait_for(200, LONG).await;
+    a.signal("TERM");
+    assert_eq!(a.wait_exit(LONG).await, Some(0), "log:\n{}", a.log());
+    assert!(a.log().contains("released lease"), "log:\n{}", a.log());
+    let puts = load.await.expect("load");
+    collector.wait_for_distinct(puts.len(), LONG).await;
+    b.signal("TERM");
+    assert_eq!(b.wait_exit(LONG).await, Some(0), "log:\n{}", b.log());
+
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for m in collector.all() {
+        *counts
+            .entry(m.prop("kinesis.sequence.number").to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        puts.iter().all(|p| counts.contains_key(&p.sequence)),
+        "nothing lost"
+    );
+    let dups = counts.values().filter(|c| **c > 1).count();
+    assert_eq!(dups, 0, "records delivered twice after a graceful handoff");
+}
+
+/// A lease table written in the KCL 2.x layout by someone else (a Pulsar IO Kinesis source,
+/// say) is adopted: consumption resumes after its checkpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
+    let stream = unique("adopt");
+    create_stream(&stream, 2).await;
+    let puts = put_records(&stream, &records("a", 60)).await;
+    let app = unique("adopt-app");
+    let ddb = dynamodb();
+    ddb.create_table()
+        .table_name(&app)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("leaseKey")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attr"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("leaseKey")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
+        .send()
+        .await
+        .expect("create table");
+    // Shard 0 was checkpointed by the KCL at its 10th record; shard 1 never got past
+    // TRIM_HORIZON. Both are owned by a KCL worker that is gone (its counter stands still).
+    let shard0: Vec<&Put> = puts
+        .iter()
+        .filter(|p| p.shard.ends_with("000000000000"))
+        .collect();
+    assert!(shard0.len() > 10, "records spread over both shards");
+    for (shard, checkpoint) in [
+        ("shardId-000000000000", shard0[9].sequence.as_str()),
+        ("shardId-000000000001", "TRIM_HORIZON"),
+    ] {
+        let item = HashMap::from([
+            ("leaseKey".to_string(), AttributeValue::S(shard.into())),
+            (
+                "leaseOwner".to_string(),
+                AttributeValue::S("ip-10-1-2-3:kcl-worker".into()),
+            ),
+            ("leaseCounter".to_string(), AttributeValue::N("1234".into())),
+            (
+                "checkpoint".to_string(),
+                AttributeValue::S(checkpoint.into()),
+            ),
+            (
+                "checkpointSubSequenceNumber".to_string(),
+                AttributeValue::N("0".into()),
+            ),
+            (
+                "ownerSwitchesSinceCheckpoint".to_string(),
+                AttributeValue::N("0".into()),
+            ),
+        ]);
+        ddb.put_item()
+            .table_name(&app)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("put lease");
+    }
+    let topic = format!("persistent://public/default/{}", unique("adopt"));
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let path = write_config(&config(&app, &stream, &topic, None));
+    let mut host = Host::start(&path);
+    let expected = puts.len() - 10;
+    collector.wait_for(expected, LONG).await;
+    // Both leases were taken from the KCL worker once they expired.
+    let o = owners(&app).await;
+    assert!(!o.contains_key("ip-10-1-2-3:kcl-worker"), "{o:?}");
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    let got: HashSet<String> = collector
+        .all()
+        .iter()
+        .map(|m| m.prop("kinesis.sequence.number").to_string())
+        .collect();
+    for (i, p) in shard0.iter().enumerate() {
+        assert_eq!(
+            got.contains(&p.sequence),
+            i >= 10,
+            "shard 0 record {i} (checkpoint after record 9)"
+        );
+    }
+    assert_eq!(
+        collector.count(),
+        expected,
+        "nothing before the KCL checkpoint, nothing twice"
+    );
+}
+
+/// A TCP relay to DynamoDB that the test can cut.
+struct Relay {
+    child: std::process::Child,
+    port: u16,
+    cut: bool,
+}
+
+impl Relay {
+    fn start() -> Self {
+        use std::os::unix::process::CommandExt;
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let target = dynamodb_endpoint()
+            .trim_start_matches("http://")
+            .to_string();
+        let child = std::process::Command::new("socat")
+            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
+            .arg(format!("TCP:{target}"))
+            .process_group(0)
+            .spawn()
+            .expect("socat (installed by dev/setup)");
+        Self {
+            child,
+            port,
+            cut: false,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the relay and every connection it forked.
+    fn cut(&mut self) {
+        if std::mem::replace(&mut self.cut, true) {
+            return;
+        }
+        let pgid = self.child.id();
+        let _ = std::process::Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{pgid}")])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+fn log_time(line: &str) -> Option<humantime::Timestamp> {
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// A worker whose lease table becomes unreachable stops its shards before another worker
+/// can take them (and so never works on a shard it no longer owns).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_worker_stops_before_its_leases_are_taken() {
+    let stream = unique("cutoff");
+    create_stream(&stream, 2).await;
+    put_records(&stream, &records("c", 40)).await;
+    let topic = format!("persistent://public/default/{}", unique("cutoff"));
+    let app = unique("cutoff-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut relay = Relay::start();
+    let mut a = Host::start(&write_config(&config(
+        &app,
+        &stream,
+        &topic,
+        Some(&relay.endpoint()),
+    )));
+    wait_for(
+        "worker a to hold both leases",
+        Duration::from_secs(60),
+        || {
+            let app = app.clone();
+            async move { (owners(&app).await.values().sum::<usize>() == 2).then_some(()) }
+        },
+    )
+    .await;
+    collector.wait_for(40, LONG).await;
+    // b never steals: it may only take what expires.
+    let b_config =
+        config(&app, &stream, &topic, None).replace("  max_steal: 2\n", "  max_steal: 0\n");
+    assert!(b_config.contains("max_steal: 0"));
+    let mut b = Host::start(&write_config(&b_config));
+    b.wait_log("worker started", LONG).await;
+    relay.cut();
+    b.wait_log("took lease", LONG).await;
+    a.wait_log("stopping the shard before another worker can take it", LONG)
+        .await;
+    let stops: Vec<_> = a
+        .log()
+        .lines()
+        .filter(|l| l.contains("stopping the shard before"))
+        .filter_map(log_time)
+        .collect();
+    let takes: Vec<_> = b
+        .log()
+        .lines()
+        .filter(|l| l.contains("took lease"))
+        .filter_map(log_time)
+        .collect();
+    assert_eq!(stops.len(), 2, "both shards stopped:\n{}", a.log());
+    let last_stop = stops
+        .iter()
+        .map(|t| std::time::SystemTime::from(*t))
+        .max()
+        .expect("stops");
+    let first_take = takes
+        .iter()
+        .map(|t| std::time::SystemTime::from(*t))
+        .min()
+        .expect("takes");
+    assert!(
+        last_stop < first_take,
+        "a stopped at {last_stop:?}, b took at {first_take:?}"
+    );
+    println!(
+        "a stopped its shards {:?} before b took the first lease",
+        first_take.duration_since(last_stop).unwrap_or_default()
+    );
+    assert!(
+        b.log()
+            .lines()
+            .filter(|l| l.contains("took lease"))
+            .all(|l| l.contains("reason=Free")),
+        "b took expired leases only:\n{}",
+        b.log()
+    );
+    b.signal("TERM");
+    a.signal("KILL");
+    assert_eq!(b.wait_exit(LONG).await, Some(0), "log:\n{}", b.log());
+}
