@@ -36,7 +36,7 @@ fn records(n: usize) -> Vec<SourceRecord> {
     (0..n)
         .map(|i| {
             let data = format!(
-                r#"{{"id":"o-{i:06}","customer":"c-{:04}","amount":{}.{:02},"currency":"EUR","region":"eu"}}"#,
+                r#"{{"id":"o-{i:06}","customer":"c-{:04}","amount":{}.{:02},"currency":"EUR","region":"eu","channel":"web"}}"#,
                 i % 9973,
                 1 + i % 500,
                 i % 100
