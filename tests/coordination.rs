@@ -605,3 +605,66 @@ async fn resharding_keeps_every_record_and_the_order_per_key() {
     }
     assert_eq!(seen.len(), puts.len(), "every record arrived");
 }
+
+/// `initial_position: at_timestamp` starts where asked; a restart then resumes from the
+/// checkpoints, not from the timestamp again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_timestamp_starts_where_asked_and_restarts_resume_from_checkpoints() {
+    let stream = unique("attime");
+    create_stream(&stream, 2).await;
+    let before = put_records(&stream, &records("before", 20)).await;
+    // A start time strictly between the two groups of records, a second away from both.
+    let wait_until = |t: std::time::SystemTime| async move {
+        wait_for(
+            "the wall clock to pass a point",
+            Duration::from_secs(5),
+            || async move { (std::time::SystemTime::now() > t).then_some(()) },
+        )
+        .await
+    };
+    wait_until(std::time::SystemTime::now() + Duration::from_secs(1)).await;
+    let start = std::time::SystemTime::now();
+    wait_until(start + Duration::from_secs(1)).await;
+    let after = put_records(&stream, &records("after", 20)).await;
+
+    let topic = format!("persistent://public/default/{}", unique("attime"));
+    let app = unique("attime-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let at = humantime::format_rfc3339_millis(start).to_string();
+    let cfg = config(&app, &stream, &topic, None).replace(
+        "  initial_position: trim_horizon\n",
+        &format!("  initial_position: at_timestamp\n  at_timestamp: \"{at}\"\n"),
+    );
+    assert!(cfg.contains("at_timestamp: \""));
+    let path = write_config(&cfg);
+    let mut host = Host::start(&path);
+    collector.wait_for(after.len(), LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    let got: HashSet<String> = collector
+        .all()
+        .iter()
+        .map(|m| m.prop("kinesis.sequence.number").to_string())
+        .collect();
+    assert!(
+        after.iter().all(|p| got.contains(&p.sequence)),
+        "everything after {at}"
+    );
+    assert!(
+        before.iter().all(|p| !got.contains(&p.sequence)),
+        "nothing before {at}"
+    );
+    assert_eq!(collector.count(), after.len());
+
+    // Restart: only what came since, once.
+    let later = put_records(&stream, &records("later", 20)).await;
+    let mut host = Host::start(&path);
+    collector.wait_for(after.len() + later.len(), LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    assert_eq!(
+        collector.count(),
+        after.len() + later.len(),
+        "resumed from the checkpoints"
+    );
+}
