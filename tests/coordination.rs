@@ -668,3 +668,71 @@ async fn at_timestamp_starts_where_asked_and_restarts_resume_from_checkpoints() 
         "resumed from the checkpoints"
     );
 }
+
+/// One application reading two streams: leases are keyed `stream:shard`, every record of
+/// both streams arrives with its bare shard id, and `shardline status` shows both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_application_reads_several_streams() {
+    let (s1, s2) = (unique("multi-a"), unique("multi-b"));
+    create_stream(&s1, 2).await;
+    create_stream(&s2, 1).await;
+    let mut puts = put_records(&s1, &records("one", 30)).await;
+    puts.extend(put_records(&s2, &records("two", 30)).await);
+    let topic = format!("persistent://public/default/{}", unique("multi"));
+    let app = unique("multi-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let cfg = config(&app, &s1, &topic, None).replace(
+        &format!("  stream: {s1}\n"),
+        &format!("  streams:\n    - name: {s1}\n    - name: {s2}\n"),
+    );
+    assert!(cfg.contains("streams:"));
+    let path = write_config(&cfg);
+    let mut host = Host::start(&path);
+    // Sequence numbers repeat across streams: count messages, then compare payloads.
+    collector.wait_for(puts.len(), LONG).await;
+
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args(["status", "--config"])
+        .arg(&path)
+        .output()
+        .expect("status");
+    let table = String::from_utf8_lossy(&status.stdout).into_owned();
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let keys: HashSet<String> = lease_owners(&app).await.into_keys().collect::<HashSet<_>>();
+    let cps = checkpoints(&app).await;
+    let all_keys: HashSet<&String> = cps.keys().collect();
+    assert_eq!(all_keys.len(), 3, "three leases: {all_keys:?}");
+    assert!(
+        cps.keys()
+            .filter(|k| k.starts_with(&format!("{s1}:shardId-")))
+            .count()
+            == 2,
+        "{cps:?}"
+    );
+    assert!(
+        cps.keys()
+            .filter(|k| k.starts_with(&format!("{s2}:shardId-")))
+            .count()
+            == 1,
+        "{cps:?}"
+    );
+    assert!(keys.is_empty(), "released at shutdown: {keys:?}");
+    for m in collector.all() {
+        assert!(
+            m.prop("kinesis.shard.id").starts_with("shardId-"),
+            "bare shard id: {:?}",
+            m.properties
+        );
+    }
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        table.contains(&format!("{s1}:shardId-")) && table.contains(&format!("{s2}:shardId-")),
+        "{table}"
+    );
+}

@@ -237,9 +237,14 @@ async fn status(path: &Path) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(e.into()))?;
     all.sort_by(|a, b| a.key.cmp(&b.key));
     println!(
-        "application {} — stream {} — lease table {} — {} leases",
+        "application {} — streams {} — lease table {} — {} leases",
         config.application,
-        config.source.stream,
+        config
+            .streams()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         config.lease_table(),
         all.len()
     );

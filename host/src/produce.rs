@@ -20,10 +20,10 @@ const MAX_ATTEMPTS: u32 = 20;
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
-    /// Config whose `aws` section and `source.stream` are used.
+    /// Config whose `aws` section and stream are used.
     #[arg(long, short)]
     config: PathBuf,
-    /// Stream to write to (default: the config's source.stream).
+    /// Stream to write to (default: the config's first stream).
     #[arg(long)]
     stream: Option<String>,
     /// What to write.
@@ -51,10 +51,7 @@ enum Sample {
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let stream = args
-        .stream
-        .clone()
-        .unwrap_or_else(|| config.source.stream.clone());
+    let stream = args.stream.clone().unwrap_or_else(|| config.first_stream());
     let sdk = crate::aws::sdk_config(&config.aws).await?;
     let client = crate::aws::kinesis(&sdk, &config.aws);
     if let Some(shards) = args.create_shards {

@@ -48,12 +48,19 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
-/// The Kinesis stream to consume.
+/// The Kinesis stream(s) to consume.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceConfig {
-    pub stream: String,
-    /// Where a shard with no checkpoint starts.
+    /// The stream, when the application reads one (leases are keyed by shard id, as the
+    /// KCL does for a single stream).
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// Several streams in one application (leases keyed `stream:shard`); each may set its
+    /// own initial position.
+    #[serde(default)]
+    pub streams: Vec<StreamConfig>,
+    /// Where a shard with no checkpoint starts (default for every stream).
     #[serde(default)]
     pub initial_position: InitialPosition,
     /// RFC 3339 time, required with `initial_position: at_timestamp`.
@@ -65,6 +72,29 @@ pub struct SourceConfig {
     /// reaching it pauses fetching (backpressure), as Pulsar IO's `receiveQueueSize`.
     #[serde(default = "defaults::receive_queue_size")]
     pub receive_queue_size: usize,
+}
+
+/// One stream of a multi-stream application.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    pub name: String,
+    /// Overrides `source.initial_position` for this stream.
+    #[serde(default)]
+    pub initial_position: Option<InitialPosition>,
+    /// Overrides `source.at_timestamp` for this stream.
+    #[serde(default)]
+    pub at_timestamp: Option<String>,
+}
+
+/// A stream to consume, with its resolved start position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: String,
+    pub initial_position: InitialPosition,
+    pub at_timestamp: Option<std::time::SystemTime>,
+    /// `Some("name:")` when leases of this stream are keyed `stream:shard`.
+    pub lease_prefix: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -608,27 +638,90 @@ impl Config {
         if self.application.trim().is_empty() {
             bad("application", "must not be empty".into());
         }
-        if self.source.stream.trim().is_empty() {
-            bad("source.stream", "must not be empty".into());
-        }
-        match (&self.source.initial_position, &self.source.at_timestamp) {
-            (InitialPosition::AtTimestamp, None) => bad(
-                "source.at_timestamp",
-                "is required when initial_position is at_timestamp".into(),
+        match (&self.source.stream, self.source.streams.is_empty()) {
+            (None, true) => bad(
+                "source",
+                "needs stream (one stream) or streams (several)".into(),
             ),
-            (InitialPosition::AtTimestamp, Some(t)) => {
-                if let Err(e) = humantime::parse_rfc3339_weak(t) {
+            (Some(_), false) => bad(
+                "source.streams",
+                "cannot be combined with source.stream: list every stream under streams".into(),
+            ),
+            (Some(s), true) if s.trim().is_empty() => {
+                bad("source.stream", "must not be empty".into())
+            }
+            _ => {}
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, st) in self.source.streams.iter().enumerate() {
+            if st.name.trim().is_empty() || st.name.contains(':') {
+                bad(
+                    &format!("source.streams.{i}.name"),
+                    format!("must be a Kinesis stream name (no ':'), got {:?}", st.name),
+                );
+            }
+            if !names.insert(st.name.as_str()) {
+                bad(
+                    &format!("source.streams.{i}.name"),
+                    format!("stream {:?} is listed twice", st.name),
+                );
+            }
+        }
+        // Start times: each must parse, be used, and exist where at_timestamp is asked.
+        let bad_time = |t: &str| {
+            humantime::parse_rfc3339_weak(t).err().map(|e| {
+                format!("invalid time {t:?} ({e}); write it like \"2026-01-31T12:00:00Z\"")
+            })
+        };
+        let top_used = self.source.initial_position == InitialPosition::AtTimestamp
+            || self.source.streams.iter().any(|s| {
+                s.initial_position == Some(InitialPosition::AtTimestamp) && s.at_timestamp.is_none()
+            });
+        match &self.source.at_timestamp {
+            Some(t) => {
+                if let Some(m) = bad_time(t) {
+                    bad("source.at_timestamp", m);
+                } else if !top_used {
                     bad(
                         "source.at_timestamp",
-                        format!("invalid time {t:?} ({e}); write it like \"2026-01-31T12:00:00Z\""),
+                        "is only used with initial_position: at_timestamp".into(),
                     );
                 }
             }
-            (_, Some(_)) => bad(
-                "source.at_timestamp",
-                "is only used with initial_position: at_timestamp".into(),
-            ),
-            _ => {}
+            None if self.source.stream.is_some()
+                && self.source.initial_position == InitialPosition::AtTimestamp =>
+            {
+                bad(
+                    "source.at_timestamp",
+                    "is required when initial_position is at_timestamp".into(),
+                )
+            }
+            None => {}
+        }
+        for (i, st) in self.source.streams.iter().enumerate() {
+            let position = st.initial_position.unwrap_or(self.source.initial_position);
+            let key = format!("source.streams.{i}.at_timestamp");
+            match &st.at_timestamp {
+                Some(t) => {
+                    if let Some(m) = bad_time(t) {
+                        bad(&key, m);
+                    } else if position != InitialPosition::AtTimestamp {
+                        bad(
+                            &key,
+                            "is only used with initial_position: at_timestamp".into(),
+                        );
+                    }
+                }
+                None if position == InitialPosition::AtTimestamp
+                    && self.source.at_timestamp.is_none() =>
+                {
+                    bad(
+                        &key,
+                        "is required when initial_position is at_timestamp".into(),
+                    )
+                }
+                None => {}
+            }
         }
         if !(1..=10_000).contains(&self.source.polling.max_records) {
             bad(
@@ -803,12 +896,37 @@ impl Config {
         }
     }
 
-    /// `source.at_timestamp` as a time, when set and valid.
-    pub fn at_timestamp(&self) -> Option<std::time::SystemTime> {
+    /// The streams to consume with their start positions.
+    pub fn streams(&self) -> Vec<StreamSpec> {
+        let parse = |t: Option<&String>| t.and_then(|t| humantime::parse_rfc3339_weak(t).ok());
+        let top_at = parse(self.source.at_timestamp.as_ref());
+        if let Some(name) = &self.source.stream {
+            return vec![StreamSpec {
+                name: name.clone(),
+                initial_position: self.source.initial_position,
+                at_timestamp: top_at,
+                lease_prefix: None,
+            }];
+        }
         self.source
-            .at_timestamp
-            .as_deref()
-            .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+            .streams
+            .iter()
+            .map(|s| StreamSpec {
+                name: s.name.clone(),
+                initial_position: s.initial_position.unwrap_or(self.source.initial_position),
+                at_timestamp: parse(s.at_timestamp.as_ref()).or(top_at),
+                lease_prefix: Some(format!("{}:", s.name)),
+            })
+            .collect()
+    }
+
+    /// The stream named first (for commands that write to one stream).
+    pub fn first_stream(&self) -> String {
+        self.streams()
+            .into_iter()
+            .next()
+            .map(|s| s.name)
+            .unwrap_or_default()
     }
 }
 
@@ -869,6 +987,30 @@ sinks:
         assert_eq!(
             err,
             "test.yaml: default_sink: names sink \"other\", which is not in sinks (main) at line 9"
+        );
+    }
+
+    #[test]
+    fn several_streams_resolve_their_start_positions() {
+        let text = MINIMAL.replace(
+            "  stream: orders\n",
+            "  initial_position: trim_horizon\n  streams:\n    - name: a\n    - name: b\n      initial_position: at_timestamp\n      at_timestamp: \"2026-01-31T12:00:00Z\"\n",
+        );
+        let c = parse(&text).expect("parses");
+        let s = c.streams();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].name, "a");
+        assert_eq!(s[0].initial_position, InitialPosition::TrimHorizon);
+        assert_eq!(s[0].lease_prefix.as_deref(), Some("a:"));
+        assert_eq!(s[1].initial_position, InitialPosition::AtTimestamp);
+        assert_eq!(
+            s[1].at_timestamp,
+            Some(humantime::parse_rfc3339("2026-01-31T12:00:00Z").expect("time"))
+        );
+        let one = parse(MINIMAL).expect("parses").streams();
+        assert_eq!(
+            one[0].lease_prefix, None,
+            "one stream: leases keyed by shard id"
         );
     }
 

@@ -20,6 +20,7 @@ use super::lease_table::LeaseTableError;
 use super::lease_taker::{LeaseTaker, Reason};
 use super::shard_consumer::{self, HeldLease, ShardExit, Shared};
 use super::shard_sync;
+use crate::config::StreamSpec;
 
 /// How often progress is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -43,7 +44,7 @@ type Registry = Arc<std::sync::Mutex<HashMap<String, Arc<HeldLease>>>>;
 /// Runs the worker until `shutdown` is cancelled (graceful) or a shard fails fatally.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = shared.config.clone();
-    let stream = cfg.source.stream.clone();
+    let streams = cfg.streams();
     let lease_duration = cfg.leases.duration;
     let renew_interval = cfg.leases.renew_interval();
     // Another worker can take a lease `lease_duration` after the last renewal it saw, at
@@ -53,13 +54,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     let margin = (renew_interval / 2).max(Duration::from_millis(250));
     let stop_after = lease_duration.saturating_sub(margin);
 
-    shard_sync::sync(
-        &shared.kinesis,
-        &shared.leases,
-        &stream,
-        cfg.source.initial_position,
-    )
-    .await?;
+    for spec in &streams {
+        shard_sync::sync(&shared.kinesis, &shared.leases, spec).await?;
+    }
     let mut last_sync = Instant::now();
     let mut last_progress = Instant::now();
 
@@ -74,7 +71,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     let mut fatal: Option<String> = None;
     let mut resync = false;
 
-    tracing::info!(worker = %shared.worker, stream = %stream, table = %shared.leases.name(), "worker started");
+    tracing::info!(worker = %shared.worker, streams = %streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","), table = %shared.leases.name(), "worker started");
     // Renewals run in their own task: a slow scan or a hung call in this loop must not
     // delay them, and they go on while shards drain at shutdown.
     let registry: Registry = Arc::default();
@@ -123,17 +120,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
         }
 
         if resync || last_sync.elapsed() >= cfg.leases.shard_sync_interval {
-            match shard_sync::sync(
-                &shared.kinesis,
-                &shared.leases,
-                &stream,
-                cfg.source.initial_position,
-            )
-            .await
-            {
-                Ok(n) if n > 0 => tracing::info!(created = n, "new shards found"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+            for spec in &streams {
+                match shard_sync::sync(&shared.kinesis, &shared.leases, spec).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(stream = %spec.name, created = n, "new shards found")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+                }
             }
             last_sync = Instant::now();
             resync = false;
@@ -141,9 +135,15 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
 
         // Take what balancing says: free and expired leases first, then steal.
         match shared.leases.list().await {
-            Ok(leases) => {
+            Ok(mut leases) => {
+                // Leases of streams this config does not read (any more) are not ours to
+                // balance or take.
+                leases.retain(|l| stream_of(&streams, &l.key).is_some());
                 let keys = held.keys().cloned().collect();
                 for (lease, reason) in taker.plan(&leases, &keys, Instant::now()) {
+                    let Some(spec) = stream_of(&streams, &lease.key) else {
+                        continue;
+                    };
                     let sent = Instant::now();
                     match shared.leases.take(&lease, &shared.worker).await {
                         Ok(counter) => {
@@ -160,7 +160,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                             consumers.spawn(run_consumer(
                                 shared.clone(),
                                 hl.clone(),
-                                stream.clone(),
+                                spec.clone(),
                                 token.clone(),
                             ));
                             held.insert(
@@ -228,6 +228,17 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     }
 }
 
+/// The configured stream a lease key belongs to: `stream:shard` with several streams, a
+/// bare shard id with one.
+fn stream_of<'a>(streams: &'a [StreamSpec], key: &str) -> Option<&'a StreamSpec> {
+    match key.split_once(':') {
+        Some((name, _)) => streams
+            .iter()
+            .find(|s| s.lease_prefix.is_some() && s.name == name),
+        None => streams.iter().find(|s| s.lease_prefix.is_none()),
+    }
+}
+
 fn forget(held: &mut HashMap<String, Held>, registry: &Registry, key: &str) -> Option<Held> {
     if let Ok(mut r) = registry.lock() {
         r.remove(key);
@@ -284,7 +295,7 @@ fn shared_stats(shared: &Shared) -> &Stats {
 async fn run_consumer(
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
-    stream: String,
+    stream: StreamSpec,
     shutdown: CancellationToken,
 ) -> (String, ShardExit) {
     let key = lease.key.clone();

@@ -21,7 +21,7 @@ use super::checkpoint::{AckTracker, Checkpoint, RecordId};
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
 use super::retrieval::{Fetched, PollingFetcher};
-use crate::config::{Config, ErrorPolicy};
+use crate::config::{Config, ErrorPolicy, StreamSpec};
 use crate::sinks::{RecordContext, Sinks};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
 use crate::wasm::{BatchOutcome, RecordFailure, StagePlan, StageSet};
@@ -242,10 +242,10 @@ struct Meta {
 pub async fn run(
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
-    stream: String,
+    stream: StreamSpec,
     shutdown: CancellationToken,
 ) -> ShardExit {
-    let shard = lease.key.clone();
+    let shard = shard_id(&lease.key).to_string();
     // Waiting on parent shards: a child starts only after every parent reached SHARD_END,
     // so records of one key stay in order across resharding.
     loop {
@@ -272,14 +272,15 @@ pub async fn run(
     let mut consumer = ShardConsumer {
         shared,
         lease,
-        stream,
+        stream: stream.name,
+        at_timestamp: stream.at_timestamp,
         shard,
         shutdown,
     };
     let mut rewinds = 0u32;
     loop {
         let start = consumer.lease.checkpoint();
-        tracing::info!(shard = %consumer.shard, checkpoint = %start, "processing shard");
+        tracing::info!(stream = %consumer.stream, shard = %consumer.shard, checkpoint = %start, "processing shard");
         match consumer.process(&mut stages, &start).await {
             Pass::Exit(e) => return e,
             Pass::Rewind(why) => {
@@ -295,6 +296,14 @@ pub async fn run(
             }
         }
     }
+}
+
+/// The shard id of a lease key (`shardId-…`, or `stream:shardId-…` with several streams).
+pub fn shard_id(lease_key: &str) -> &str {
+    lease_key
+        .split_once(':')
+        .map(|(_, shard)| shard)
+        .unwrap_or(lease_key)
 }
 
 async fn parents_done(shared: &Shared, lease: &HeldLease) -> Result<bool, LeaseTableError> {
@@ -319,6 +328,7 @@ struct ShardConsumer {
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: String,
+    at_timestamp: Option<std::time::SystemTime>,
     shard: String,
     shutdown: CancellationToken,
 }
@@ -335,7 +345,7 @@ impl ShardConsumer {
             &self.stream,
             &self.shard,
             start,
-            cfg.at_timestamp(),
+            self.at_timestamp,
             cfg.source.polling.clone(),
         );
         let flow = Arc::new(Flow {

@@ -1,5 +1,8 @@
 //! Shard sync: list the stream's shards (every page) and make sure each has a lease.
 //!
+//! Leases are keyed by shard id when the application reads one stream (as the KCL does)
+//! and `stream:shard` when it reads several.
+//!
 //! A new shard whose parent is known starts at TRIM_HORIZON, so nothing written after a
 //! reshard is skipped; a shard without a known parent starts at the configured initial
 //! position, as in the KCL.
@@ -13,7 +16,7 @@ use aws_sdk_kinesis::Client;
 use super::checkpoint::Checkpoint;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
-use crate::config::InitialPosition;
+use crate::config::{InitialPosition, StreamSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardSyncError {
@@ -60,25 +63,27 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, Sh
 pub async fn sync(
     client: &Client,
     table: &LeaseTable,
-    stream: &str,
-    initial: InitialPosition,
+    stream: &StreamSpec,
 ) -> Result<usize, ShardSyncError> {
-    let shards = list_shards(client, stream).await?;
+    let shards = list_shards(client, &stream.name).await?;
     let existing: HashSet<String> = table.list().await?.into_iter().map(|l| l.key).collect();
-    let known: HashSet<&str> = shards.iter().map(|s| s.shard_id.as_str()).collect();
+    let prefix = stream.lease_prefix.as_deref().unwrap_or("");
+    let key = |shard: &str| format!("{prefix}{shard}");
+    let known: HashSet<String> = shards.iter().map(|s| key(&s.shard_id)).collect();
     let mut created = 0;
     for shard in &shards {
-        if existing.contains(&shard.shard_id) {
+        let lease_key = key(&shard.shard_id);
+        if existing.contains(&lease_key) {
             continue;
         }
         let parents: Vec<String> = [&shard.parent_shard_id, &shard.adjacent_parent_shard_id]
             .into_iter()
             .flatten()
-            .filter(|p| known.contains(p.as_str()) || existing.contains(*p))
-            .cloned()
+            .map(|p| key(p))
+            .filter(|p| known.contains(p) || existing.contains(p))
             .collect();
         let checkpoint = if parents.is_empty() {
-            match initial {
+            match stream.initial_position {
                 InitialPosition::TrimHorizon => Checkpoint::TrimHorizon,
                 InitialPosition::Latest => Checkpoint::Latest,
                 InitialPosition::AtTimestamp => Checkpoint::AtTimestamp,
@@ -86,13 +91,13 @@ pub async fn sync(
         } else {
             Checkpoint::TrimHorizon
         };
-        let mut lease = Lease::new(&shard.shard_id, checkpoint, parents);
+        let mut lease = Lease::new(&lease_key, checkpoint, parents);
         if let Some(r) = &shard.hash_key_range {
             lease.starting_hash_key = Some(r.starting_hash_key.clone());
             lease.ending_hash_key = Some(r.ending_hash_key.clone());
         }
         if table.create_if_absent(&lease).await? {
-            tracing::info!(shard = %shard.shard_id, checkpoint = %lease.checkpoint, "created lease");
+            tracing::info!(stream = %stream.name, shard = %shard.shard_id, lease = %lease_key, checkpoint = %lease.checkpoint, "created lease");
             created += 1;
         }
     }
