@@ -139,6 +139,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                 // Leases of streams this config does not read (any more) are not ours to
                 // balance or take.
                 leases.retain(|l| stream_of(&streams, &l.key).is_some());
+                if let Err(e) = shard_sync::clean_up_parents(&shared.leases, &leases).await {
+                    tracing::warn!(error = %e, "parent lease cleanup failed; will retry");
+                }
                 let keys = held.keys().cloned().collect();
                 for (lease, reason) in taker.plan(&leases, &keys, Instant::now()) {
                     let Some(spec) = stream_of(&streams, &lease.key) else {

@@ -274,6 +274,29 @@ impl LeaseTable {
         Ok(next)
     }
 
+    /// Deletes a finished, unowned lease seen with `counter` (parent cleanup). `false` when
+    /// someone changed it since.
+    pub async fn delete_finished(&self, lease: &Lease) -> Result<bool, LeaseTableError> {
+        let r = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease.key.clone()))
+            .condition_expression("#c = :expected AND #cp = :end AND attribute_not_exists(#o)")
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_names("#cp", attr::CHECKPOINT)
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_values(":expected", AttributeValue::N(lease.counter.to_string()))
+            .expression_attribute_values(":end", AttributeValue::S("SHARD_END".into()))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(service_err(&self.table, "DeleteItem", e)),
+        }
+    }
+
     /// Gives a held lease up (owner removed, counter + 1) so another worker takes it at
     /// once instead of waiting for it to expire.
     pub async fn release(
