@@ -553,41 +553,130 @@ async fn resharding_keeps_every_record_and_the_order_per_key() {
             })
             .collect()
     };
-    for (step, target) in [(0, 4), (1, 2)] {
-        puts.extend(put_records(&stream, &batch(150)).await);
-        kinesis
-            .update_shard_count()
-            .stream_name(&stream)
-            .target_shard_count(target)
-            .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
-            .send()
+    let wait_active = || {
+        let (k, stream) = (kinesis.clone(), stream.clone());
+        async move {
+            wait_for("the stream to be ACTIVE again", LONG, || {
+                let (k, stream) = (k.clone(), stream.clone());
+                async move {
+                    let d = k
+                        .describe_stream_summary()
+                        .stream_name(&stream)
+                        .send()
+                        .await
+                        .ok()?;
+                    (d.stream_description_summary()?.stream_status()
+                        == &aws_sdk_kinesis::types::StreamStatus::Active)
+                        .then_some(())
+                }
+            })
             .await
-            .unwrap_or_else(|e| panic!("UpdateShardCount step {step}: {e:?}"));
-        wait_for("the stream to be ACTIVE again", LONG, || {
-            let k = kinesis.clone();
-            let stream = stream.clone();
-            async move {
-                let d = k
-                    .describe_stream_summary()
-                    .stream_name(&stream)
-                    .send()
-                    .await
-                    .ok()?;
-                (d.stream_description_summary()?.stream_status()
-                    == &aws_sdk_kinesis::types::StreamStatus::Active)
-                    .then_some(())
-            }
-        })
-        .await;
-        puts.extend(put_records(&stream, &batch(150)).await);
-    }
+        }
+    };
+    let open_shards = || {
+        let (k, stream) = (kinesis.clone(), stream.clone());
+        async move {
+            let out = k
+                .list_shards()
+                .stream_name(&stream)
+                .send()
+                .await
+                .expect("ListShards");
+            out.shards
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| {
+                    s.sequence_number_range
+                        .as_ref()
+                        .is_some_and(|r| r.ending_sequence_number.is_none())
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    puts.extend(put_records(&stream, &batch(150)).await);
+    // SplitShard: shard 0 at the middle of its hash range.
+    let shard0 = open_shards()
+        .await
+        .into_iter()
+        .find(|s| s.shard_id.ends_with("000000000000"))
+        .expect("shard 0");
+    let range = shard0.hash_key_range.clone().expect("hash range");
+    let (lo, hi): (u128, u128) = (
+        range.starting_hash_key.parse().expect("u128"),
+        range.ending_hash_key.parse().expect("u128"),
+    );
+    kinesis
+        .split_shard()
+        .stream_name(&stream)
+        .shard_to_split(&shard0.shard_id)
+        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_active().await;
+    puts.extend(put_records(&stream, &batch(150)).await);
+    // MergeShards: the two children of shard 0 back into one.
+    let mut children: Vec<_> = open_shards()
+        .await
+        .into_iter()
+        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.shard_id.as_str()))
+        .collect();
+    assert_eq!(children.len(), 2, "the split made two children");
+    children.sort_by_key(|s| {
+        s.hash_key_range
+            .as_ref()
+            .map(|r| r.starting_hash_key.parse::<u128>().unwrap_or(0))
+    });
+    kinesis
+        .merge_shards()
+        .stream_name(&stream)
+        .shard_to_merge(&children[0].shard_id)
+        .adjacent_shard_to_merge(&children[1].shard_id)
+        .send()
+        .await
+        .expect("MergeShards");
+    wait_active().await;
+    puts.extend(put_records(&stream, &batch(150)).await);
+
     collector.wait_for_distinct(puts.len(), LONG).await;
+    // Finished parents are cleaned up once their children started (shard 0, then its two
+    // children), and shard sync (every second here) does not bring them back.
+    wait_for("only the two open shards' leases to remain", LONG, || {
+        let app = app.clone();
+        async move {
+            let cps = checkpoints(&app).await;
+            (cps.len() == 2 && cps.values().all(|c| c != "SHARD_END")).then_some(())
+        }
+    })
+    .await;
+    let created = host.log().matches("created lease").count();
+    // A negative check needs a window: two shard-sync rounds.
+    let window_end = tokio::time::Instant::now() + Duration::from_secs(3);
+    wait_for(
+        "two more shard syncs",
+        Duration::from_secs(10),
+        || async move { (tokio::time::Instant::now() > window_end).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        host.log().matches("created lease").count(),
+        created,
+        "a cleaned-up lease came back"
+    );
+    assert_eq!(checkpoints(&app).await.len(), 2);
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
-    assert!(
-        host.log().contains("shard end reached"),
-        "parents were finished:\n{}",
-        host.log()
+    let log = host.log();
+    assert_eq!(
+        log.matches("shard end reached").count(),
+        3,
+        "shard 0 and both children ended:\n{log}"
+    );
+    assert_eq!(
+        log.matches("deleted the lease of a finished parent shard")
+            .count(),
+        3,
+        "{log}"
     );
 
     // Order per key, by first arrival.
@@ -735,4 +824,53 @@ async fn one_application_reads_several_streams() {
         table.contains(&format!("{s1}:shardId-")) && table.contains(&format!("{s2}:shardId-")),
         "{table}"
     );
+}
+
+/// A worker that lost its lease can never write a checkpoint for it: the write is
+/// conditional on the counter and owner it last knew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_owner_cannot_checkpoint() {
+    use shardline::consumer::checkpoint::Checkpoint;
+    use shardline::consumer::lease::Lease;
+    use shardline::consumer::lease_table::{LeaseTable, LeaseTableError};
+
+    let table = LeaseTable::new(dynamodb(), unique("stale"));
+    table.ensure().await.expect("create table");
+    let lease = Lease::new("shardId-000000000000", Checkpoint::TrimHorizon, Vec::new());
+    assert!(table.create_if_absent(&lease).await.expect("create"));
+    let a_counter = table.take(&lease, "worker-a").await.expect("a takes");
+    // b takes over (say a's lease expired while a was cut off).
+    let seen = table.list().await.expect("list").remove(0);
+    let b_counter = table.take(&seen, "worker-b").await.expect("b takes");
+    let cp = Checkpoint::Sequence {
+        sequence: "4242".into(),
+        sub: 0,
+    };
+    let stale = table
+        .checkpoint(&lease.key, "worker-a", a_counter, &cp)
+        .await;
+    assert!(
+        matches!(stale, Err(LeaseTableError::Conflict(_))),
+        "{stale:?}"
+    );
+    assert!(matches!(
+        table.renew(&lease.key, "worker-a", a_counter).await,
+        Err(LeaseTableError::Conflict(_))
+    ));
+    let before = table.list().await.expect("list").remove(0);
+    assert_eq!(before.owner_switches, 2, "a and b each took it: {before:?}");
+    assert_eq!(
+        before.checkpoint,
+        Checkpoint::TrimHorizon,
+        "a's write did not land"
+    );
+    // The owner's write goes through and resets the owner switches, as in the KCL.
+    table
+        .checkpoint(&lease.key, "worker-b", b_counter, &cp)
+        .await
+        .expect("b checkpoints");
+    let now = table.list().await.expect("list").remove(0);
+    assert_eq!(now.owner.as_deref(), Some("worker-b"));
+    assert_eq!(now.checkpoint, cp);
+    assert_eq!(now.owner_switches, 0, "{now:?}");
 }
