@@ -672,6 +672,17 @@ async fn resharding_keeps_every_record_and_the_order_per_key() {
         3,
         "shard 0 and both children ended:\n{log}"
     );
+    // childShardIds is recorded at shard end (from GetRecords' ChildShards).
+    let end0 = log
+        .lines()
+        .find(|l| {
+            l.contains("shard end reached") && l.contains(&format!("shard={}", shard0.shard_id))
+        })
+        .expect("shard 0 ended");
+    assert!(
+        children.iter().all(|c| end0.contains(&c.shard_id)),
+        "children recorded: {end0}"
+    );
     assert_eq!(
         log.matches("deleted the lease of a finished parent shard")
             .count(),
@@ -847,7 +858,7 @@ async fn a_stale_owner_cannot_checkpoint() {
         sub: 0,
     };
     let stale = table
-        .checkpoint(&lease.key, "worker-a", a_counter, &cp)
+        .checkpoint(&lease.key, "worker-a", a_counter, &cp, &[])
         .await;
     assert!(
         matches!(stale, Err(LeaseTableError::Conflict(_))),
@@ -866,7 +877,7 @@ async fn a_stale_owner_cannot_checkpoint() {
     );
     // The owner's write goes through and resets the owner switches, as in the KCL.
     table
-        .checkpoint(&lease.key, "worker-b", b_counter, &cp)
+        .checkpoint(&lease.key, "worker-b", b_counter, &cp, &[])
         .await
         .expect("b checkpoints");
     let now = table.list().await.expect("list").remove(0);

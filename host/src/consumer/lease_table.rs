@@ -247,17 +247,28 @@ impl LeaseTable {
     }
 
     /// Writes a checkpoint of a held lease (counter + 1, owner switches reset).
+    ///
+    /// `children` (lease keys) are recorded as `childShardIds` when given, as the KCL does at
+    /// shard end.
     pub async fn checkpoint(
         &self,
         key: &str,
         worker: &str,
         counter: i64,
         checkpoint: &Checkpoint,
+        children: &[String],
     ) -> Result<i64, LeaseTableError> {
         let next = counter + 1;
-        let r = self
-            .owned_update(key, worker, counter)
-            .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero")
+        let mut update = self.owned_update(key, worker, counter);
+        update = if children.is_empty() {
+            update.update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero")
+        } else {
+            update
+                .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ch = :ch")
+                .expression_attribute_names("#ch", attr::CHILD_SHARD_IDS)
+                .expression_attribute_values(":ch", AttributeValue::Ss(children.to_vec()))
+        };
+        let r = update
             .expression_attribute_names("#cp", attr::CHECKPOINT)
             .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
             .expression_attribute_names("#sw", attr::OWNER_SWITCHES)

@@ -134,11 +134,32 @@ impl HeldLease {
         worker: &str,
         cp: &Checkpoint,
     ) -> Result<(), LeaseTableError> {
+        self.write_checkpoint_with_children(table, worker, cp, &[])
+            .await
+    }
+
+    /// As [`Self::write_checkpoint`], recording child shard ids (at shard end).
+    pub async fn write_checkpoint_with_children(
+        &self,
+        table: &LeaseTable,
+        worker: &str,
+        cp: &Checkpoint,
+        child_shards: &[String],
+    ) -> Result<(), LeaseTableError> {
+        // Children are lease keys: `stream:` prefixed like this lease when it is.
+        let prefix = self.key.split_once(':').map(|(s, _)| format!("{s}:"));
+        let children: Vec<String> = child_shards
+            .iter()
+            .map(|c| format!("{}{c}", prefix.as_deref().unwrap_or("")))
+            .collect();
         let mut counter = self.counter.lock().await;
         if self.lost.is_cancelled() {
             return Err(LeaseTableError::Conflict(self.key.clone()));
         }
-        match table.checkpoint(&self.key, worker, *counter, cp).await {
+        match table
+            .checkpoint(&self.key, worker, *counter, cp, &children)
+            .await
+        {
             Ok(next) => {
                 *counter = next;
                 if let Ok(mut c) = self.checkpoint.lock() {
@@ -348,6 +369,7 @@ impl ShardConsumer {
             self.at_timestamp,
             cfg.source.polling.clone(),
         );
+        let mut children: Vec<String> = Vec::new();
         let flow = Arc::new(Flow {
             stats: self.shared.stats.clone(),
             ..Flow::default()
@@ -400,6 +422,9 @@ impl ShardConsumer {
                 }
             };
             let shard_end = fetched.shard_end;
+            if shard_end {
+                children = fetched.child_shards.clone();
+            }
             if !fetched.records.is_empty() {
                 if let Err(fatal) = self.deliver(stages, &flow, fetched).await {
                     return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
@@ -421,15 +446,16 @@ impl ShardConsumer {
                 }
                 let r = self
                     .lease
-                    .write_checkpoint(
+                    .write_checkpoint_with_children(
                         &self.shared.leases,
                         &self.shared.worker,
                         &Checkpoint::ShardEnd,
+                        &children,
                     )
                     .await;
                 return Pass::Exit(match r {
                     Ok(()) => {
-                        tracing::info!(shard = %self.shard, "shard end reached and checkpointed");
+                        tracing::info!(shard = %self.shard, children = %children.join(","), "shard end reached and checkpointed");
                         ShardExit::ShardEnd
                     }
                     Err(LeaseTableError::Conflict(_)) => ShardExit::LeaseLost,

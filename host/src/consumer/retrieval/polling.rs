@@ -23,6 +23,9 @@ pub struct Fetched {
     pub millis_behind_latest: Option<i64>,
     /// The shard is closed and every record has been returned.
     pub shard_end: bool,
+    /// At shard end, the shards that continue it, when the service says (GetRecords'
+    /// `ChildShards`).
+    pub child_shards: Vec<String>,
 }
 
 /// Why retrieval cannot go on (after retries).
@@ -144,6 +147,12 @@ impl PollingFetcher {
                         records,
                         millis_behind_latest: out.millis_behind_latest,
                         shard_end,
+                        child_shards: out
+                            .child_shards
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| c.shard_id)
+                            .collect(),
                     });
                 }
                 Err(e) => match classify(&e) {
