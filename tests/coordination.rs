@@ -16,9 +16,13 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// Lease settings for quick tests: 3s failover, a take round every 500ms.
+/// Lease settings for quick tests: 5s failover (short, yet with room for a loaded CI
+/// machine: a renewal may take 4.5s before a worker stops a shard), a take round every
+/// 500ms.
+const LEASE_DURATION: Duration = Duration::from_secs(5);
+const TAKE_INTERVAL: Duration = Duration::from_millis(500);
 const FAST_LEASES: &str =
-    "leases:\n  duration: 3s\n  renew_interval: 1s\n  take_interval: 500ms\n  max_steal: 2\n";
+    "leases:\n  duration: 5s\n  renew_interval: 1s\n  take_interval: 500ms\n  max_steal: 2\n";
 
 fn config(app: &str, stream: &str, topic: &str, dynamodb: Option<&str>) -> String {
     let mut c =
@@ -50,26 +54,6 @@ async fn owners(table: &str) -> HashMap<String, usize> {
     m
 }
 
-/// Owner of every lease, by shard.
-async fn lease_owners(table: &str) -> HashMap<String, String> {
-    let out = dynamodb()
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
-        .await
-        .expect("scan");
-    out.items()
-        .iter()
-        .filter_map(|i| match (i.get("leaseKey"), i.get("leaseOwner")) {
-            (Some(AttributeValue::S(k)), Some(AttributeValue::S(o))) => {
-                Some((k.clone(), o.clone()))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 /// Puts `n` records with distinct payloads, spread over keys.
 fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
@@ -80,6 +64,41 @@ fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
             )
         })
         .collect()
+}
+
+/// Two workers of one application on a new four-shard stream, balanced 2/2 before any
+/// record is put (stealing while they converge may redeliver; these tests measure
+/// handoffs, not convergence). The stream is named after the application.
+async fn balanced_pair(prefix: &str) -> (String, Collector, Host, Host) {
+    let app = unique(prefix);
+    create_stream(&app, 4).await;
+    let topic = format!("persistent://public/default/{app}");
+    let collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let path = write_config(&config(&app, &app, &topic, None));
+    let a = Host::start(&path);
+    let b = Host::start(&path);
+    wait_for("a 2/2 split", Duration::from_secs(60), || {
+        let app = app.clone();
+        async move {
+            (owners(&app).await.values().copied().collect::<Vec<_>>() == [2, 2]).then_some(())
+        }
+    })
+    .await;
+    (app, collector, a, b)
+}
+
+/// Puts 40 rounds of 20 records into `stream`, a round every 200ms (about 8 s of load),
+/// and returns where every record landed.
+fn continuous_load(stream: &str, prefix: &str) -> tokio::task::JoinHandle<Vec<Put>> {
+    let (stream, prefix) = (stream.to_string(), prefix.to_string());
+    tokio::spawn(async move {
+        let mut all = Vec::new();
+        for round in 0..40 {
+            all.extend(put_records(&stream, &records(&format!("{prefix}{round}"), 20)).await);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        all
+    })
 }
 
 /// Three workers on an eight-shard stream converge to 3/3/2, and every record arrives.
@@ -127,33 +146,9 @@ async fn three_workers_balance_eight_shards() {
 /// nothing lost and nothing delivered twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
-    let stream = unique("handoff");
-    create_stream(&stream, 4).await;
-    let topic = format!("persistent://public/default/{}", unique("handoff"));
-    let app = unique("handoff-app");
-    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let path = write_config(&config(&app, &stream, &topic, None));
-    let mut a = Host::start(&path);
-    let mut b = Host::start(&path);
-    // Balanced first (stealing during convergence may redeliver; that is not a handoff).
-    wait_for("a 2/2 split", Duration::from_secs(60), || {
-        let app = app.clone();
-        async move { (owners(&app).await.values().copied().collect::<Vec<_>>() == [2, 2]).then_some(()) }
-    })
-    .await;
-
-    // Load: batches of records for ~8 s while worker a is stopped in the middle.
-    let load = {
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            let mut all = Vec::new();
-            for round in 0..40 {
-                all.extend(put_records(&stream, &records(&format!("r{round}"), 20)).await);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            all
-        })
-    };
+    let (app, mut collector, mut a, mut b) = balanced_pair("handoff").await;
+    // Load for ~8 s while worker a is stopped in the middle.
+    let load = continuous_load(&app, "r");
     collector.wait_for(200, LONG).await;
     a.signal("TERM");
     assert_eq!(a.wait_exit(LONG).await, Some(0), "log:\n{}", a.log());
@@ -174,7 +169,22 @@ async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
         "nothing lost"
     );
     let dups = counts.values().filter(|c| **c > 1).count();
-    assert_eq!(dups, 0, "records delivered twice after a graceful handoff");
+    let lease_events = |h: &Host| {
+        h.log()
+            .lines()
+            .filter(|l| {
+                l.contains("lease") || l.contains("rewind") || l.contains("reading the shard again")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        dups,
+        0,
+        "records delivered twice after a graceful handoff\na:\n{}\nb:\n{}",
+        lease_events(&a),
+        lease_events(&b)
+    );
 }
 
 /// A lease table written in the KCL 2.x layout by someone else (a Pulsar IO Kinesis source,
@@ -417,32 +427,8 @@ async fn a_cut_off_worker_stops_before_its_leases_are_taken() {
 /// records after the killed worker's last checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_fails_over_without_loss() {
-    let stream = unique("failover");
-    create_stream(&stream, 4).await;
-    let topic = format!("persistent://public/default/{}", unique("failover"));
-    let app = unique("failover-app");
-    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let path = write_config(&config(&app, &stream, &topic, None));
-    let mut a = Host::start(&path);
-    let mut b = Host::start(&path);
-    wait_for("a 2/2 split", Duration::from_secs(60), || {
-        let app = app.clone();
-        async move {
-            (owners(&app).await.values().copied().collect::<Vec<_>>() == [2, 2]).then_some(())
-        }
-    })
-    .await;
-    let load = {
-        let stream = stream.clone();
-        tokio::spawn(async move {
-            let mut all = Vec::new();
-            for round in 0..40 {
-                all.extend(put_records(&stream, &records(&format!("f{round}"), 20)).await);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            all
-        })
-    };
+    let (app, mut collector, mut a, mut b) = balanced_pair("failover").await;
+    let load = continuous_load(&app, "f");
     collector.wait_for(200, LONG).await;
     let a_id = a
         .log()
@@ -474,11 +460,11 @@ async fn killed_worker_fails_over_without_loss() {
     })
     .await;
     let failover = killed.elapsed().unwrap_or_default();
-    println!("failover after kill -9: {failover:?} (lease duration 3s, take interval 500ms)");
+    println!("failover after kill -9: {failover:?} (lease duration {LEASE_DURATION:?}, take interval {TAKE_INTERVAL:?})");
     assert!(b.log().matches("took lease").count() > takes_before);
     assert!(
         // Lease duration + one taking round, plus a second for the scans and the polls.
-        failover < Duration::from_secs(3) + Duration::from_millis(500) + Duration::from_secs(1),
+        failover < LEASE_DURATION + TAKE_INTERVAL + Duration::from_secs(1),
         "failover took {failover:?}"
     );
 

@@ -71,3 +71,20 @@ pub fn dynamodb(sdk: &SdkConfig, aws: &AwsConfig) -> aws_sdk_dynamodb::Client {
     }
     aws_sdk_dynamodb::Client::from_conf(b.build())
 }
+
+/// An SDK error as a person reads it: `Code: message` for a service error, the whole cause
+/// chain otherwise (connection refused, timeouts, …).
+pub fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e.as_service_error() {
+        Some(se) => format!(
+            "{}: {}",
+            se.code().unwrap_or("error"),
+            se.message().unwrap_or_default()
+        ),
+        None => aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
+    }
+}

@@ -459,6 +459,26 @@ pub async fn checkpoints(table: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// Owner of every lease, by shard.
+pub async fn lease_owners(table: &str) -> HashMap<String, String> {
+    let out = dynamodb()
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("Scan {table}: {e:?}"));
+    out.items()
+        .iter()
+        .filter_map(|i| match (i.get("leaseKey"), i.get("leaseOwner")) {
+            (Some(AttributeValue::S(k)), Some(AttributeValue::S(o))) => {
+                Some((k.clone(), o.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether a table exists.
 pub async fn table_exists(table: &str) -> bool {
     match dynamodb().describe_table().table_name(table).send().await {

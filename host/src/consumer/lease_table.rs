@@ -42,21 +42,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or_default()
-        ),
-        None => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(&e)
-        ),
-    };
     LeaseTableError::Service {
         table: table.to_string(),
         operation,
-        message,
+        message: crate::aws::describe(&e),
     }
 }
 

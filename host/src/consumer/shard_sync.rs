@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::types::Shard;
 use aws_sdk_kinesis::Client;
 
@@ -58,17 +57,7 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, Sh
         };
         let out = req.send().await.map_err(|e| ShardSyncError::ListShards {
             stream: stream.to_string(),
-            message: match e.as_service_error() {
-                Some(se) => format!(
-                    "{}: {}",
-                    se.code().unwrap_or("error"),
-                    se.message().unwrap_or_default()
-                ),
-                None => format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&e)
-                ),
-            },
+            message: crate::aws::describe(&e),
         })?;
         shards.extend(out.shards.unwrap_or_default());
         match out.next_token {

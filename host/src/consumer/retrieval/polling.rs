@@ -194,7 +194,7 @@ impl PollingFetcher {
             Ok(out) => Ok(out.shard_iterator),
             Err(e) => {
                 let code = e.as_service_error().and_then(|s| s.code()).unwrap_or("");
-                let why = describe(&e);
+                let why = crate::aws::describe(&e);
                 match code {
                     "ProvisionedThroughputExceededException" | "LimitExceededException" => {
                         Err(Retry::Later(why))
@@ -239,7 +239,7 @@ enum ErrorClass {
 }
 
 fn classify<R: std::fmt::Debug>(e: &SdkError<GetRecordsError, R>) -> ErrorClass {
-    let why = describe(e);
+    let why = crate::aws::describe(e);
     match e.as_service_error() {
         Some(se) => match se.code().unwrap_or("") {
             "ExpiredIteratorException" => ErrorClass::ExpiredIterator,
@@ -257,23 +257,5 @@ fn classify<R: std::fmt::Debug>(e: &SdkError<GetRecordsError, R>) -> ErrorClass 
             _ => ErrorClass::Transient(why),
         },
         None => ErrorClass::Transient(why),
-    }
-}
-
-fn describe<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or_default()
-        ),
-        None => format!(
-            "{}",
-            aws_smithy_types::error::display::DisplayErrorContext(e)
-        ),
     }
 }
