@@ -152,7 +152,12 @@ async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
     collector.wait_for(200, LONG).await;
     a.signal("TERM");
     assert_eq!(a.wait_exit(LONG).await, Some(0), "log:\n{}", a.log());
-    assert!(a.log().contains("released lease"), "log:\n{}", a.log());
+    assert_eq!(
+        a.log().matches("released lease").count(),
+        2,
+        "both of a's leases handed over at once:\n{}",
+        a.log()
+    );
     let puts = load.await.expect("load");
     collector.wait_for_distinct(puts.len(), LONG).await;
     b.signal("TERM");

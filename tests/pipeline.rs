@@ -265,9 +265,10 @@ async fn graceful_stop_and_restart_delivers_everything_once() {
     collector.wait_for(300, LONG).await;
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
-    assert!(
-        host.log().contains("released lease"),
-        "log:\n{}",
+    assert_eq!(
+        host.log().matches("released lease").count(),
+        2,
+        "both leases released at once:\n{}",
         host.log()
     );
     let before = collector.count();

@@ -32,12 +32,25 @@ pub struct TailArgs {
     /// Print only the first N messages in full, then a running count per topic.
     #[arg(long)]
     show: Option<usize>,
+    /// Start with the oldest message kept, or only messages published from now on.
+    #[arg(long, value_enum, default_value = "earliest")]
+    from: From,
     /// Print at most this many payload bytes per message.
     #[arg(long, default_value_t = 200)]
     max_payload: usize,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum From {
+    Earliest,
+    Latest,
+}
+
 pub async fn run(args: TailArgs) -> anyhow::Result<()> {
+    let initial = match args.from {
+        From::Earliest => InitialPosition::Earliest,
+        From::Latest => InitialPosition::Latest,
+    };
     let pulsar: Pulsar<TokioExecutor> = Pulsar::builder(args.url.clone(), TokioExecutor)
         .build()
         .await
@@ -47,12 +60,11 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .with_topics(&args.topics)
         .with_subscription(format!("shardline-tail-{}", uuid::Uuid::new_v4()))
         .with_subscription_type(SubType::Exclusive)
-        .with_options(
-            pulsar::ConsumerOptions::default().with_initial_position(InitialPosition::Earliest),
-        )
+        .with_options(pulsar::ConsumerOptions::default().with_initial_position(initial))
         .build()
         .await
         .context("cannot subscribe")?;
+    eprintln!("subscribed to {} topic(s)", args.topics.len());
     let tty = std::io::stderr().is_terminal();
     let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0usize;

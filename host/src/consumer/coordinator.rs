@@ -108,7 +108,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                         forget(&mut held, &registry, &key);
                     }
                     ShardExit::Shutdown => {
-                        forget(&mut held, &registry, &key);
+                        // Drained and checkpointed: hand the lease over now. (Shutdown
+                        // may reach a consumer before this loop sees it.)
+                        if let Some(h) = forget(&mut held, &registry, &key) {
+                            release(&shared, &key, &h.lease).await;
+                        }
                     }
                     ShardExit::Failed(why) => {
                         fatal = Some(why);
@@ -215,12 +219,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
         if let Ok(mut r) = registry.lock() {
             r.remove(&key);
         }
-        match h.lease.release(&shared.leases, &shared.worker).await {
-            Ok(()) => tracing::info!(shard = %key, "released lease"),
-            Err(e) => {
-                tracing::warn!(shard = %key, error = %e, "cannot release lease (it will expire)")
-            }
-        }
+        release(&shared, &key, &h.lease).await;
     }
     renewer_stop.cancel();
     let _ = renewer.await;
@@ -228,6 +227,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     match fatal {
         Some(why) => Err(anyhow::anyhow!(why)),
         None => Ok(()),
+    }
+}
+
+/// Gives a drained, checkpointed lease up so another worker takes it at once.
+async fn release(shared: &Shared, key: &str, lease: &HeldLease) {
+    match lease.release(&shared.leases, &shared.worker).await {
+        Ok(()) => tracing::info!(shard = %key, "released lease"),
+        Err(e) => tracing::warn!(shard = %key, error = %e, "cannot release lease (it will expire)"),
     }
 }
 
