@@ -434,8 +434,8 @@ sinks:
     )
 }
 
-/// The lease table's checkpoints by shard.
-pub async fn checkpoints(table: &str) -> HashMap<String, String> {
+/// One string attribute of every lease item that has it, by lease key.
+async fn lease_attribute(table: &str, attribute: &str) -> HashMap<String, String> {
     let out = dynamodb()
         .scan()
         .table_name(table)
@@ -445,38 +445,23 @@ pub async fn checkpoints(table: &str) -> HashMap<String, String> {
         .unwrap_or_else(|e| panic!("Scan {table}: {e:?}"));
     out.items()
         .iter()
-        .filter_map(|i| {
-            let k = match i.get("leaseKey") {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => return None,
-            };
-            let c = match i.get("checkpoint") {
-                Some(AttributeValue::S(s)) => s.clone(),
-                _ => return None,
-            };
-            Some((k, c))
-        })
-        .collect()
-}
-
-/// Owner of every lease, by shard.
-pub async fn lease_owners(table: &str) -> HashMap<String, String> {
-    let out = dynamodb()
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("Scan {table}: {e:?}"));
-    out.items()
-        .iter()
-        .filter_map(|i| match (i.get("leaseKey"), i.get("leaseOwner")) {
-            (Some(AttributeValue::S(k)), Some(AttributeValue::S(o))) => {
-                Some((k.clone(), o.clone()))
+        .filter_map(|i| match (i.get("leaseKey"), i.get(attribute)) {
+            (Some(AttributeValue::S(k)), Some(AttributeValue::S(v))) => {
+                Some((k.clone(), v.clone()))
             }
             _ => None,
         })
         .collect()
+}
+
+/// The lease table's checkpoints by lease key.
+pub async fn checkpoints(table: &str) -> HashMap<String, String> {
+    lease_attribute(table, "checkpoint").await
+}
+
+/// Owner of every owned lease, by lease key.
+pub async fn lease_owners(table: &str) -> HashMap<String, String> {
+    lease_attribute(table, "leaseOwner").await
 }
 
 /// Whether a table exists.
