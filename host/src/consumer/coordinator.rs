@@ -31,6 +31,8 @@ pub struct Stats {
     pub records: AtomicU64,
     pub deliveries: AtomicU64,
     pub stolen: AtomicU64,
+    /// Records with the KPL magic that could not be read (delivered whole).
+    pub corrupt_aggregates: AtomicU64,
 }
 
 struct Held {

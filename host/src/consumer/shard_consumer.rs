@@ -21,6 +21,7 @@ use super::checkpoint::{AckTracker, Checkpoint, RecordId};
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
 use super::retrieval::{Fetched, PollingFetcher};
+use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
 use crate::sinks::{RecordContext, Sinks};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
@@ -239,9 +240,9 @@ impl Flow {
         self.changed.notify_one();
     }
 
-    fn push(&self, sequence: &str, pending: u32) -> RecordId {
+    fn push(&self, sequence: &str, sub: u64, pending: u32) -> RecordId {
         let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        t.push(sequence.to_string(), 0, pending)
+        t.push(sequence.to_string(), sub, pending)
     }
 
     fn ack(&self, id: RecordId) {
@@ -256,6 +257,8 @@ impl Flow {
 #[derive(Debug)]
 struct Meta {
     sequence: String,
+    /// Position inside a KPL aggregate; `None` for a plain record.
+    sub: Option<u64>,
     encryption: Option<String>,
 }
 
@@ -370,6 +373,11 @@ impl ShardConsumer {
             cfg.source.polling.clone(),
         );
         let mut children: Vec<String> = Vec::new();
+        // The iterator starts AT the checkpointed record; skip what of it was done.
+        let mut skip = match start {
+            Checkpoint::Sequence { sequence, sub } => Some((sequence.clone(), *sub)),
+            _ => None,
+        };
         let flow = Arc::new(Flow {
             stats: self.shared.stats.clone(),
             ..Flow::default()
@@ -426,7 +434,7 @@ impl ShardConsumer {
                 children = fetched.child_shards.clone();
             }
             if !fetched.records.is_empty() {
-                if let Err(fatal) = self.deliver(stages, &flow, fetched).await {
+                if let Err(fatal) = self.deliver(stages, &flow, fetched, &mut skip).await {
                     return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
                 }
             }
@@ -540,6 +548,7 @@ impl ShardConsumer {
         stages: &mut Option<StageSet>,
         flow: &Arc<Flow>,
         fetched: Fetched,
+        skip: &mut Option<(String, u64)>,
     ) -> Result<(), String> {
         let n = fetched.records.len();
         self.shared
@@ -557,15 +566,61 @@ impl ShardConsumer {
                 .approximate_arrival_timestamp
                 .and_then(|t| t.to_millis().ok())
                 .unwrap_or(now_millis);
+            let encryption = r.encryption_type.map(|e| e.as_str().to_string());
+            // After a restart the iterator starts AT the checkpointed record: what of it
+            // was done (all of a plain record, sub-records up to the checkpoint of an
+            // aggregate) is skipped.
+            let done_up_to = match skip.take() {
+                Some((seq, sub)) if seq == r.sequence_number => Some(sub),
+                _ => None,
+            };
+            let data = r.data.into_inner();
+            match agg::deaggregate(&data) {
+                Deaggregated::Aggregate(users) => {
+                    for u in users {
+                        if done_up_to.is_some_and(|d| u.sub_sequence <= d) {
+                            continue;
+                        }
+                        metas.push(Meta {
+                            sequence: r.sequence_number.clone(),
+                            sub: Some(u.sub_sequence),
+                            encryption: encryption.clone(),
+                        });
+                        records.push(SourceRecord {
+                            partition_key: u.partition_key.to_string(),
+                            arrival_millis: arrival,
+                            data: u.data.to_vec(),
+                        });
+                    }
+                    continue;
+                }
+                Deaggregated::Corrupt { reason, .. } => {
+                    // As the KCL does: deliver it whole, and say so.
+                    self.shared
+                        .stats
+                        .corrupt_aggregates
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(shard = %self.shard, sequence = %r.sequence_number, %reason,
+                        "record has the KPL aggregate magic but cannot be read; delivering it whole");
+                }
+                Deaggregated::Plain(_) => {}
+            }
+            if done_up_to.is_some() {
+                continue;
+            }
             metas.push(Meta {
                 sequence: r.sequence_number,
-                encryption: r.encryption_type.map(|e| e.as_str().to_string()),
+                sub: None,
+                encryption,
             });
             records.push(SourceRecord {
                 partition_key: r.partition_key.unwrap_or_default(),
                 arrival_millis: arrival,
-                data: r.data.into_inner(),
+                data,
             });
+        }
+        if records.is_empty() {
+            return Ok(());
         }
         let ctx = BatchContext {
             stream_name: self.stream.clone(),
@@ -617,6 +672,7 @@ impl ShardConsumer {
                 shard_id: &self.shard,
                 partition_key: &rec.partition_key,
                 sequence_number: &meta.sequence,
+                sub_sequence_number: meta.sub,
                 arrival_millis: rec.arrival_millis,
                 encryption_type: meta.encryption.as_deref(),
                 millis_behind_latest: ctx.millis_behind_latest.map(|m| m as i64),
@@ -685,7 +741,7 @@ impl ShardConsumer {
                     }
                     ErrorPolicy::Skip => {
                         tracing::warn!("{what}; errors.policy is skip: record skipped");
-                        flow.push(&meta.sequence, 0);
+                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0);
                     }
                     ErrorPolicy::DeadLetter => {
                         let Some(dl) = &self.config().errors.dead_letter else {
@@ -699,7 +755,7 @@ impl ShardConsumer {
                         let (sink, topic) = sinks
                             .resolve(&dest)
                             .map_err(|e| format!("{what}; dead letter: {e}"))?;
-                        let id = flow.push(&meta.sequence, 1);
+                        let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1);
                         let event = Event {
                             key: None,
                             payload: rec.data.clone(),
@@ -720,7 +776,7 @@ impl ShardConsumer {
                 continue;
             }
 
-            let id = flow.push(&meta.sequence, sends.len() as u32);
+            let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), sends.len() as u32);
             for (sink, topic, event) in sends {
                 if !self.send(flow, id, &sink, &topic, &rc, event, &[]).await {
                     return Ok(());

@@ -18,6 +18,8 @@ pub struct RecordContext<'a> {
     pub shard_id: &'a str,
     pub partition_key: &'a str,
     pub sequence_number: &'a str,
+    /// Position inside a KPL aggregate, for user records that came in one.
+    pub sub_sequence_number: Option<u64>,
     pub arrival_millis: i64,
     pub encryption_type: Option<&'a str>,
     pub millis_behind_latest: Option<i64>,

@@ -26,6 +26,8 @@ pub const SEQUENCE_NUMBER: &str = "kinesis.sequence.number";
 pub const ARRIVAL_TIMESTAMP: &str = "kinesis.arrival.timestamp";
 pub const ENCRYPTION_TYPE: &str = "kinesis.encryption.type";
 pub const SHARD_ID: &str = "kinesis.shard.id";
+/// Only on user records that came in a KPL aggregate (they share a sequence number).
+pub const SUB_SEQUENCE_NUMBER: &str = "kinesis.sub.sequence.number";
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis.millis.behind.latest";
 
 /// Options that shape messages (separate from the connection for unit tests).
@@ -56,6 +58,9 @@ pub fn message(
         ENCRYPTION_TYPE.to_string(),
         record.encryption_type.unwrap_or("NONE").to_string(),
     );
+    if let Some(sub) = record.sub_sequence_number {
+        properties.insert(SUB_SEQUENCE_NUMBER.to_string(), sub.to_string());
+    }
     if opts.shard_id_property {
         properties.insert(SHARD_ID.to_string(), record.shard_id.to_string());
     }
@@ -222,6 +227,7 @@ mod tests {
             shard_id: "shardId-000000000001",
             partition_key: "customer-7",
             sequence_number: "49590338271490256608559692538361571095921575989136588898",
+            sub_sequence_number: None,
             arrival_millis: 1_763_784_405_120,
             encryption_type: None,
             millis_behind_latest: Some(250),

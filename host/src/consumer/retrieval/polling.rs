@@ -44,10 +44,14 @@ enum Start {
     TrimHorizon,
     Latest,
     AtTimestamp(SystemTime),
+    /// The checkpointed record itself: its sub-records after the checkpoint may be pending.
+    At(String),
     After(String),
 }
 
-/// Polls one shard.
+/// Polls one shard. Starting from a checkpoint, the first record returned is the
+/// checkpointed one (AT_SEQUENCE_NUMBER): the caller skips what of it was done, which is
+/// what lets a restart resume inside a KPL aggregate.
 #[derive(Debug)]
 pub struct PollingFetcher {
     client: Client,
@@ -77,7 +81,7 @@ impl PollingFetcher {
                 Some(t) => Start::AtTimestamp(t),
                 None => Start::TrimHorizon,
             },
-            Checkpoint::Sequence { sequence, .. } => Start::After(sequence.clone()),
+            Checkpoint::Sequence { sequence, .. } => Start::At(sequence.clone()),
         };
         let backoff = config.backoff;
         Self {
@@ -186,6 +190,9 @@ impl PollingFetcher {
             Start::AtTimestamp(t) => req
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(DateTime::from(*t)),
+            Start::At(seq) => req
+                .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
+                .starting_sequence_number(seq),
             Start::After(seq) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
