@@ -6,13 +6,8 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
 use shardline::agg::{Aggregator, MAGIC};
 use support::*;
 
@@ -70,18 +65,7 @@ async fn aggregated_records_arrive_as_their_user_records() {
     let mut host = Host::start(&write_config(&stack_config(&app, &stream, &topic, "")));
     let got = collector.wait_for(expected.len(), LONG).await;
     // The checkpoint reaches the last record.
-    let last = puts[4].sequence.clone();
-    wait_for("the checkpoint at the last record", LONG, || {
-        let (app, last) = (app.clone(), last.clone());
-        async move {
-            checkpoints(&app)
-                .await
-                .values()
-                .any(|c| *c == last)
-                .then_some(())
-        }
-    })
-    .await;
+    wait_for_checkpoint(&app, &puts[4].sequence, LONG).await;
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
 
@@ -114,52 +98,7 @@ async fn a_restart_inside_an_aggregate_resumes_after_the_checkpointed_user_recor
     let (stream, puts, expected) = mixed_stream().await;
     let app = unique("agg-resume");
     // A lease table (KCL layout) checkpointed at user record 19 of aggregate a.
-    let ddb = dynamodb();
-    ddb.create_table()
-        .table_name(&app)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
-    let item = HashMap::from([
-        (
-            "leaseKey".to_string(),
-            AttributeValue::S(puts[1].shard.clone()),
-        ),
-        ("leaseCounter".to_string(), AttributeValue::N("7".into())),
-        (
-            "checkpoint".to_string(),
-            AttributeValue::S(puts[1].sequence.clone()),
-        ),
-        (
-            "checkpointSubSequenceNumber".to_string(),
-            AttributeValue::N("19".into()),
-        ),
-        (
-            "ownerSwitchesSinceCheckpoint".to_string(),
-            AttributeValue::N("0".into()),
-        ),
-    ]);
-    ddb.put_item()
-        .table_name(&app)
-        .set_item(Some(item))
-        .send()
-        .await
-        .expect("put lease");
+    write_kcl_lease_table(&app, &[(&puts[1].shard, None, &puts[1].sequence, 19)]).await;
 
     let topic = format!("persistent://public/default/{}", unique("agg-resume"));
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;

@@ -8,10 +8,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -163,12 +160,7 @@ async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
     b.signal("TERM");
     assert_eq!(b.wait_exit(LONG).await, Some(0), "log:\n{}", b.log());
 
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for m in collector.all() {
-        *counts
-            .entry(m.prop("kinesis.sequence.number").to_string())
-            .or_default() += 1;
-    }
+    let counts = deliveries_by_sequence(&collector.all());
     assert!(
         puts.iter().all(|p| counts.contains_key(&p.sequence)),
         "nothing lost"
@@ -200,27 +192,6 @@ async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
     create_stream(&stream, 2).await;
     let puts = put_records(&stream, &records("a", 60)).await;
     let app = unique("adopt-app");
-    let ddb = dynamodb();
-    ddb.create_table()
-        .table_name(&app)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("leaseKey")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .expect("attr"),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("leaseKey")
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
-        .send()
-        .await
-        .expect("create table");
     // Shard 0 was checkpointed by the KCL at its 10th record; shard 1 never got past
     // TRIM_HORIZON. Both are owned by a KCL worker that is gone (its counter stands still).
     let shard0: Vec<&Put> = puts
@@ -228,37 +199,15 @@ async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
         .filter(|p| p.shard.ends_with("000000000000"))
         .collect();
     assert!(shard0.len() > 10, "records spread over both shards");
-    for (shard, checkpoint) in [
-        ("shardId-000000000000", shard0[9].sequence.as_str()),
-        ("shardId-000000000001", "TRIM_HORIZON"),
-    ] {
-        let item = HashMap::from([
-            ("leaseKey".to_string(), AttributeValue::S(shard.into())),
-            (
-                "leaseOwner".to_string(),
-                AttributeValue::S("ip-10-1-2-3:kcl-worker".into()),
-            ),
-            ("leaseCounter".to_string(), AttributeValue::N("1234".into())),
-            (
-                "checkpoint".to_string(),
-                AttributeValue::S(checkpoint.into()),
-            ),
-            (
-                "checkpointSubSequenceNumber".to_string(),
-                AttributeValue::N("0".into()),
-            ),
-            (
-                "ownerSwitchesSinceCheckpoint".to_string(),
-                AttributeValue::N("0".into()),
-            ),
-        ]);
-        ddb.put_item()
-            .table_name(&app)
-            .set_item(Some(item))
-            .send()
-            .await
-            .expect("put lease");
-    }
+    let kcl_worker = Some("ip-10-1-2-3:kcl-worker");
+    write_kcl_lease_table(
+        &app,
+        &[
+            ("shardId-000000000000", kcl_worker, &shard0[9].sequence, 0),
+            ("shardId-000000000001", kcl_worker, "TRIM_HORIZON", 0),
+        ],
+    )
+    .await;
     let topic = format!("persistent://public/default/{}", unique("adopt"));
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let path = write_config(&config(&app, &stream, &topic, None));
@@ -478,12 +427,7 @@ async fn killed_worker_fails_over_without_loss() {
     b.signal("TERM");
     assert_eq!(b.wait_exit(LONG).await, Some(0), "log:\n{}", b.log());
 
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for m in collector.all() {
-        *counts
-            .entry(m.prop("kinesis.sequence.number").to_string())
-            .or_default() += 1;
-    }
+    let counts = deliveries_by_sequence(&collector.all());
     assert!(
         puts.iter().all(|p| counts.contains_key(&p.sequence)),
         "nothing lost"

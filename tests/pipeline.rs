@@ -177,12 +177,7 @@ fn slow_config(app: &str, stream: &str, topic: &str) -> String {
 }
 
 fn assert_all_arrived(puts: &[Put], got: &[Received]) -> HashMap<String, usize> {
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for m in got {
-        *counts
-            .entry(m.prop("kinesis.sequence.number").to_string())
-            .or_default() += 1;
-    }
+    let counts = deliveries_by_sequence(got);
     for p in puts {
         assert!(
             counts.contains_key(&p.sequence),
@@ -431,18 +426,8 @@ async fn one_record_fans_out_to_several_topics() {
     let mut host = Host::start(&config);
     let got_a = ca.wait_for(50, LONG).await;
     let got_b = cb.wait_for(50, LONG).await;
-    let last = puts.last().expect("records").sequence.clone();
-    wait_for("the checkpoint to reach the last record", LONG, || {
-        let (app, last) = (app.clone(), last.clone());
-        async move {
-            checkpoints(&app)
-                .await
-                .values()
-                .any(|c| *c == last)
-                .then_some(())
-        }
-    })
-    .await;
+    let last = &puts.last().expect("records").sequence;
+    wait_for_checkpoint(&app, last, LONG).await;
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
     for got in [&got_a, &got_b] {

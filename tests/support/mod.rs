@@ -221,6 +221,17 @@ impl Received {
     }
 }
 
+/// How often each Kinesis sequence number was delivered.
+pub fn deliveries_by_sequence(got: &[Received]) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in got {
+        *counts
+            .entry(m.prop("kinesis.sequence.number").to_string())
+            .or_default() += 1;
+    }
+    counts
+}
+
 /// A real Pulsar consumer reading topics from the earliest message into a shared list.
 pub struct Collector {
     rx: watch::Receiver<Vec<Received>>,
@@ -462,6 +473,79 @@ pub async fn checkpoints(table: &str) -> HashMap<String, String> {
 /// Owner of every owned lease, by lease key.
 pub async fn lease_owners(table: &str) -> HashMap<String, String> {
     lease_attribute(table, "leaseOwner").await
+}
+
+/// Writes a lease table the way the KCL 2.x does (key `leaseKey`, on-demand billing) with
+/// one item per `(lease key, owner, checkpoint, sub-sequence number)`, as another
+/// application (a Pulsar IO Kinesis source, say) would have left it.
+pub async fn write_kcl_lease_table(table: &str, leases: &[(&str, Option<&str>, &str, u64)]) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let ddb = dynamodb();
+    ddb.create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("leaseKey")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute definition"),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("leaseKey")
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key schema"),
+        )
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {table}: {e:?}"));
+    for (key, owner, checkpoint, sub) in leases {
+        let mut item = HashMap::from([
+            ("leaseKey".to_string(), AttributeValue::S(key.to_string())),
+            ("leaseCounter".to_string(), AttributeValue::N("1234".into())),
+            (
+                "checkpoint".to_string(),
+                AttributeValue::S(checkpoint.to_string()),
+            ),
+            (
+                "checkpointSubSequenceNumber".to_string(),
+                AttributeValue::N(sub.to_string()),
+            ),
+            (
+                "ownerSwitchesSinceCheckpoint".to_string(),
+                AttributeValue::N("0".into()),
+            ),
+        ]);
+        if let Some(o) = owner {
+            item.insert("leaseOwner".to_string(), AttributeValue::S(o.to_string()));
+        }
+        ddb.put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutItem {table}: {e:?}"));
+    }
+}
+
+/// Waits until some lease of `table` is checkpointed at `sequence`.
+pub async fn wait_for_checkpoint(table: &str, sequence: &str, limit: Duration) {
+    wait_for(
+        &format!("a checkpoint at {sequence}"),
+        limit,
+        || async move {
+            checkpoints(table)
+                .await
+                .values()
+                .any(|c| c == sequence)
+                .then_some(())
+        },
+    )
+    .await
 }
 
 /// Whether a table exists.
