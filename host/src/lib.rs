@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod produce;
+pub mod producer;
 pub mod sinks;
 pub mod tail;
 pub mod wasm;

@@ -1,0 +1,887 @@
+//! The producer's pipeline task: one task owns every queue (no locks), and reacts to new
+//! records, finished requests, a reloaded shard map, and the clock. See the
+//! [module docs](super) for the steps a record goes through.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::Client;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::limiter::ShardLimiter;
+use super::retrier::{AttemptError, Backoff};
+use super::shard_map::{MappedShard, ShardMap};
+use super::{
+    Command, Permits, ProducerConfig, ProducerStats, PutFailure, PutResult, Receipt, UserRecord,
+};
+use crate::agg::Aggregator;
+
+/// How many queued commands are taken at once before the queues are looked at again.
+const INTAKE_BATCH: usize = 4096;
+/// Wait before loading the shard map again after a failed load.
+const REFRESH_RETRY: Duration = Duration::from_secs(1);
+
+/// The caller's side of one user record.
+#[derive(Debug)]
+pub(super) struct Member {
+    tx: Option<oneshot::Sender<PutResult>>,
+    deadline: Instant,
+    arrived: Instant,
+    _permits: Permits,
+}
+
+/// A user record not yet in a Kinesis record.
+#[derive(Debug)]
+pub(super) struct Pending {
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    hash: u128,
+    data: Vec<u8>,
+    member: Member,
+}
+
+impl Pending {
+    pub(super) fn new(
+        r: UserRecord,
+        hash: u128,
+        tx: oneshot::Sender<PutResult>,
+        permits: Permits,
+        ttl: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            hash,
+            data: r.data,
+            member: Member {
+                tx: Some(tx),
+                deadline: now + ttl,
+                arrived: now,
+                _permits: permits,
+            },
+        }
+    }
+}
+
+/// One record of a PutRecords request: a user record, or an aggregate of several.
+#[derive(Debug)]
+struct KinesisRecord {
+    data: Vec<u8>,
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+    /// Its user records, in sub-sequence order.
+    members: Vec<Member>,
+    aggregated: bool,
+    /// Predicted shard.
+    shard: Arc<str>,
+    /// Oldest member's arrival: the collection deadline counts from it.
+    arrived: Instant,
+    /// Earliest member deadline: the whole record expires then.
+    deadline: Instant,
+    attempts: u32,
+    not_before: Instant,
+    last_error: Option<AttemptError>,
+}
+
+impl KinesisRecord {
+    fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// What is queued for one shard.
+#[derive(Debug)]
+struct ShardQueue {
+    shard: MappedShard,
+    agg: Aggregator,
+    agg_members: Vec<Member>,
+    /// First record of the aggregate being built: its key and hash key.
+    agg_first: Option<(String, u128)>,
+    ready: VecDeque<KinesisRecord>,
+    /// Bytes of the records in `ready`.
+    ready_bytes: usize,
+    limiter: ShardLimiter,
+    /// When the limiter refused the head record, the time it said to come back.
+    limited_until: Option<Instant>,
+    in_flight: usize,
+}
+
+impl ShardQueue {
+    fn new(shard: MappedShard, rate_limit: u32, now: Instant) -> Self {
+        Self {
+            shard,
+            agg: Aggregator::new(),
+            agg_members: Vec::new(),
+            agg_first: None,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            limiter: ShardLimiter::new(rate_limit, now.into_std()),
+            limited_until: None,
+            in_flight: 0,
+        }
+    }
+
+    fn push_back(&mut self, r: KinesisRecord) {
+        self.ready_bytes += r.size();
+        self.ready.push_back(r);
+    }
+
+    fn push_front(&mut self, r: KinesisRecord) {
+        self.ready_bytes += r.size();
+        self.ready.push_front(r);
+    }
+
+    fn pop_front(&mut self) -> Option<KinesisRecord> {
+        let r = self.ready.pop_front()?;
+        self.ready_bytes -= r.size();
+        Some(r)
+    }
+
+    fn agg_arrived(&self) -> Option<Instant> {
+        self.agg_members.iter().map(|m| m.arrived).min()
+    }
+
+    /// Moves the aggregate being built to the ready queue (a lone record un-aggregated).
+    fn seal(&mut self, stats: &ProducerStats) {
+        if self.agg.is_empty() {
+            return;
+        }
+        let members = std::mem::take(&mut self.agg_members);
+        let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
+        let data = self.agg.take();
+        let arrived = members.iter().map(|m| m.arrived).min();
+        let deadline = members.iter().map(|m| m.deadline).min();
+        let (Some(arrived), Some(deadline)) = (arrived, deadline) else {
+            return;
+        };
+        let record = if members.len() == 1 {
+            let user = crate::agg::decode(&data)
+                .ok()
+                .flatten()
+                .and_then(|a| a.records().first().map(|u| u.to_owned_record()));
+            let Some(user) = user else {
+                // cannot happen: we just encoded it; fail loudly rather than drop
+                for m in members {
+                    fail(
+                        m,
+                        &self.shard.id,
+                        0,
+                        false,
+                        "internal error: aggregate unreadable",
+                        stats,
+                    );
+                }
+                return;
+            };
+            KinesisRecord {
+                data: user.data,
+                partition_key: user.partition_key,
+                explicit_hash_key: user.explicit_hash_key,
+                members,
+                aggregated: false,
+                shard: self.shard.id.clone(),
+                arrived,
+                deadline,
+                attempts: 0,
+                not_before: arrived,
+                last_error: None,
+            }
+        } else {
+            KinesisRecord {
+                data,
+                partition_key: first_key,
+                explicit_hash_key: Some(first_hash.to_string()),
+                members,
+                aggregated: true,
+                shard: self.shard.id.clone(),
+                arrived,
+                deadline,
+                attempts: 0,
+                not_before: arrived,
+                last_error: None,
+            }
+        };
+        self.push_back(record);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.agg.is_empty() && self.ready.is_empty()
+    }
+}
+
+/// Result of one PutRecords request.
+struct Completion {
+    batch: Vec<KinesisRecord>,
+    result: Result<PutRecordsOutput, AttemptError>,
+}
+
+pub(super) struct Pipeline {
+    client: Client,
+    stream: Arc<str>,
+    config: ProducerConfig,
+    stats: Arc<ProducerStats>,
+    map: ShardMap,
+    shards: HashMap<Arc<str>, ShardQueue>,
+    /// Shard ids in hash order, for round-robin collection.
+    order: Vec<Arc<str>>,
+    next_shard: usize,
+    /// Records waiting for a shard map that covers them.
+    unrouted: Vec<Pending>,
+    map_stale: bool,
+    refreshing: bool,
+    refresh_not_before: Instant,
+    in_flight: usize,
+    done_tx: mpsc::UnboundedSender<Completion>,
+    done_rx: mpsc::UnboundedReceiver<Completion>,
+    refresh_tx: mpsc::UnboundedSender<Result<ShardMap, String>>,
+    refresh_rx: mpsc::UnboundedReceiver<Result<ShardMap, String>>,
+    backoff: Backoff,
+    rng: StdRng,
+    flushing: bool,
+    flush_waiters: Vec<oneshot::Sender<()>>,
+    intake_closed: bool,
+}
+
+impl Pipeline {
+    pub(super) fn new(
+        client: Client,
+        stream: Arc<str>,
+        config: ProducerConfig,
+        stats: Arc<ProducerStats>,
+        map: ShardMap,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (refresh_tx, refresh_rx) = mpsc::unbounded_channel();
+        let now = Instant::now();
+        let backoff = Backoff {
+            base: config.retry_backoff,
+            max: config.max_retry_backoff,
+        };
+        let mut p = Self {
+            client,
+            stream,
+            config,
+            stats,
+            map: ShardMap::default(),
+            shards: HashMap::new(),
+            order: Vec::new(),
+            next_shard: 0,
+            unrouted: Vec::new(),
+            map_stale: false,
+            refreshing: false,
+            refresh_not_before: now,
+            in_flight: 0,
+            done_tx,
+            done_rx,
+            refresh_tx,
+            refresh_rx,
+            backoff,
+            rng: StdRng::from_os_rng(),
+            flushing: false,
+            flush_waiters: Vec::new(),
+            intake_closed: false,
+        };
+        p.apply_map(map, now);
+        p
+    }
+
+    pub(super) async fn run(mut self, mut intake: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let now = Instant::now();
+            self.tick(now);
+            self.dispatch(now);
+            if self.idle() {
+                if self.flushing {
+                    for w in self.flush_waiters.drain(..) {
+                        let _ = w.send(());
+                    }
+                    self.flushing = self.intake_closed;
+                }
+                if self.intake_closed {
+                    return;
+                }
+            }
+            let wake = self.next_wake(now);
+            tokio::select! {
+                biased;
+                Some(c) = self.done_rx.recv() => self.complete(c),
+                Some(r) = self.refresh_rx.recv() => self.refreshed(r),
+                cmd = intake.recv(), if !self.intake_closed => {
+                    match cmd {
+                        None => { self.intake_closed = true; self.flushing = true; }
+                        Some(c) => {
+                            self.command(c);
+                            for _ in 0..INTAKE_BATCH {
+                                match intake.try_recv() {
+                                    Ok(c) => self.command(c),
+                                    Err(_) => break,
+                                }
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Put(p) => self.route(*p),
+            Command::Flush(tx) => {
+                self.flushing = true;
+                self.flush_waiters.push(tx);
+            }
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight == 0
+            && self.unrouted.is_empty()
+            && self.shards.values().all(|q| q.is_empty())
+    }
+
+    /// Adds a user record to the aggregate (or queue) of its predicted shard.
+    fn route(&mut self, p: Pending) {
+        let Some(shard) = self.map.lookup(p.hash) else {
+            self.unrouted.push(p);
+            self.map_stale = true;
+            return;
+        };
+        let Some(q) = self.shards.get_mut(&shard.id) else {
+            self.unrouted.push(p);
+            self.map_stale = true;
+            return;
+        };
+        let max = self.config.aggregation_max_size;
+        let ehk = p.explicit_hash_key.as_deref();
+        if self.config.aggregation && !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
+            q.seal(&self.stats);
+        }
+        if !self.config.aggregation || !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
+            // alone: too large to aggregate, or aggregation is off
+            let m = p.member;
+            q.push_back(KinesisRecord {
+                data: p.data,
+                partition_key: p.partition_key,
+                explicit_hash_key: p.explicit_hash_key,
+                aggregated: false,
+                shard: q.shard.id.clone(),
+                arrived: m.arrived,
+                deadline: m.deadline,
+                not_before: m.arrived,
+                members: vec![m],
+                attempts: 0,
+                last_error: None,
+            });
+            return;
+        }
+        if q.agg.add(&p.partition_key, ehk, &p.data).is_err() {
+            // validated in `put`; cannot happen
+            fail(
+                p.member,
+                &self.stream,
+                0,
+                false,
+                "invalid explicit hash key",
+                &self.stats,
+            );
+            return;
+        }
+        if q.agg_first.is_none() {
+            q.agg_first = Some((p.partition_key, p.hash));
+        }
+        q.agg_members.push(p.member);
+    }
+
+    /// Seals aggregates whose time is up, expires unrouted records, reloads a stale map.
+    fn tick(&mut self, now: Instant) {
+        let max_wait = self.config.max_buffered_time;
+        for q in self.shards.values_mut() {
+            if let Some(a) = q.agg_arrived() {
+                if self.flushing || a + max_wait <= now {
+                    q.seal(&self.stats);
+                }
+            }
+        }
+        if !self.unrouted.is_empty() {
+            let (expired, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.unrouted)
+                .into_iter()
+                .partition(|p| p.member.deadline <= now);
+            self.unrouted = keep;
+            for p in expired {
+                self.stats
+                    .user_records_expired
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let reason = format!(
+                    "record TTL of {:?} expired: no open shard of the stream covers its hash key {} (the shard map could not be brought up to date)",
+                    self.config.record_ttl, p.hash
+                );
+                fail(p.member, &self.stream, 0, true, &reason, &self.stats);
+            }
+        }
+        if self.map_stale && !self.refreshing && now >= self.refresh_not_before {
+            self.refreshing = true;
+            self.map_stale = false;
+            let client = self.client.clone();
+            let stream = self.stream.clone();
+            let tx = self.refresh_tx.clone();
+            tokio::spawn(async move {
+                let r = super::load_shard_map(&client, &stream)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(r);
+            });
+        }
+    }
+
+    fn refreshed(&mut self, r: Result<ShardMap, String>) {
+        self.refreshing = false;
+        let now = Instant::now();
+        self.stats
+            .shard_map_refreshes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match r {
+            Ok(map) => {
+                tracing::info!(stream = %self.stream, shards = map.len(), "shard map reloaded");
+                self.apply_map(map, now);
+            }
+            Err(e) => {
+                tracing::warn!(stream = %self.stream, "reloading the shard map failed: {e}");
+                self.map_stale = true;
+                self.refresh_not_before = now + REFRESH_RETRY;
+            }
+        }
+    }
+
+    /// Switches to a new map: queues of shards that closed give their records back to be
+    /// routed again; waiting records are routed.
+    fn apply_map(&mut self, map: ShardMap, now: Instant) {
+        let mut reroute = std::mem::take(&mut self.unrouted);
+        let mut old = std::mem::take(&mut self.shards);
+        for s in map.shards() {
+            let q = match old.remove(&s.id) {
+                Some(mut q) if q.shard == *s => {
+                    q.shard = s.clone();
+                    q
+                }
+                Some(mut q) => {
+                    // same id, other range (cannot happen on Kinesis): re-route its records
+                    reroute.extend(self.drain_queue(&mut q));
+                    ShardQueue::new(s.clone(), self.config.rate_limit, now)
+                }
+                None => ShardQueue::new(s.clone(), self.config.rate_limit, now),
+            };
+            self.shards.insert(s.id.clone(), q);
+        }
+        for (_, mut q) in old {
+            reroute.extend(self.drain_queue(&mut q));
+        }
+        self.order = map.shards().iter().map(|s| s.id.clone()).collect();
+        self.next_shard = 0;
+        self.map = map;
+        // oldest first, so records keep their order as far as they can
+        reroute.sort_by_key(|p| p.member.arrived);
+        for p in reroute {
+            self.route(p);
+        }
+    }
+
+    /// Everything queued for a shard, as user records (in-flight records stay counted).
+    fn drain_queue(&self, q: &mut ShardQueue) -> Vec<Pending> {
+        q.seal(&self.stats);
+        q.ready_bytes = 0;
+        q.ready.drain(..).flat_map(decompose).collect()
+    }
+
+    /// Sends requests while connections are free and something is due.
+    fn dispatch(&mut self, now: Instant) {
+        while self.in_flight < self.config.max_connections.max(1) {
+            if !self.send_due(now) {
+                return;
+            }
+            let batch = self.collect(now);
+            if batch.is_empty() {
+                return;
+            }
+            self.send(batch);
+        }
+    }
+
+    /// Whether a request should go out now: one is full, or a record's time is up.
+    fn send_due(&self, now: Instant) -> bool {
+        let (mut n, mut bytes) = (0usize, 0usize);
+        let max_wait = self.config.max_buffered_time;
+        for q in self.shards.values() {
+            let Some(head) = q.ready.front() else {
+                continue;
+            };
+            if head.not_before <= now
+                && (self.flushing || head.attempts > 0 || head.arrived + max_wait <= now)
+            {
+                return true;
+            }
+            n += q.ready.len();
+            bytes += q.ready_bytes;
+        }
+        n >= self.config.max_request_records || bytes >= self.config.max_request_bytes
+    }
+
+    /// Takes records for one request, shard by shard in turn, within the request limits,
+    /// the shards' rate limits and backoffs, and (if asked) one in flight per shard.
+    fn collect(&mut self, now: Instant) -> Vec<KinesisRecord> {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        let n = self.order.len();
+        if n == 0 {
+            return batch;
+        }
+        let max_records = self
+            .config
+            .max_request_records
+            .clamp(1, super::MAX_REQUEST_RECORDS);
+        let max_bytes = self
+            .config
+            .max_request_bytes
+            .clamp(1, super::MAX_REQUEST_BYTES);
+        let start = self.next_shard % n;
+        self.next_shard = (start + 1) % n;
+        'shards: for k in 0..n {
+            let id = &self.order[(start + k) % n];
+            let Some(q) = self.shards.get_mut(id) else {
+                continue;
+            };
+            loop {
+                if self.config.strict_ordering && q.in_flight > 0 {
+                    break;
+                }
+                let Some(head) = q.ready.front() else { break };
+                if head.deadline <= now {
+                    if let Some(r) = q.pop_front() {
+                        expire(r, &self.config, &self.stream, &self.stats);
+                    }
+                    continue;
+                }
+                if head.not_before > now {
+                    break;
+                }
+                let size = head.size();
+                if batch.len() >= max_records {
+                    break 'shards;
+                }
+                if bytes + size > max_bytes {
+                    if batch.is_empty() {
+                        // cannot happen: records are at most 1 MiB
+                    } else {
+                        break;
+                    }
+                }
+                if let Err(wait) = q.limiter.try_take(size, now.into_std()) {
+                    q.limited_until = Some(now + wait);
+                    break;
+                }
+                q.limited_until = None;
+                let Some(r) = q.pop_front() else { break };
+                bytes += size;
+                q.in_flight += 1;
+                batch.push(r);
+                if self.config.strict_ordering {
+                    break;
+                }
+            }
+        }
+        batch
+    }
+
+    fn send(&mut self, mut batch: Vec<KinesisRecord>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.in_flight += 1;
+        self.stats.requests.fetch_add(1, Relaxed);
+        self.stats
+            .kinesis_records
+            .fetch_add(batch.len() as u64, Relaxed);
+        let mut entries = Vec::with_capacity(batch.len());
+        for r in &mut batch {
+            if r.attempts > 0 {
+                self.stats.retries.fetch_add(1, Relaxed);
+            } else if r.aggregated {
+                self.stats.aggregates.fetch_add(1, Relaxed);
+            }
+            r.attempts += 1;
+            let e = PutRecordsRequestEntry::builder()
+                .data(Blob::new(r.data.clone()))
+                .partition_key(r.partition_key.clone())
+                .set_explicit_hash_key(r.explicit_hash_key.clone())
+                .build();
+            entries.push(e.expect("data and partition key are set"));
+        }
+        let req = self
+            .client
+            .put_records()
+            .stream_name(&*self.stream)
+            .set_records(Some(entries));
+        let timeout = self.config.request_timeout;
+        let tx = self.done_tx.clone();
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(timeout, req.send()).await {
+                Ok(Ok(out)) => Ok(out),
+                Ok(Err(e)) => Err(AttemptError::Request {
+                    code: e
+                        .as_service_error()
+                        .and_then(aws_sdk_kinesis::error::ProvideErrorMetadata::code)
+                        .map(str::to_string),
+                    message: crate::aws::describe(&e),
+                }),
+                Err(_) => Err(AttemptError::Request {
+                    code: None,
+                    message: format!("no answer within {timeout:?}"),
+                }),
+            };
+            let _ = tx.send(Completion { batch, result });
+        });
+    }
+
+    fn complete(&mut self, c: Completion) {
+        self.in_flight -= 1;
+        let now = Instant::now();
+        for r in &c.batch {
+            if let Some(q) = self.shards.get_mut(&r.shard) {
+                q.in_flight = q.in_flight.saturating_sub(1);
+            }
+        }
+        let out = match c.result {
+            Ok(out) if out.records.len() == c.batch.len() => out,
+            Ok(out) => {
+                let e = AttemptError::Request {
+                    code: None,
+                    message: format!(
+                        "the answer had {} results for {} records",
+                        out.records.len(),
+                        c.batch.len()
+                    ),
+                };
+                self.retry_all(c.batch, &e, now);
+                return;
+            }
+            Err(e) => {
+                self.retry_all(c.batch, &e, now);
+                return;
+            }
+        };
+        let mut failed = Vec::new();
+        for (r, entry) in c.batch.into_iter().zip(out.records) {
+            match (entry.error_code, entry.shard_id, entry.sequence_number) {
+                (Some(code), _, _) => failed.push((
+                    r,
+                    AttemptError::Record {
+                        code,
+                        message: entry.error_message.unwrap_or_default(),
+                    },
+                )),
+                (None, Some(shard), Some(seq)) => self.stored(r, shard, seq),
+                (None, _, _) => failed.push((
+                    r,
+                    AttemptError::Record {
+                        code: "InvalidResponse".into(),
+                        message: "a result had neither an error nor a shard and sequence number"
+                            .into(),
+                    },
+                )),
+            }
+        }
+        // back to the front of their queues, in their original order
+        for (r, e) in failed.into_iter().rev() {
+            self.retry(r, e, now);
+        }
+    }
+
+    fn stored(&mut self, r: KinesisRecord, shard: String, seq: String) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if *r.shard != *shard {
+            self.stats.wrong_shard.fetch_add(1, Relaxed);
+            self.map_stale = true;
+            if r.aggregated {
+                tracing::debug!(
+                    stream = %self.stream, predicted = %r.shard, actual = %shard,
+                    "aggregate stored in another shard than predicted: putting its records again"
+                );
+                self.unrouted.extend(decompose(r));
+                return;
+            }
+        }
+        self.stats
+            .bytes_stored
+            .fetch_add(r.data.len() as u64, Relaxed);
+        let aggregated = r.aggregated;
+        let attempts = r.attempts;
+        for (i, mut m) in r.members.into_iter().enumerate() {
+            self.stats.user_records_ok.fetch_add(1, Relaxed);
+            if let Some(tx) = m.tx.take() {
+                let _ = tx.send(Ok(Receipt {
+                    shard_id: shard.clone(),
+                    sequence_number: seq.clone(),
+                    sub_sequence_number: aggregated.then_some(i as u64),
+                    attempts,
+                }));
+            }
+        }
+    }
+
+    fn retry_all(&mut self, batch: Vec<KinesisRecord>, e: &AttemptError, now: Instant) {
+        for r in batch.into_iter().rev() {
+            self.retry(r, e.clone(), now);
+        }
+    }
+
+    /// Schedules another attempt, or gives up on the record.
+    fn retry(&mut self, mut r: KinesisRecord, e: AttemptError, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if e.is_throttling() {
+            self.stats.throttled.fetch_add(1, Relaxed);
+        }
+        if e.is_permanent() {
+            let reason = e.to_string();
+            give_up(r, false, &reason, &self.stream, &self.stats);
+            return;
+        }
+        let delay = self.backoff.delay(r.attempts, &mut self.rng);
+        r.last_error = Some(e);
+        if now + delay >= r.deadline {
+            expire(r, &self.config, &self.stream, &self.stats);
+            return;
+        }
+        r.not_before = now + delay;
+        match self.shards.get_mut(&r.shard) {
+            Some(q) => q.push_front(r),
+            None => {
+                // its shard closed meanwhile
+                self.unrouted.extend(decompose(r));
+                self.map_stale = true;
+            }
+        }
+    }
+
+    /// When the loop must look again even if nothing happens.
+    fn next_wake(&self, now: Instant) -> Instant {
+        let mut wake = now + Duration::from_secs(1);
+        let max_wait = self.config.max_buffered_time;
+        for q in self.shards.values() {
+            if let Some(a) = q.agg_arrived() {
+                wake = wake.min(a + max_wait);
+            }
+            if let Some(h) = q.ready.front() {
+                let mut t = h.not_before.max(h.arrived + max_wait).min(h.deadline);
+                if h.attempts > 0 || self.flushing {
+                    t = h.not_before.min(h.deadline);
+                }
+                if let Some(l) = q.limited_until {
+                    t = t.max(l);
+                }
+                wake = wake.min(t);
+            }
+        }
+        if let Some(d) = self.unrouted.iter().map(|p| p.member.deadline).min() {
+            wake = wake.min(d);
+        }
+        if self.map_stale && !self.refreshing {
+            wake = wake.min(self.refresh_not_before);
+        }
+        wake.max(now + Duration::from_micros(100))
+    }
+}
+
+/// A Kinesis record back as its user records.
+fn decompose(r: KinesisRecord) -> Vec<Pending> {
+    if !r.aggregated {
+        let hash = crate::agg::hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
+            .unwrap_or_default();
+        let mut members = r.members;
+        let Some(member) = members.pop() else {
+            return Vec::new();
+        };
+        return vec![Pending {
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            hash,
+            data: r.data,
+            member,
+        }];
+    }
+    let users: Vec<_> = match crate::agg::decode(&r.data) {
+        Ok(Some(a)) => a.records().iter().map(|u| u.to_owned_record()).collect(),
+        _ => Vec::new(),
+    };
+    users
+        .into_iter()
+        .zip(r.members)
+        .map(|(u, member)| Pending {
+            hash: crate::agg::hash_key(&u.partition_key, u.explicit_hash_key.as_deref())
+                .unwrap_or_default(),
+            partition_key: u.partition_key,
+            explicit_hash_key: u.explicit_hash_key,
+            data: u.data,
+            member,
+        })
+        .collect()
+}
+
+fn expire(r: KinesisRecord, config: &ProducerConfig, stream: &str, stats: &ProducerStats) {
+    let last = r.last_error.as_ref().map_or_else(
+        || "never sent (rate limit or backoff)".to_string(),
+        ToString::to_string,
+    );
+    let reason = format!(
+        "record TTL of {:?} expired; last error: {last}",
+        config.record_ttl
+    );
+    give_up(r, true, &reason, stream, stats);
+}
+
+fn give_up(r: KinesisRecord, expired: bool, reason: &str, stream: &str, stats: &ProducerStats) {
+    tracing::warn!(
+        stream,
+        shard = %r.shard,
+        user_records = r.members.len(),
+        attempts = r.attempts,
+        "giving up on a Kinesis record: {reason}"
+    );
+    for m in r.members {
+        if expired {
+            stats
+                .user_records_expired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fail(m, stream, r.attempts, expired, reason, stats);
+    }
+}
+
+fn fail(
+    mut m: Member,
+    stream: &str,
+    attempts: u32,
+    expired: bool,
+    reason: &str,
+    stats: &ProducerStats,
+) {
+    stats
+        .user_records_failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(tx) = m.tx.take() {
+        let _ = tx.send(Err(PutFailure {
+            stream: stream.to_string(),
+            // the handle, which knows the key, fills it in
+            partition_key: String::new(),
+            attempts,
+            expired,
+            reason: reason.to_string(),
+        }));
+    }
+}
