@@ -64,6 +64,8 @@ mod component {
             .map(|topic| Destination {
                 sink: None,
                 topic: Some(topic),
+                partition_key: None,
+                explicit_hash_key: None,
             })
             .collect()
     }

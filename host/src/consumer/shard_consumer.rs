@@ -23,7 +23,7 @@ use super::lease_table::{LeaseTable, LeaseTableError};
 use super::retrieval::{Fetched, PollingFetcher};
 use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
-use crate::sinks::{RecordContext, Sinks};
+use crate::sinks::{RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
 use crate::wasm::{BatchOutcome, RecordFailure, StagePlan, StageSet};
 
@@ -685,7 +685,7 @@ impl ShardConsumer {
                 failure = failures.next();
             }
             // Every event of this record, with its resolved destinations.
-            let mut sends: Vec<(String, String, Event)> = Vec::new();
+            let mut sends: Vec<(Target, Event)> = Vec::new();
             while let Some(o) = outputs.next_if(|o| o.index <= i) {
                 if o.index < i || failure.is_some() {
                     continue;
@@ -694,6 +694,8 @@ impl ShardConsumer {
                     vec![Destination {
                         sink: None,
                         topic: None,
+                        partition_key: None,
+                        explicit_hash_key: None,
                     }]
                 } else {
                     o.destinations
@@ -702,14 +704,17 @@ impl ShardConsumer {
                 let mut event = Some(o.event);
                 for (k, d) in dests.iter().enumerate() {
                     match sinks.resolve(d) {
-                        Ok((sink, topic)) => {
+                        Ok(target) => {
                             let ev = if k == last {
                                 event.take()
                             } else {
                                 event.clone()
                             };
-                            if let Some(ev) = ev {
-                                sends.push((sink.to_string(), topic, ev));
+                            if let Some(mut ev) = ev {
+                                if let Some(key) = &d.partition_key {
+                                    ev.key = Some(key.clone());
+                                }
+                                sends.push((target, ev));
                             }
                         }
                         Err(reason) => {
@@ -751,8 +756,10 @@ impl ShardConsumer {
                         let dest = Destination {
                             sink: dl.sink.clone(),
                             topic: Some(dl.topic.clone()),
+                            partition_key: None,
+                            explicit_hash_key: None,
                         };
-                        let (sink, topic) = sinks
+                        let target = sinks
                             .resolve(&dest)
                             .map_err(|e| format!("{what}; dead letter: {e}"))?;
                         let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1);
@@ -768,7 +775,7 @@ impl ShardConsumer {
                             ("shardline.error.component", f.component.as_str()),
                             ("shardline.error.reason", f.reason.as_str()),
                         ];
-                        if !self.send(flow, id, sink, &topic, &rc, event, &extra).await {
+                        if !self.send(flow, id, &target, &rc, event, &extra).await {
                             return Ok(());
                         }
                     }
@@ -777,8 +784,8 @@ impl ShardConsumer {
             }
 
             let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), sends.len() as u32);
-            for (sink, topic, event) in sends {
-                if !self.send(flow, id, &sink, &topic, &rc, event, &[]).await {
+            for (target, event) in sends {
+                if !self.send(flow, id, &target, &rc, event, &[]).await {
                     return Ok(());
                 }
             }
@@ -788,18 +795,16 @@ impl ShardConsumer {
 
     /// Enqueues one delivery and spawns the wait for its receipt. `false` when the enqueue
     /// failed (the flow is marked failed and the shard will rewind).
-    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         flow: &Arc<Flow>,
         id: RecordId,
-        sink: &str,
-        topic: &str,
+        target: &Target,
         rc: &RecordContext<'_>,
         event: Event,
         extra: &[(&str, &str)],
     ) -> bool {
-        match self.shared.sinks.send(sink, topic, rc, event, extra).await {
+        match self.shared.sinks.send(target, rc, event, extra).await {
             Ok(receipt) => {
                 flow.outstanding.fetch_add(1, Ordering::AcqRel);
                 let flow = flow.clone();

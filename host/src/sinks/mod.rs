@@ -1,7 +1,9 @@
-//! Sinks: where events go. A destination names a sink (or the default one) and a topic
-//! (or the sink's default topic). A send is first enqueued, in order, then its receipt is
-//! awaited separately, so many sends are in flight while order per topic is kept.
+//! Sinks: where events go. A destination names a sink (or the default one), a topic or
+//! stream (or the sink's default), and optionally a partition key and a Kinesis explicit
+//! hash key. A send is first enqueued, in order, then its receipt is awaited separately,
+//! so many sends are in flight while order per topic is kept.
 
+pub mod kinesis;
 pub mod pulsar;
 
 use std::collections::HashMap;
@@ -41,6 +43,16 @@ pub type Receipt = BoxFuture<'static, Result<(), SinkError>>;
 #[derive(Debug)]
 pub enum Sink {
     Pulsar(pulsar::PulsarSink),
+    Kinesis(kinesis::KinesisSink),
+}
+
+/// A destination resolved against the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub sink: String,
+    pub topic: String,
+    /// Kinesis explicit hash key (checked to be a 128-bit decimal).
+    pub explicit_hash_key: Option<String>,
 }
 
 /// Every configured sink, by name.
@@ -55,9 +67,12 @@ impl Sinks {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let mut sinks = HashMap::new();
         for (name, c) in &config.sinks {
-            let sink = match &c.pulsar {
-                Some(p) => Sink::Pulsar(pulsar::PulsarSink::connect(name, p).await?),
-                None => anyhow::bail!("sink {name} has no type"),
+            let sink = match (&c.pulsar, &c.kinesis) {
+                (Some(p), _) => Sink::Pulsar(pulsar::PulsarSink::connect(name, p).await?),
+                (None, Some(k)) => {
+                    Sink::Kinesis(kinesis::KinesisSink::connect(name, k, &config.aws).await?)
+                }
+                (None, None) => anyhow::bail!("sink {name} has no type"),
             };
             sinks.insert(name.clone(), sink);
         }
@@ -67,8 +82,8 @@ impl Sinks {
         })
     }
 
-    /// The sink name and topic a destination means; `Err` names what is unknown.
-    pub fn resolve(&self, d: &Destination) -> Result<(&str, String), String> {
+    /// What a destination means; `Err` names what is unknown or invalid.
+    pub fn resolve(&self, d: &Destination) -> Result<Target, String> {
         let name = d.sink.as_deref().unwrap_or(&self.default);
         let Some((name, sink)) = self.sinks.get_key_value(name) else {
             return Err(format!(
@@ -80,9 +95,31 @@ impl Sinks {
             Some(t) if !t.is_empty() => t.clone(),
             _ => match sink {
                 Sink::Pulsar(p) => p.default_topic().to_string(),
+                Sink::Kinesis(k) => k.default_stream().to_string(),
             },
         };
-        Ok((name.as_str(), topic))
+        if let Some(k) = &d.partition_key {
+            let chars = k.chars().count();
+            if !(1..=crate::producer::MAX_PARTITION_KEY_CHARS).contains(&chars) {
+                return Err(format!(
+                    "route chose a partition key of {chars} characters; it must have 1 to {}",
+                    crate::producer::MAX_PARTITION_KEY_CHARS
+                ));
+            }
+        }
+        let explicit_hash_key = match (&d.explicit_hash_key, sink) {
+            (Some(e), Sink::Kinesis(_)) => {
+                crate::agg::parse_explicit_hash_key(e)
+                    .map_err(|err| format!("route chose explicit hash key {e:?}: {err}"))?;
+                Some(e.clone())
+            }
+            _ => None,
+        };
+        Ok(Target {
+            sink: name.clone(),
+            topic,
+            explicit_hash_key,
+        })
     }
 
     fn names(&self) -> String {
@@ -94,17 +131,25 @@ impl Sinks {
     /// Enqueues one event; the returned receipt resolves when it is acknowledged.
     pub async fn send(
         &self,
-        sink: &str,
-        topic: &str,
+        target: &Target,
         record: &RecordContext<'_>,
         event: Event,
         extra: &[(&str, &str)],
     ) -> Result<Receipt, SinkError> {
-        match self.sinks.get(sink) {
-            Some(Sink::Pulsar(p)) => p.send(topic, record, event, extra).await,
+        match self.sinks.get(&target.sink) {
+            Some(Sink::Pulsar(p)) => p.send(&target.topic, record, event, extra).await,
+            Some(Sink::Kinesis(k)) => {
+                k.send(
+                    &target.topic,
+                    target.explicit_hash_key.as_deref(),
+                    record,
+                    event,
+                )
+                .await
+            }
             None => Err(SinkError {
-                sink: sink.to_string(),
-                topic: topic.to_string(),
+                sink: target.sink.clone(),
+                topic: target.topic.clone(),
                 message: "no such sink".into(),
             }),
         }
@@ -115,6 +160,7 @@ impl Sinks {
         for s in self.sinks.values() {
             match s {
                 Sink::Pulsar(p) => p.close().await,
+                Sink::Kinesis(k) => k.close().await,
             }
         }
     }

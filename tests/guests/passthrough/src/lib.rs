@@ -13,6 +13,15 @@
 //! | `probe_on`  | tries to read the environment, the file system and the network and  |
 //! |             | reports what it got as properties `probe.env`, `probe.fs`, `probe.net` |
 //! | `fanout`    | (any record) comma-separated topics on the default sink as destinations |
+//!
+//! Routing settings (every record):
+//!
+//! | setting      | effect                                                              |
+//! |--------------|---------------------------------------------------------------------|
+//! | `sink`       | destinations name this sink (with the `fanout` topics, or its default) |
+//! | `key_prefix` | each destination's partition key is this prefix + the record's key  |
+//! | `ehk_prefix` | data starting with this prefix and then a decimal number up to `;`  |
+//! |              | gets that number as the destination's explicit hash key             |
 
 /// The WIT bindings. Only built for Wasm: natively, a cdylib cannot export the component
 /// model's symbol names.
@@ -46,16 +55,16 @@ mod component {
             let loop_on = host::setting("loop_on");
             let alloc_on = host::setting("alloc_on");
             let probe_on = host::setting("probe_on");
-            let destinations: Vec<Destination> = host::setting("fanout")
-                .map(|topics| {
-                    super::topics(&topics)
-                        .map(|topic| Destination {
-                            sink: None,
-                            topic: Some(topic.to_owned()),
-                        })
-                        .collect()
-                })
+            let sink = host::setting("sink");
+            let key_prefix = host::setting("key_prefix");
+            let ehk_prefix = host::setting("ehk_prefix");
+            let mut topics: Vec<Option<String>> = host::setting("fanout")
+                .map(|t| super::topics(&t).map(|t| Some(t.to_owned())).collect())
                 .unwrap_or_default();
+            if topics.is_empty() && (sink.is_some() || key_prefix.is_some() || ehk_prefix.is_some())
+            {
+                topics.push(None);
+            }
             let mut outputs = Vec::with_capacity(records.len());
             let mut rejections = Vec::new();
             for (i, record) in records.into_iter().enumerate() {
@@ -82,6 +91,21 @@ mod component {
                 } else {
                     Vec::new()
                 };
+                let partition_key = key_prefix
+                    .as_ref()
+                    .map(|p| format!("{p}{}", record.partition_key));
+                let explicit_hash_key = ehk_prefix
+                    .as_deref()
+                    .and_then(|p| super::explicit_hash_key(p, &record.data));
+                let destinations = topics
+                    .iter()
+                    .map(|topic| Destination {
+                        sink: sink.clone(),
+                        topic: topic.clone(),
+                        partition_key: partition_key.clone(),
+                        explicit_hash_key: explicit_hash_key.clone(),
+                    })
+                    .collect();
                 outputs.push(Output {
                     index,
                     event: Event {
@@ -90,7 +114,7 @@ mod component {
                         properties,
                         event_time_millis: None,
                     },
-                    destinations: destinations.clone(),
+                    destinations,
                 });
             }
             Processed {
@@ -111,6 +135,14 @@ pub fn hit<'a>(setting: &'a Option<String>, data: &[u8]) -> Option<&'a str> {
 /// Whether `needle` occurs in `haystack` (an empty needle occurs everywhere).
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// With data `<prefix><digits>;…`, the digits.
+pub fn explicit_hash_key(prefix: &str, data: &[u8]) -> Option<String> {
+    let rest = data.strip_prefix(prefix.as_bytes())?;
+    let end = rest.iter().position(|&b| b == b';')?;
+    let digits = std::str::from_utf8(rest.get(..end)?).ok()?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.to_owned())
 }
 
 /// The topics of a `fanout` setting: comma-separated, trimmed, empty items skipped.

@@ -1,0 +1,131 @@
+//! The Kinesis sink: events go back into Kinesis through Shardline's KPL-grade
+//! [producer](crate::producer), one producer per stream. A destination's topic names the
+//! stream (by default the sink's `stream`); its partition key is the destination's, else
+//! the event key, else the source record's partition key; its explicit hash key, if any,
+//! picks the shard. The payload is put byte-exact. Event properties and event time have no
+//! place in a Kinesis record and are not written.
+//!
+//! A receipt resolves once Kinesis stored the record, or with the producer's error once it
+//! gave up (record TTL expired, or an error waiting cannot heal); the pipeline then does
+//! not checkpoint past the source record and reads it again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::FutureExt;
+use tokio::sync::Mutex;
+
+use super::{Receipt, RecordContext, SinkError};
+use crate::config::{AwsConfig, KinesisSinkConfig};
+use crate::producer::{Producer, UserRecord};
+use crate::wasm::bindings::Event;
+
+pub struct KinesisSink {
+    name: String,
+    config: KinesisSinkConfig,
+    client: aws_sdk_kinesis::Client,
+    producers: Mutex<HashMap<String, Arc<Producer>>>,
+}
+
+impl std::fmt::Debug for KinesisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisSink")
+            .field("name", &self.name)
+            .field("stream", &self.config.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KinesisSink {
+    /// Starts the producer of the default stream, so a missing stream or a wrong endpoint
+    /// is reported at start, naming the sink.
+    pub async fn connect(
+        name: &str,
+        config: &KinesisSinkConfig,
+        aws: &AwsConfig,
+    ) -> anyhow::Result<Self> {
+        let mut aws = aws.clone();
+        if let Some(e) = &config.endpoint {
+            aws.endpoints.kinesis = Some(e.clone());
+        }
+        if let Some(r) = &config.region {
+            aws.region = Some(r.clone());
+        }
+        let sdk = crate::aws::sdk_config(&aws).await?;
+        let client = crate::aws::kinesis(&sdk, &aws);
+        let sink = Self {
+            name: name.to_string(),
+            config: config.clone(),
+            client,
+            producers: Mutex::new(HashMap::new()),
+        };
+        sink.producer(&config.stream)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(sink)
+    }
+
+    pub fn default_stream(&self) -> &str {
+        &self.config.stream
+    }
+
+    fn err(&self, stream: &str, message: String) -> SinkError {
+        SinkError {
+            sink: self.name.clone(),
+            topic: stream.to_string(),
+            message,
+        }
+    }
+
+    async fn producer(&self, stream: &str) -> Result<Arc<Producer>, SinkError> {
+        let mut producers = self.producers.lock().await;
+        if let Some(p) = producers.get(stream) {
+            return Ok(p.clone());
+        }
+        let p = Producer::start(&self.client, stream, self.config.producer())
+            .await
+            .map_err(|e| self.err(stream, e.to_string()))?;
+        let p = Arc::new(p);
+        producers.insert(stream.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// Hands the record to the stream's producer (waiting while it is full).
+    pub async fn send(
+        &self,
+        stream: &str,
+        explicit_hash_key: Option<&str>,
+        record: &RecordContext<'_>,
+        event: Event,
+    ) -> Result<Receipt, SinkError> {
+        let producer = self.producer(stream).await?;
+        let user = UserRecord {
+            partition_key: event
+                .key
+                .unwrap_or_else(|| record.partition_key.to_string()),
+            explicit_hash_key: explicit_hash_key.map(str::to_string),
+            data: event.payload,
+        };
+        let handle = producer
+            .put(user)
+            .await
+            .map_err(|e| self.err(stream, e.to_string()))?;
+        let (sink, topic) = (self.name.clone(), stream.to_string());
+        Ok(async move {
+            handle.await.map(|_| ()).map_err(|e| SinkError {
+                sink,
+                topic,
+                message: e.to_string(),
+            })
+        }
+        .boxed())
+    }
+
+    /// Flushes and stops every producer.
+    pub async fn close(&self) {
+        let producers: Vec<_> = self.producers.lock().await.drain().collect();
+        for (_, p) in producers {
+            p.close().await;
+        }
+    }
+}
