@@ -1,22 +1,28 @@
-//! `shardline produce`: put records into a stream — sample orders for demos, or one record
-//! per line of stdin. Uses PutRecords (≤ 500 records per call) and retries the records a
-//! call did not accept; the KPL-grade producer will replace the sending part.
+//! `shardline produce`: puts records into a stream through the KPL-grade
+//! [producer](crate::producer) — aggregation, collection, per-shard rate limits, retries
+//! until a TTL — and says how it went: a progress line every second (records/s, MB/s,
+//! requests, retries, throttling, failures) and a final `produce:` line of `key=value`
+//! pairs for scripts and benchmarks. Exits 1 when any record could not be stored.
+//!
+//! Records come from a file or stdin (`--input`, one per line or length-prefixed binary)
+//! or are generated (`--sample orders|random`), so it is also the load generator of the
+//! benchmarks.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use clap::{Args, ValueEnum};
+use futures::stream::{FuturesUnordered, StreamExt};
 use rand::Rng;
+use tokio::sync::mpsc;
 
 use crate::config::Config;
-
-/// PutRecords takes at most 500 records per call.
-const MAX_RECORDS_PER_CALL: usize = 500;
-const MAX_ATTEMPTS: u32 = 20;
+use crate::producer::{
+    Producer, ProducerConfig, ProducerStats, PutHandle, StatsSnapshot, UserRecord,
+};
 
 #[derive(Debug, Args)]
 pub struct ProduceArgs {
@@ -26,69 +32,426 @@ pub struct ProduceArgs {
     /// Stream to write to (default: the config's first stream).
     #[arg(long)]
     stream: Option<String>,
-    /// What to write.
-    #[arg(long, value_enum, default_value = "orders")]
-    sample: Sample,
-    /// How many sample records.
-    #[arg(long, default_value_t = 100)]
-    count: usize,
-    /// With `--sample orders`: every Nth order is invalid (0: none).
-    #[arg(long, default_value_t = 0)]
-    invalid_every: usize,
+    /// Kinesis endpoint (default: the config's `aws.endpoints.kinesis`).
+    #[arg(long)]
+    endpoint: Option<String>,
     /// Create the stream with this many shards if it does not exist (and wait until it is
     /// ACTIVE).
     #[arg(long)]
     create_shards: Option<i32>,
+    /// Read records from this file (`-`: stdin) instead of generating them.
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// How `--input` is framed.
+    #[arg(long, value_enum, default_value = "lines")]
+    format: Format,
+    /// Partition keys of `--input` records.
+    #[arg(long, value_enum, default_value = "line-number")]
+    key: KeySource,
+    /// What to generate without `--input`.
+    #[arg(long, value_enum, default_value = "orders")]
+    sample: Sample,
+    /// How many records to generate.
+    #[arg(long, default_value_t = 100)]
+    count: u64,
+    /// With `--sample random`: bytes per record.
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// With `--sample random`: distinct partition keys (0: one per record).
+    #[arg(long, default_value_t = 0)]
+    keys: u64,
+    /// With `--sample orders`: every Nth order is invalid (0: none).
+    #[arg(long, default_value_t = 0)]
+    invalid_every: usize,
+    /// Put every record alone (no KPL aggregation).
+    #[arg(long)]
+    no_aggregation: bool,
+    /// Largest aggregate in bytes.
+    #[arg(long, default_value_t = crate::agg::KPL_DEFAULT_MAX_SIZE)]
+    aggregation_max_size: usize,
+    /// Longest a record waits to be aggregated and collected, e.g. `100ms`.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    max_buffered_time: Duration,
+    /// Per-shard rate limit in percent of the shard's write limits.
+    #[arg(long, default_value_t = 150)]
+    rate_limit: u32,
+    /// How long a record may take to be stored, retries included, e.g. `30s`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    record_ttl: Duration,
+    /// PutRecords requests in flight at once.
+    #[arg(long, default_value_t = 24)]
+    max_connections: usize,
+    /// Records inside the producer at most; reading waits beyond it.
+    #[arg(long, default_value_t = 100_000)]
+    max_outstanding_records: usize,
+    /// Keep each partition key's records in order across retries.
+    #[arg(long)]
+    strict_ordering: bool,
+    /// Seconds between progress lines (0: only the final line).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    progress: Duration,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::units::parse_duration(s)
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// One record per line (without its line break).
+    Lines,
+    /// Each record is a 4-byte big-endian length followed by that many bytes.
+    LengthPrefixed,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeySource {
+    /// The record's position in the input, from 0.
+    LineNumber,
+    /// A random key per record.
+    Random,
+    /// Lines only: the text before the first tab is the key, the rest the data.
+    Tab,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Sample {
     /// JSON orders as the example guest expects them.
     Orders,
-    /// One record per line of standard input (partition key = line number).
-    Stdin,
+    /// `--size` random bytes per record.
+    Random,
+}
+
+/// What the run did.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub stats: StatsSnapshot,
+    pub failures: Vec<String>,
+    pub elapsed: Duration,
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
-    let config = Config::load(&args.config)?;
+    let mut config = Config::load(&args.config)?;
+    if let Some(e) = &args.endpoint {
+        config.aws.endpoints.kinesis = Some(e.clone());
+    }
     let stream = args.stream.clone().unwrap_or_else(|| config.first_stream());
     let sdk = crate::aws::sdk_config(&config.aws).await?;
     let client = crate::aws::kinesis(&sdk, &config.aws);
     if let Some(shards) = args.create_shards {
         ensure_stream(&client, &stream, shards).await?;
     }
+    let producer = Producer::start(&client, &stream, producer_config(&args))
+        .await
+        .map_err(anyhow::Error::new)?;
+    let producer = Arc::new(producer);
 
-    let records: Vec<(String, Vec<u8>)> = match args.sample {
-        Sample::Orders => (0..args.count)
-            .map(|i| sample_order(i, args.invalid_every))
-            .collect(),
-        Sample::Stdin => std::io::stdin()
-            .lock()
-            .lines()
-            .enumerate()
-            .map(|(i, l)| l.map(|l| (format!("line-{i}"), l.into_bytes())))
-            .collect::<Result<_, _>>()
-            .context("reading stdin")?,
-    };
-    let total = records.len();
+    let (tx, mut rx) = mpsc::channel::<anyhow::Result<UserRecord>>(4096);
+    let reader = spawn_source(&args, tx)?;
+    let (handles_tx, handles_rx) = mpsc::unbounded_channel::<PutHandle>();
+    let collector = tokio::spawn(collect(handles_rx));
+    let progress = (!args.progress.is_zero())
+        .then(|| tokio::spawn(report_progress(producer.clone(), args.progress)));
+
     let started = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut done = 0;
-    for chunk in records.chunks(MAX_RECORDS_PER_CALL) {
-        put_all(&client, &stream, chunk).await?;
-        done += chunk.len();
-        let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
-        if tty {
-            eprint!("\rproduced {done}/{total} records to {stream} ({rate:.0} rec/s)   ");
-            let _ = std::io::stderr().flush();
-        } else {
-            eprintln!("produced {done}/{total} records to {stream} ({rate:.0} rec/s)");
+    let mut input_error = None;
+    while let Some(r) = rx.recv().await {
+        match r {
+            Ok(record) => match producer.put(record).await {
+                Ok(h) => {
+                    let _ = handles_tx.send(h);
+                }
+                Err(e) => {
+                    input_error = Some(anyhow::Error::new(e));
+                    break;
+                }
+            },
+            Err(e) => {
+                input_error = Some(e);
+                break;
+            }
         }
     }
-    if tty {
-        eprintln!();
+    drop(rx);
+    drop(handles_tx);
+    producer.flush().await;
+    let failures = collector.await.context("result collector")?;
+    if let Some(p) = progress {
+        p.abort();
+    }
+    reader.abort();
+    producer.close().await;
+    let summary = Summary {
+        stats: producer.stats().snapshot(),
+        failures,
+        elapsed: started.elapsed(),
+    };
+    print_summary(&stream, &summary);
+    if let Some(e) = input_error {
+        return Err(e.context(format!(
+            "stopped reading input; the {} records accepted before were handled as reported",
+            summary.stats.user_records
+        )));
+    }
+    if summary.stats.user_records_failed > 0 {
+        for f in summary.failures.iter().take(5) {
+            eprintln!("  {f}");
+        }
+        bail!(
+            "{} of {} records were not stored in {stream}",
+            summary.stats.user_records_failed,
+            summary.stats.user_records
+        );
     }
     Ok(())
+}
+
+fn producer_config(args: &ProduceArgs) -> ProducerConfig {
+    ProducerConfig {
+        aggregation: !args.no_aggregation,
+        aggregation_max_size: args.aggregation_max_size,
+        max_buffered_time: args.max_buffered_time,
+        rate_limit: args.rate_limit.max(1),
+        record_ttl: args.record_ttl,
+        max_connections: args.max_connections.max(1),
+        max_outstanding_records: args.max_outstanding_records.max(1),
+        strict_ordering: args.strict_ordering,
+        ..ProducerConfig::default()
+    }
+}
+
+/// Awaits every handle; returns the failure messages (all of them are counted in the
+/// producer's stats; the first ones are kept for the report).
+async fn collect(mut rx: mpsc::UnboundedReceiver<PutHandle>) -> Vec<String> {
+    let mut pending = FuturesUnordered::new();
+    let mut failures = Vec::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            h = rx.recv(), if open => match h {
+                Some(h) => pending.push(h),
+                None => open = false,
+            },
+            Some(r) = pending.next(), if !pending.is_empty() => {
+                if let Err(e) = r {
+                    if failures.len() < 100 {
+                        failures.push(e.to_string());
+                    }
+                }
+            }
+            else => return failures,
+        }
+    }
+}
+
+fn rate(stats: &StatsSnapshot, elapsed: Duration) -> (f64, f64) {
+    let secs = elapsed.as_secs_f64().max(0.001);
+    (
+        stats.user_records_ok as f64 / secs,
+        stats.bytes_stored as f64 / secs / 1e6,
+    )
+}
+
+async fn report_progress(producer: Arc<Producer>, every: Duration) {
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let stats: &ProducerStats = producer.stats();
+    loop {
+        tokio::time::sleep(every).await;
+        let s = stats.snapshot();
+        let (rps, mbps) = rate(&s, started.elapsed());
+        let line = format!(
+            "{} stored ({rps:.0} rec/s, {mbps:.2} MB/s) · {} requests · retries {} · throttled {} · failed {} · in producer {}",
+            s.user_records_ok,
+            s.requests,
+            s.retries,
+            s.throttled,
+            s.user_records_failed,
+            producer.outstanding_records()
+        );
+        if tty {
+            eprint!("\r{line}   ");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn print_summary(stream: &str, s: &Summary) {
+    let st = &s.stats;
+    let (rps, mbps) = rate(st, s.elapsed);
+    if std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+    eprintln!(
+        "produce: stream={stream} records={} stored={} failed={} expired={} requests={} kinesis_records={} aggregates={} retries={} throttled={} wrong_shard={} seconds={:.3} records_per_sec={rps:.0} mb_per_sec={mbps:.3}",
+        st.user_records,
+        st.user_records_ok,
+        st.user_records_failed,
+        st.user_records_expired,
+        st.requests,
+        st.kinesis_records,
+        st.aggregates,
+        st.retries,
+        st.throttled,
+        st.wrong_shard,
+        s.elapsed.as_secs_f64(),
+    );
+}
+
+/// Starts the thread that reads or generates records into `tx`.
+fn spawn_source(
+    args: &ProduceArgs,
+    tx: mpsc::Sender<anyhow::Result<UserRecord>>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let input: Option<Box<dyn Read + Send>> = match args.input.as_deref() {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(std::io::stdin())),
+        Some(p) => Some(Box::new(
+            std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?,
+        )),
+    };
+    let (format, key, sample) = (args.format, args.key, args.sample);
+    let (count, size, keys, invalid_every) = (args.count, args.size, args.keys, args.invalid_every);
+    let name = args
+        .input
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Ok(tokio::task::spawn_blocking(move || {
+        let send = |r| tx.blocking_send(r).is_ok();
+        match input {
+            Some(input) => read_input(input, &name, format, key, send),
+            None => {
+                let mut rng = rand::rng();
+                for i in 0..count {
+                    let record = match sample {
+                        Sample::Orders => {
+                            let (k, v) = sample_order(i as usize, invalid_every);
+                            UserRecord::new(k, v)
+                        }
+                        Sample::Random => {
+                            let k = if keys == 0 {
+                                i
+                            } else {
+                                rng.random_range(0..keys)
+                            };
+                            let mut data = vec![0u8; size];
+                            rng.fill(&mut data[..]);
+                            UserRecord::new(format!("k{k}"), data)
+                        }
+                    };
+                    if !send(Ok(record)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }))
+}
+
+fn read_input(
+    input: Box<dyn Read + Send>,
+    name: &str,
+    format: Format,
+    key: KeySource,
+    mut send: impl FnMut(anyhow::Result<UserRecord>) -> bool,
+) {
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let mut rng = rand::rng();
+    let mut n: u64 = 0;
+    loop {
+        let data = match format {
+            Format::Lines => {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) => return,
+                    Ok(_) => {
+                        if line.last() == Some(&b'\n') {
+                            line.pop();
+                            if line.last() == Some(&b'\r') {
+                                line.pop();
+                            }
+                        }
+                        line
+                    }
+                    Err(e) => {
+                        send(Err(anyhow::Error::new(e).context(format!("reading {name}"))));
+                        return;
+                    }
+                }
+            }
+            Format::LengthPrefixed => {
+                let mut len = [0u8; 4];
+                match read_exact_or_eof(&mut reader, &mut len) {
+                    Ok(false) => return,
+                    Ok(true) => {}
+                    Err(e) => {
+                        send(Err(e.context(format!("{name}: record {n}: length prefix"))));
+                        return;
+                    }
+                }
+                let len = u32::from_be_bytes(len) as usize;
+                if len > crate::producer::MAX_RECORD_BYTES {
+                    send(Err(anyhow::anyhow!(
+                        "{name}: record {n} says it is {len} bytes long, over Kinesis's 1 MiB record limit (is the input really length-prefixed?)"
+                    )));
+                    return;
+                }
+                let mut data = vec![0u8; len];
+                if let Err(e) = reader.read_exact(&mut data) {
+                    send(Err(anyhow::Error::new(e).context(format!(
+                        "{name}: record {n}: {len} bytes announced"
+                    ))));
+                    return;
+                }
+                data
+            }
+        };
+        let record = match key {
+            KeySource::LineNumber => UserRecord::new(n.to_string(), data),
+            KeySource::Random => UserRecord::new(format!("{:032x}", rng.random::<u128>()), data),
+            KeySource::Tab => match data.iter().position(|&b| b == b'\t') {
+                Some(i) => {
+                    let Ok(k) = std::str::from_utf8(&data[..i]) else {
+                        send(Err(anyhow::anyhow!(
+                            "{name}: line {}: the key before the tab is not UTF-8",
+                            n + 1
+                        )));
+                        return;
+                    };
+                    UserRecord::new(k, data[i + 1..].to_vec())
+                }
+                None => {
+                    send(Err(anyhow::anyhow!(
+                        "{name}: line {}: no tab between key and data (--key tab)",
+                        n + 1
+                    )));
+                    return;
+                }
+            },
+        };
+        if !send(Ok(record)) {
+            return;
+        }
+        n += 1;
+    }
+}
+
+/// Fills `buf`; `Ok(false)` at a clean end of input (nothing read).
+fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> anyhow::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => bail!("input ends inside it ({got} of {} bytes)", buf.len()),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Creates the stream unless it exists, then waits until it is ACTIVE.
@@ -139,59 +502,6 @@ async fn ensure_stream(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("stream {stream} did not become ACTIVE within 60s")
-}
-
-/// Puts records, retrying those a call did not accept, with backoff.
-async fn put_all(
-    client: &aws_sdk_kinesis::Client,
-    stream: &str,
-    records: &[(String, Vec<u8>)],
-) -> anyhow::Result<()> {
-    let mut pending: Vec<usize> = (0..records.len()).collect();
-    let mut wait = Duration::from_millis(100);
-    for attempt in 1..=MAX_ATTEMPTS {
-        let entries = pending
-            .iter()
-            .map(|&i| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&records[i].0)
-                    .data(Blob::new(records[i].1.clone()))
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        match client
-            .put_records()
-            .stream_name(stream)
-            .set_records(Some(entries))
-            .send()
-            .await
-        {
-            Ok(out) => {
-                let failed: Vec<usize> = out
-                    .records
-                    .iter()
-                    .zip(&pending)
-                    .filter(|(r, _)| r.error_code.is_some())
-                    .map(|(_, &i)| i)
-                    .collect();
-                if failed.is_empty() {
-                    return Ok(());
-                }
-                pending = failed;
-            }
-            Err(e) if attempt < MAX_ATTEMPTS => {
-                tracing::warn!(error = %aws_smithy_types::error::display::DisplayErrorContext(&e), "PutRecords failed; retrying");
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("PutRecords to {stream}"))),
-        }
-        let jitter = rand::rng().random_range(0.5..1.0);
-        tokio::time::sleep(wait.mul_f64(jitter)).await;
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
-    bail!(
-        "{} records were still refused by {stream} after {MAX_ATTEMPTS} attempts",
-        pending.len()
-    )
 }
 
 /// A JSON order the example guest understands; every `invalid_every`th one is not valid.
