@@ -162,6 +162,13 @@ impl PulsarSink {
             .client
             .producer()
             .with_topic(topic)
+            // A full send queue makes the send wait (backpressure on the shard) instead of
+            // failing with SlowDown, which would rewind the shard and resend everything
+            // since its checkpoint.
+            .with_options(pulsar::producer::ProducerOptions {
+                block_queue_if_full: true,
+                ..Default::default()
+            })
             .build()
             .await
             .map_err(|e| self.err(topic, format!("cannot create producer: {e}")))?;
