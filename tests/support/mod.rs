@@ -3,6 +3,8 @@
 //! as a child process, and waits on conditions (never bare sleeps).
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -23,6 +25,10 @@ pub fn env_or(var: &str, default: &str) -> String {
 
 pub fn kinesis_endpoint() -> String {
     env_or("SHARDLINE_KINESIS_ENDPOINT", "http://127.0.0.1:4568")
+}
+/// ferrokinesis, run with `--enforce-limits` (real write throttling).
+pub fn ferrokinesis_endpoint() -> String {
+    env_or("SHARDLINE_FERROKINESIS_ENDPOINT", "http://127.0.0.1:4569")
 }
 pub fn dynamodb_endpoint() -> String {
     env_or("SHARDLINE_DYNAMODB_ENDPOINT", "http://127.0.0.1:8000")
@@ -73,10 +79,18 @@ fn sdk() -> aws_config::SdkConfig {
 }
 
 pub fn kinesis() -> aws_sdk_kinesis::Client {
+    kinesis_at(&kinesis_endpoint())
+}
+
+pub fn kinesis_at(endpoint: &str) -> aws_sdk_kinesis::Client {
     let conf = aws_sdk_kinesis::config::Builder::from(&sdk())
-        .endpoint_url(kinesis_endpoint())
+        .endpoint_url(endpoint)
         .build();
     aws_sdk_kinesis::Client::from_conf(conf)
+}
+
+pub fn ferrokinesis() -> aws_sdk_kinesis::Client {
+    kinesis_at(&ferrokinesis_endpoint())
 }
 
 pub fn dynamodb() -> aws_sdk_dynamodb::Client {
@@ -107,7 +121,12 @@ where
 
 /// Creates a stream and waits until it is ACTIVE.
 pub async fn create_stream(name: &str, shards: i32) {
-    let k = kinesis();
+    create_stream_on(&kinesis(), name, shards).await
+}
+
+/// Creates a stream on the emulator behind `k` and waits until it is ACTIVE.
+pub async fn create_stream_on(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    let k = k.clone();
     k.create_stream()
         .stream_name(name)
         .shard_count(shards)
@@ -203,6 +222,141 @@ pub async fn put_records(stream: &str, records: &[(String, Vec<u8>)]) -> Vec<Put
     out.into_iter()
         .map(|p| p.expect("every record put"))
         .collect()
+}
+
+/// A user record read back from a stream (de-aggregated), with where it was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub shard: String,
+    pub sequence: String,
+    /// Position in its aggregate; `None` for a plain Kinesis record.
+    pub sub: Option<u64>,
+    pub key: String,
+    pub explicit_hash_key: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// What a stream holds: its user records and how many Kinesis records carried them.
+#[derive(Debug, Clone, Default)]
+pub struct StreamContents {
+    pub users: Vec<Stored>,
+    pub kinesis_records: usize,
+    pub aggregates: usize,
+    /// Shard id -> (start, end) hash key range.
+    pub ranges: HashMap<String, (u128, u128)>,
+}
+
+impl StreamContents {
+    /// User records (in aggregates) whose hash key is outside the shard they were stored
+    /// in: the KCL drops every user record of such an aggregate.
+    pub fn outside_their_shard(&self) -> Vec<&Stored> {
+        self.users
+            .iter()
+            .filter(|u| u.sub.is_some())
+            .filter(|u| {
+                let h = shardline::agg::hash_key(&u.key, u.explicit_hash_key.as_deref())
+                    .expect("valid hash key");
+                let (a, b) = self.ranges[&u.shard];
+                h < a || h > b
+            })
+            .collect()
+    }
+
+    /// How often each data value was stored.
+    pub fn data_counts(&self) -> HashMap<Vec<u8>, usize> {
+        let mut m = HashMap::new();
+        for u in &self.users {
+            *m.entry(u.data.clone()).or_insert(0) += 1;
+        }
+        m
+    }
+}
+
+/// Reads every shard of a stream from TRIM_HORIZON to its current end, de-aggregating
+/// with `shardline::agg` (independently of the consumer), in shard order.
+pub async fn read_stream(k: &aws_sdk_kinesis::Client, stream: &str) -> StreamContents {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let shards = k
+        .list_shards()
+        .stream_name(stream)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("ListShards {stream}: {e:?}"))
+        .shards
+        .unwrap_or_default();
+    let mut out = StreamContents::default();
+    for s in shards {
+        let r = s.hash_key_range().expect("hash key range");
+        out.ranges.insert(
+            s.shard_id.clone(),
+            (
+                r.starting_hash_key.parse().expect("start"),
+                r.ending_hash_key.parse().expect("end"),
+            ),
+        );
+        let mut it = k
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(&s.shard_id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetShardIterator: {e:?}"))
+            .shard_iterator;
+        while let Some(i) = it.take() {
+            let got = match k
+                .get_records()
+                .shard_iterator(&i)
+                .limit(10_000)
+                .send()
+                .await
+            {
+                Ok(g) => g,
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_provisioned_throughput_exceeded_exception()) =>
+                {
+                    // read limits (5 calls/s per shard): come back a little later
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    it = Some(i);
+                    continue;
+                }
+                Err(e) => panic!("GetRecords {stream}/{}: {e:?}", s.shard_id),
+            };
+            if got.records.is_empty() {
+                break; // everything written before the call has been read
+            }
+            for rec in got.records {
+                out.kinesis_records += 1;
+                let data = rec.data.as_ref();
+                match shardline::agg::deaggregate(data) {
+                    shardline::agg::Deaggregated::Aggregate(a) => {
+                        out.aggregates += 1;
+                        for u in a.iter() {
+                            out.users.push(Stored {
+                                shard: s.shard_id.clone(),
+                                sequence: rec.sequence_number.clone(),
+                                sub: Some(u.sub_sequence),
+                                key: u.partition_key.to_string(),
+                                explicit_hash_key: u.explicit_hash_key.map(str::to_string),
+                                data: u.data.to_vec(),
+                            });
+                        }
+                    }
+                    _ => out.users.push(Stored {
+                        shard: s.shard_id.clone(),
+                        sequence: rec.sequence_number.clone(),
+                        sub: None,
+                        key: rec.partition_key.clone().unwrap_or_default(),
+                        explicit_hash_key: None,
+                        data: data.to_vec(),
+                    }),
+                }
+            }
+            it = got.next_shard_iterator;
+        }
+    }
+    out
 }
 
 /// A message read back from Pulsar.

@@ -1,0 +1,371 @@
+//! A fault-injecting HTTP proxy in front of a Kinesis emulator, for the producer's retry
+//! tests. Emulators fail on their own only by throttling; this proxy adds the other
+//! failures AWS produces — records refused with `InternalFailure` or
+//! `ProvisionedThroughputExceededException` inside a successful PutRecords answer, whole
+//! requests answered 500, connections closed without an answer — and can hold requests to
+//! stall the producer.
+//!
+//! Refused records are removed from the request before it is forwarded, and the answer
+//! gets an error entry in their place, so a refused record is really not stored: a test
+//! can then demand each record exactly once. HTTP/1.1 only, Content-Length bodies (what
+//! the AWS SDK sends); every forwarded request uses a fresh upstream connection.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// What the proxy does to PutRecords requests (other calls are forwarded untouched).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Share of records refused with a record-level error.
+    pub refuse_records: f64,
+    /// Share of requests answered HTTP 500 (nothing forwarded).
+    pub fail_requests: f64,
+    /// Share of requests whose connection is closed without an answer (nothing forwarded).
+    pub drop_connections: f64,
+    /// Refuse every record (for TTL tests).
+    pub refuse_all: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProxyCounts {
+    pub put_records_requests: u64,
+    pub records_refused: u64,
+    pub requests_failed: u64,
+    pub connections_dropped: u64,
+    pub records_forwarded: u64,
+}
+
+struct State {
+    faults: Faults,
+    rng: StdRng,
+    counts: ProxyCounts,
+}
+
+pub struct FaultProxy {
+    pub endpoint: String,
+    state: Arc<Mutex<State>>,
+    /// PutRecords requests wait for a permit; `hold` takes them all away.
+    gate: Arc<Semaphore>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const OPEN: usize = 1 << 20;
+
+impl FaultProxy {
+    pub async fn start(upstream: &str, faults: Faults, seed: u64) -> Self {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://ip:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State {
+            faults,
+            rng: StdRng::seed_from_u64(seed),
+            counts: ProxyCounts::default(),
+        }));
+        let gate = Arc::new(Semaphore::new(OPEN));
+        let (st, g) = (state.clone(), gate.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve(conn, upstream, st.clone(), g.clone()));
+            }
+        });
+        Self {
+            endpoint,
+            state,
+            gate,
+            task,
+        }
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        self.state.lock().expect("proxy state").faults = faults;
+    }
+
+    pub fn counts(&self) -> ProxyCounts {
+        self.state.lock().expect("proxy state").counts
+    }
+
+    /// PutRecords requests wait (unanswered) until [`release`](Self::release).
+    pub async fn hold(&self) {
+        let permits = self
+            .gate
+            .acquire_many(OPEN as u32)
+            .await
+            .expect("gate open");
+        permits.forget();
+    }
+
+    pub fn release(&self) {
+        self.gate.add_permits(OPEN);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Request {
+    head: Vec<(String, String)>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+async fn read_request(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<Request> {
+    let mut line = String::new();
+    if r.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let mut head = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).await.ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        head.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut req = Request {
+        head,
+        line: line.trim_end().to_string(),
+        body: Vec::new(),
+    };
+    assert!(
+        req.header("transfer-encoding").is_none(),
+        "fault proxy: chunked requests are not supported"
+    );
+    let len: usize = req
+        .header("content-length")
+        .map_or(0, |v| v.parse().expect("content-length"));
+    req.body = vec![0; len];
+    r.read_exact(&mut req.body).await.ok()?;
+    Some(req)
+}
+
+async fn serve(
+    conn: TcpStream,
+    upstream: SocketAddr,
+    state: Arc<Mutex<State>>,
+    gate: Arc<Semaphore>,
+) {
+    let (rd, mut wr) = conn.into_split();
+    let mut rd = BufReader::new(rd);
+    while let Some(mut req) = read_request(&mut rd).await {
+        let is_put = req
+            .header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".PutRecords"));
+        if !is_put {
+            let (status, body) = forward(upstream, &req).await;
+            if respond(&mut wr, status, &body).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        state
+            .lock()
+            .expect("proxy state")
+            .counts
+            .put_records_requests += 1;
+        let _permit = gate.acquire().await.expect("gate");
+        // decide this request's fate
+        let (drop_conn, fail_req, refuse): (bool, bool, Vec<bool>) = {
+            let mut s = state.lock().expect("proxy state");
+            let f = s.faults.clone();
+            let drop_conn = s.rng.random_bool(f.drop_connections.clamp(0.0, 1.0));
+            let fail_req = !drop_conn && s.rng.random_bool(f.fail_requests.clamp(0.0, 1.0));
+            let n = serde_json::from_slice::<Value>(&req.body)
+                .ok()
+                .and_then(|v| v["Records"].as_array().map(Vec::len))
+                .unwrap_or(0);
+            let refuse = (0..n)
+                .map(|_| f.refuse_all || s.rng.random_bool(f.refuse_records.clamp(0.0, 1.0)))
+                .collect();
+            (drop_conn, fail_req, refuse)
+        };
+        if drop_conn {
+            state
+                .lock()
+                .expect("proxy state")
+                .counts
+                .connections_dropped += 1;
+            return; // closes the connection, request unanswered
+        }
+        if fail_req {
+            state.lock().expect("proxy state").counts.requests_failed += 1;
+            let body =
+                json!({"__type": "InternalFailure", "message": "injected by the fault proxy"});
+            if respond(&mut wr, 500, body.to_string().as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let mut v: Value = serde_json::from_slice(&req.body).expect("PutRecords JSON");
+        let records = v["Records"].as_array().cloned().unwrap_or_default();
+        let keep: Vec<Value> = records
+            .iter()
+            .zip(&refuse)
+            .filter(|(_, r)| !**r)
+            .map(|(rec, _)| rec.clone())
+            .collect();
+        let mut answers: Vec<Value> = Vec::new();
+        let mut failed = 0;
+        let mut upstream_answers = Vec::new().into_iter();
+        let mut encryption = Value::Null;
+        if !keep.is_empty() {
+            let kept = keep.len();
+            v["Records"] = Value::Array(keep);
+            req.body = serde_json::to_vec(&v).expect("json");
+            let (status, body) = forward(upstream, &req).await;
+            if status != 200 {
+                // pass upstream errors (e.g. throttling of the whole request) through
+                if respond(&mut wr, status, &body).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let out: Value = serde_json::from_slice(&body).expect("PutRecords answer");
+            encryption = out["EncryptionType"].clone();
+            let got = out["Records"].as_array().cloned().unwrap_or_default();
+            assert_eq!(got.len(), kept, "upstream answered every forwarded record");
+            state.lock().expect("proxy state").counts.records_forwarded += kept as u64;
+            upstream_answers = got.into_iter();
+        }
+        {
+            let mut s = state.lock().expect("proxy state");
+            for r in &refuse {
+                if *r {
+                    failed += 1;
+                    s.counts.records_refused += 1;
+                    let code = if s.rng.random_bool(0.5) {
+                        "InternalFailure"
+                    } else {
+                        "ProvisionedThroughputExceededException"
+                    };
+                    answers.push(
+                        json!({"ErrorCode": code, "ErrorMessage": "injected by the fault proxy"}),
+                    );
+                } else {
+                    let a = upstream_answers.next().expect("an answer per kept record");
+                    if a.get("ErrorCode").is_some() {
+                        failed += 1;
+                    }
+                    answers.push(a);
+                }
+            }
+        }
+        let mut out = json!({"FailedRecordCount": failed, "Records": answers});
+        if !encryption.is_null() {
+            out["EncryptionType"] = encryption;
+        }
+        if respond(&mut wr, 200, out.to_string().as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Sends the request upstream on a fresh connection; returns status and body.
+async fn forward(upstream: SocketAddr, req: &Request) -> (u16, Vec<u8>) {
+    let mut up = TcpStream::connect(upstream)
+        .await
+        .expect("connect upstream");
+    let mut head = format!("{}\r\n", req.line);
+    for (k, v) in &req.head {
+        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("connection") {
+            continue;
+        }
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        req.body.len()
+    ));
+    up.write_all(head.as_bytes()).await.expect("write upstream");
+    up.write_all(&req.body).await.expect("write upstream");
+    let mut raw = Vec::new();
+    up.read_to_end(&mut raw).await.expect("read upstream");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("upstream answer has a head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut body = raw[split + 4..].to_vec();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&b[..eol])
+                .unwrap_or("0")
+                .split(';')
+                .next()
+                .unwrap_or("0")
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+async fn respond(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    status: u16,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let reason = if status == 200 { "OK" } else { "Error" };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    wr.write_all(head.as_bytes()).await?;
+    wr.write_all(body).await?;
+    wr.flush().await
+}
