@@ -440,3 +440,97 @@ async fn one_record_fans_out_to_several_topics() {
     }
     assert_eq!(cd.count(), 0, "nothing went to the default topic");
 }
+
+/// Kinesis → Wasm route → Kinesis: the route sends every record to two streams of a
+/// Kinesis sink (ferrokinesis), choosing each record's partition key and, for some, an
+/// explicit hash key. Both streams get every record once, byte-exact, under the chosen
+/// key and in the shard the explicit hash key names; the source checkpoint moves only
+/// once Kinesis stored them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_to_kinesis_with_keys_chosen_by_the_route() {
+    const N: usize = 200;
+    let source = unique("k2k-src");
+    create_stream(&source, 2).await;
+    let data = |i: usize| match i % 4 {
+        0 => format!("ehk:0;rec-{i}"),
+        1 => format!("ehk:{};rec-{i}", u128::MAX),
+        _ => format!("rec-{i}"),
+    };
+    let records: Vec<(String, Vec<u8>)> = (0..N)
+        .map(|i| (format!("key-{}", i % 37), data(i).into_bytes()))
+        .collect();
+    let puts = put_records(&source, &records).await;
+    let targets = [unique("k2k-a"), unique("k2k-b")];
+    for t in &targets {
+        create_stream_on(&ferrokinesis(), t, 2).await;
+    }
+    let app = unique("k2k-app");
+    let unused = format!("persistent://public/default/{}", unique("k2k-unused"));
+    let extra = format!(
+        "  out:
+    kinesis:
+      stream: {a}
+      endpoint: {endpoint}
+      max_buffered_time: 20ms
+default_sink: pulsar
+stages:
+  pipeline:
+    component: {component}
+    settings:
+      sink: out
+      fanout: {a},{b}
+      key_prefix: rk-
+      ehk_prefix: \"ehk:\"
+",
+        a = targets[0],
+        b = targets[1],
+        endpoint = ferrokinesis_endpoint(),
+        component = guest("passthrough").display(),
+    );
+    let config = write_config(&stack_config(&app, &source, &unused, &extra));
+    let mut host = Host::start(&config);
+    host.wait_log("processing shard", LONG).await;
+    // each shard's last record checkpointed: everything was acknowledged by Kinesis
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for p in &puts {
+        last.insert(&p.shard, &p.sequence);
+    }
+    for seq in last.values() {
+        wait_for_checkpoint(&app, seq, LONG).await;
+    }
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let key_of: HashMap<Vec<u8>, String> = records
+        .iter()
+        .map(|(k, d)| (d.clone(), k.clone()))
+        .collect();
+    for t in &targets {
+        let contents = read_stream(&ferrokinesis(), t).await;
+        let counts = contents.data_counts();
+        assert_eq!(counts.len(), N, "stream {t}: every record");
+        assert!(counts.values().all(|&c| c == 1), "stream {t}: once each");
+        let low = contents
+            .ranges
+            .iter()
+            .find(|(_, (a, _))| *a == 0)
+            .map(|(s, _)| s.clone())
+            .expect("a shard starting at 0");
+        for u in &contents.users {
+            assert_eq!(
+                u.key,
+                format!("rk-{}", key_of[&u.data]),
+                "route chose the key"
+            );
+            if u.data.starts_with(b"ehk:0;") {
+                assert_eq!(u.shard, low, "explicit hash key 0 picks the first shard");
+            } else if u.data.starts_with(b"ehk:") {
+                assert_ne!(
+                    u.shard, low,
+                    "explicit hash key 2^128-1 picks the last shard"
+                );
+            }
+        }
+        assert!(contents.outside_their_shard().is_empty());
+    }
+}
