@@ -534,3 +534,76 @@ async fn a_missing_stream_is_named_at_start() {
         "{text}"
     );
 }
+
+/// Resharding under the producer: records predicted with the old shard map land in a
+/// child shard; the producer notices, reloads the map, and puts again every aggregate that
+/// landed where a KCL consumer would drop it. Every record ends up stored at least once
+/// in a shard that covers its hash key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reshard_reloads_the_map_and_no_record_is_left_where_the_kcl_drops_it() {
+    let stream = unique("reshard");
+    let k = ferrokinesis();
+    create_stream_on(&k, &stream, 2).await;
+    let p = producer_at(&ferrokinesis_endpoint(), &stream, ProducerConfig::default()).await;
+    let first = put_all(&p, numbered(2_000, 500, "before")).await;
+    assert!(first.iter().all(Result::is_ok));
+
+    k.update_shard_count()
+        .stream_name(&stream)
+        .target_shard_count(4)
+        .scaling_type(aws_sdk_kinesis::types::ScalingType::UniformScaling)
+        .send()
+        .await
+        .expect("UpdateShardCount");
+    wait_for("4 open shards", LONG, || {
+        let k = k.clone();
+        let stream = stream.clone();
+        async move {
+            let shards = k
+                .list_shards()
+                .stream_name(&stream)
+                .send()
+                .await
+                .ok()?
+                .shards?;
+            let open = shards
+                .iter()
+                .filter(|s| {
+                    s.sequence_number_range()
+                        .is_some_and(|r| r.ending_sequence_number.is_none())
+                })
+                .count();
+            (open == 4).then_some(())
+        }
+    })
+    .await;
+
+    let second = put_all(&p, numbered(2_000, 500, "after")).await;
+    assert!(second.iter().all(Result::is_ok));
+    let s = p.stats().snapshot();
+    assert!(
+        s.wrong_shard > 0,
+        "the old map sent records to closed shards: {s:?}"
+    );
+    assert!(s.shard_map_refreshes > 0, "{s:?}");
+
+    let contents = read_stream(&k, &stream).await;
+    let misplaced = contents.outside_their_shard();
+    let well_placed: std::collections::HashSet<&[u8]> = contents
+        .users
+        .iter()
+        .filter(|u| !misplaced.contains(u))
+        .map(|u| u.data.as_slice())
+        .collect();
+    for r in numbered(2_000, 500, "before")
+        .iter()
+        .chain(&numbered(2_000, 500, "after"))
+    {
+        assert!(
+            well_placed.contains(r.data.as_slice()),
+            "{} is not stored where a KCL consumer keeps it",
+            String::from_utf8_lossy(&r.data)
+        );
+    }
+    p.close().await;
+}
