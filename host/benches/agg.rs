@@ -1,0 +1,124 @@
+//! KPL aggregation throughput: packing user records into aggregates of at most 51,200 bytes
+//! (the KPL's `AggregationMaxSize`) and reading them back, on the same input as
+//! bench/agg/python_agg.py gives AWS's `aws-kinesis-agg`; bench/agg/run.sh runs both and
+//! prints the comparison (BENCHMARKS.md).
+//!
+//! Input, identical on both sides: record `i` has `x = splitmix64(i)`, partition key
+//! `pk-{x % 1000:04}` (1,000 distinct keys in random order) and data the 8 little-endian bytes
+//! of `x` repeated to the record size; no explicit hash keys. Before measuring, each case
+//! prints a line `agg-check <case> <aggregates> <md5 of all aggregates>` so run.sh can check
+//! that both implementations wrote the same bytes.
+//!
+//! ```sh
+//! cargo bench -p shardline --bench agg
+//! ```
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use md5::{Digest, Md5};
+use shardline::agg::{decode, Aggregator, KPL_DEFAULT_MAX_SIZE};
+
+/// (name, records, bytes of data per record)
+const CASES: &[(&str, usize, usize)] = &[("100k-100B", 100_000, 100), ("100k-1KiB", 100_000, 1024)];
+
+fn splitmix64(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn input(n: usize, size: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n as u64)
+        .map(|i| {
+            let x = splitmix64(i);
+            let data = x.to_le_bytes().iter().copied().cycle().take(size).collect();
+            (format!("pk-{:04}", x % 1000), data)
+        })
+        .collect()
+}
+
+/// What a producer does: fill an aggregate until the next record would not fit, encode it,
+/// start the next.
+fn aggregate(records: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut agg = Aggregator::new();
+    for (pk, data) in records {
+        if !agg.fits(pk, None, data, KPL_DEFAULT_MAX_SIZE) {
+            out.push(agg.take());
+        }
+        agg.add(pk, None, data).expect("valid record");
+    }
+    if !agg.is_empty() {
+        out.push(agg.take());
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    for &(name, n, size) in CASES {
+        let records = input(n, size);
+        let aggregates = aggregate(&records);
+        let mut md5 = Md5::new();
+        aggregates.iter().for_each(|a| md5.update(a));
+        println!(
+            "agg-check {name} {} {}",
+            aggregates.len(),
+            hex::encode(md5.finalize())
+        );
+
+        let mut group = c.benchmark_group("agg");
+        group
+            .sample_size(20)
+            .measurement_time(Duration::from_secs(8))
+            .throughput(Throughput::Elements(n as u64));
+
+        group.bench_with_input(BenchmarkId::new("aggregate", name), &records, |b, r| {
+            b.iter(|| aggregate(black_box(r)))
+        });
+
+        // Reading, borrowing keys and data from the aggregates (what the consumer does
+        // before it copies a record into its batch).
+        group.bench_with_input(
+            BenchmarkId::new("deaggregate", name),
+            &aggregates,
+            |b, a| {
+                b.iter(|| {
+                    let mut count = 0;
+                    for data in black_box(a) {
+                        let aggregate = decode(data).expect("valid").expect("aggregate");
+                        for r in aggregate.iter() {
+                            black_box(r);
+                            count += 1;
+                        }
+                    }
+                    assert_eq!(count, n);
+                })
+            },
+        );
+
+        // Reading into owned records, each key and payload copied out (closer to what the
+        // Python library hands back: new objects per user record).
+        group.bench_with_input(
+            BenchmarkId::new("deaggregate-owned", name),
+            &aggregates,
+            |b, a| {
+                b.iter(|| {
+                    let mut out = Vec::with_capacity(n);
+                    for data in black_box(a) {
+                        let aggregate = decode(data).expect("valid").expect("aggregate");
+                        out.extend(aggregate.iter().map(|r| r.to_owned_record()));
+                    }
+                    assert_eq!(out.len(), n);
+                    out
+                })
+            },
+        );
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
