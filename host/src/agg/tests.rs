@@ -777,21 +777,81 @@ fn a_record() -> Vec<u8> {
 
 // ---- mutations never panic ----
 
-/// Whatever `decode` makes of `data`, it must not panic, and what it returns must hold up.
-fn check_mutant(data: &[u8]) {
-    match decode(data) {
-        Ok(None) => assert!(!data.starts_with(&MAGIC)),
+/// Where in the record an error points, if it names a byte.
+fn error_offset(e: &AggError) -> Option<usize> {
+    match *e {
+        AggError::TruncatedVarint { offset, .. }
+        | AggError::VarintOverflow { offset, .. }
+        | AggError::LengthPastEnd { offset, .. }
+        | AggError::InvalidFieldNumber { offset, .. }
+        | AggError::InvalidWireType { offset, .. }
+        | AggError::UnmatchedEndGroup { offset, .. }
+        | AggError::UnclosedGroup { offset, .. }
+        | AggError::InvalidUtf8 { offset, .. } => Some(offset),
+        _ => None,
+    }
+}
+
+/// Whatever `decode` makes of `data`, it must not panic, and what it returns must hold up:
+/// an error points into the protobuf message, and an aggregate's user records, encoded
+/// again, decode to the same user records. Returns what happened, for tallies.
+fn check_mutant(data: &[u8]) -> Result<usize, AggError> {
+    let result = match decode(data) {
+        Ok(None) => {
+            assert!(!data.starts_with(&MAGIC));
+            Ok(0)
+        }
         Ok(Some(aggregate)) => {
             let range = data.as_ptr_range();
+            let mut again = Aggregator::new();
             for (i, r) in aggregate.iter().enumerate() {
                 assert_eq!(r.sub_sequence, i as u64);
                 assert!(r.hash_key().is_ok());
                 assert!(r.data.is_empty() || range.contains(&r.data.as_ptr()));
+                assert_eq!(
+                    again
+                        .add(r.partition_key, r.explicit_hash_key, r.data)
+                        .unwrap(),
+                    r.sub_sequence
+                );
             }
+            if !aggregate.is_empty() {
+                let bytes = again.encode();
+                assert_eq!(bytes.len(), again.encoded_len());
+                assert_eq!(decode_ok(&bytes).records(), aggregate.records());
+            }
+            Ok(aggregate.len())
         }
-        Err(e) => assert!(!e.to_string().is_empty()),
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            if let Some(offset) = error_offset(&e) {
+                // A varint or value cut short by the end of the message is reported where
+                // it should start, which may be the end itself; other errors name a byte of
+                // the message.
+                let end = data.len() - DIGEST_LEN;
+                let at_end_ok = matches!(
+                    e,
+                    AggError::TruncatedVarint { .. } | AggError::LengthPastEnd { .. }
+                );
+                assert!(
+                    offset >= MAGIC.len() && (offset < end || at_end_ok && offset == end),
+                    "{e} points outside the message, {}..{end}",
+                    MAGIC.len()
+                );
+            }
+            Err(e)
+        }
+    };
+    match (&result, deaggregate(data)) {
+        (Ok(0), Deaggregated::Plain(d)) => assert_eq!(d, data),
+        (Ok(n), Deaggregated::Aggregate(records)) => assert_eq!(records.len(), *n),
+        (Err(e), Deaggregated::Corrupt { data: d, reason }) => {
+            assert_eq!(d, data);
+            assert_eq!(&reason, e);
+        }
+        (result, other) => panic!("decode gave {result:?}, deaggregate {other:?}"),
     }
-    let _ = deaggregate(data);
+    result
 }
 
 #[test]
@@ -820,8 +880,8 @@ fn truncations_and_byte_flips_never_panic() {
     for len in 0..good.len() {
         // Truncated as received (digest broken), and truncated then re-digested (so the
         // protobuf parser sees the cut).
-        check_mutant(&good[..len]);
-        check_mutant(&wrap(&message[..len.min(message.len())]));
+        let _ = check_mutant(&good[..len]);
+        let _ = check_mutant(&wrap(&message[..len.min(message.len())]));
     }
     for _ in 0..4000 {
         let mut m = message.clone();
@@ -844,19 +904,256 @@ fn truncations_and_byte_flips_never_panic() {
                 }
             }
         }
-        check_mutant(&wrap(&m));
+        let _ = check_mutant(&wrap(&m));
         // Without fixing the digest, it must be caught (or, flipped magic, be plain).
         let mut raw = good.clone();
         let i = rng.random_range(0..raw.len());
         raw[i] ^= 1 << rng.random_range(0..8);
-        check_mutant(&raw);
+        let _ = check_mutant(&raw);
         if i >= MAGIC.len() {
             assert_eq!(decode_err(&raw), AggError::DigestMismatch);
         }
     }
     for _ in 0..2000 {
         let garbage: Vec<u8> = (0..rng.random_range(0..64)).map(|_| rng.random()).collect();
-        check_mutant(&wrap(&garbage));
+        let _ = check_mutant(&wrap(&garbage));
+    }
+}
+
+/// A message built field by field, each field usually well formed for the schema and
+/// sometimes not (a wrong wire type, an index past the table, a bad hash key, invalid UTF-8,
+/// an unknown field, a group, a missing required field), so that the parser's every branch
+/// is reached with valid digests, and often enough the whole message is valid.
+fn structured_message(rng: &mut StdRng, depth: u32) -> Vec<u8> {
+    let mut m = Vec::new();
+    let string = |rng: &mut StdRng| -> Vec<u8> {
+        match rng.random_range(0..40) {
+            0 => vec![0xC3, 0x28], // invalid UTF-8
+            1 => vec![],
+            _ => random_key(rng).into_bytes(),
+        }
+    };
+    let pks = rng.random_range(0..4u64);
+    let ehks = rng.random_range(0..3u64);
+    for _ in 0..pks {
+        m.extend(f_bytes(1, &string(rng)));
+    }
+    for _ in 0..ehks {
+        let ehk = match rng.random_range(0..10) {
+            0 => b"12x".to_vec(),
+            1 => b"340282366920938463463374607431768211456".to_vec(),
+            _ => random_ehk(rng).into_bytes(),
+        };
+        m.extend(f_bytes(2, &ehk));
+    }
+    for _ in 0..rng.random_range(0..5) {
+        let mut record = Vec::new();
+        // Now and then an index one past the table.
+        if rng.random_ratio(19, 20) {
+            let past = u64::from(rng.random_ratio(1, 15));
+            record.extend(f_varint(1, rng.random_range(0..pks.max(1)) + past));
+        }
+        if ehks > 0 && rng.random_bool(0.5) {
+            let past = u64::from(rng.random_ratio(1, 15));
+            record.extend(f_varint(2, rng.random_range(0..ehks) + past));
+        }
+        if rng.random_ratio(19, 20) {
+            record.extend(f_bytes(
+                3,
+                &random_data(rng)[..]
+                    .iter()
+                    .take(40)
+                    .copied()
+                    .collect::<Vec<_>>(),
+            ));
+        }
+        if rng.random_ratio(1, 6) {
+            let mut tag = Vec::new();
+            if rng.random_ratio(9, 10) {
+                tag.extend(f_bytes(1, &string(rng)));
+            }
+            if rng.random_bool(0.5) {
+                tag.extend(f_bytes(2, &string(rng)));
+            }
+            record.extend(f_bytes(4, &tag));
+        }
+        if depth < 3 && rng.random_ratio(1, 8) {
+            record.extend(odd_field(rng, depth));
+        }
+        // Fields in any order: swap two halves now and then.
+        if rng.random_ratio(1, 10) {
+            let at = rng.random_range(0..=record.len());
+            record.rotate_left(at); // may cut a field in two: a malformed record
+        }
+        m.extend(f_bytes(3, &record));
+    }
+    if depth < 3 && rng.random_ratio(1, 4) {
+        let at = rng.random_range(0..=m.len());
+        let odd = odd_field(rng, depth);
+        m.splice(at..at, odd);
+    }
+    m
+}
+
+/// A field the schema does not expect: unknown number, wrong wire type, group, or junk.
+fn odd_field(rng: &mut StdRng, depth: u32) -> Vec<u8> {
+    let field = rng.random_range(1..=6u64);
+    match rng.random_range(0..7) {
+        0 => f_varint(field, rng.random()),
+        1 => [key(field, 1), (0..8).map(|_| rng.random()).collect()].concat(),
+        2 => [key(field, 5), (0..4).map(|_| rng.random()).collect()].concat(),
+        3 => f_bytes(field, &structured_message(rng, depth + 1)),
+        4 => [
+            key(field, 3),
+            structured_message(rng, depth + 1),
+            key(field, 4),
+        ]
+        .concat(),
+        5 => key(field, rng.random_range(3..8)),
+        _ => (0..rng.random_range(1..6)).map(|_| rng.random()).collect(),
+    }
+}
+
+#[test]
+fn structured_messages_never_panic_and_round_trip() {
+    let mut rng = StdRng::seed_from_u64(0x57A7E);
+    let mut aggregates = 0;
+    let mut user_records = 0;
+    let mut errors = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..20_000 {
+        let message = structured_message(&mut rng, 0);
+        match check_mutant(&wrap(&message)) {
+            Ok(n) => {
+                aggregates += 1;
+                user_records += n;
+            }
+            Err(e) => {
+                let kind = format!("{e:?}");
+                let kind = kind
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                *errors.entry(kind).or_default() += 1;
+            }
+        }
+    }
+    eprintln!("{aggregates} aggregates, {user_records} user records, errors: {errors:?}");
+    // The generator must reach both sides and most error kinds, or the test proves little.
+    assert!(aggregates > 3000, "{aggregates} valid aggregates");
+    assert!(user_records > 4000, "{user_records} user records");
+    for kind in [
+        "TruncatedVarint",
+        "LengthPastEnd",
+        "InvalidFieldNumber",
+        "InvalidWireType",
+        "UnmatchedEndGroup",
+        "UnclosedGroup",
+        "MissingField",
+        "PartitionKeyIndexOutOfRange",
+        "ExplicitHashKeyIndexOutOfRange",
+        "InvalidUtf8",
+        "InvalidExplicitHashKey",
+    ] {
+        assert!(
+            errors.get(kind).copied().unwrap_or(0) >= 20,
+            "{kind}: {errors:?}"
+        );
+    }
+}
+
+/// The top-level fields of an aggregate of `inputs`, one `Vec` each, as our encoder lays
+/// them out (tables in order of first use, then the records).
+fn top_level_fields(inputs: &[Input]) -> Vec<Vec<u8>> {
+    let pks = distinct_in_order(inputs.iter().map(|(pk, _, _)| pk.as_str()));
+    let ehks = distinct_in_order(inputs.iter().filter_map(|(_, e, _)| e.as_deref()));
+    let index = |table: &[&str], key: &str| table.iter().position(|k| *k == key).unwrap() as u64;
+    let mut fields: Vec<Vec<u8>> = pks.iter().map(|k| f_bytes(1, k.as_bytes())).collect();
+    fields.extend(ehks.iter().map(|k| f_bytes(2, k.as_bytes())));
+    for (pk, ehk, data) in inputs {
+        let mut record = f_varint(1, index(&pks, pk));
+        if let Some(ehk) = ehk {
+            record.extend(f_varint(2, index(&ehks, ehk)));
+        }
+        record.extend(f_bytes(3, data));
+        fields.push(f_bytes(3, &record));
+    }
+    fields
+}
+
+#[test]
+fn splices_of_valid_aggregates_never_panic_and_round_trip() {
+    // Fields copied between and within valid messages, dropped, reordered, repeated: tables
+    // that grow or shrink under their records, records pointing into another message's
+    // tables, now and then a field cut short.
+    let mut rng = StdRng::seed_from_u64(0x5B11CE);
+    let messages: Vec<Vec<Vec<u8>>> = (0..8)
+        .map(|_| {
+            let mut inputs = random_inputs(&mut rng, 12);
+            inputs.iter_mut().for_each(|(_, _, data)| data.truncate(30));
+            let fields = top_level_fields(&inputs);
+            // The hand-built layout is the encoder's, byte for byte.
+            let mut agg = Aggregator::new();
+            for (pk, ehk, data) in &inputs {
+                agg.add(pk, ehk.as_deref(), data).unwrap();
+            }
+            assert_eq!(wrap(&fields.concat()), agg.encode());
+            fields
+        })
+        .collect();
+    let mut decoded = 0;
+    for _ in 0..5000 {
+        let mut fields = messages[rng.random_range(0..messages.len())].clone();
+        for _ in 0..rng.random_range(1..4) {
+            let n = fields.len();
+            match rng.random_range(0..6) {
+                0 if n > 1 => {
+                    fields.remove(rng.random_range(0..n));
+                }
+                1 => {
+                    let copy = fields[rng.random_range(0..n)].clone();
+                    fields.insert(rng.random_range(0..=n), copy);
+                }
+                2 => fields.swap(rng.random_range(0..n), rng.random_range(0..n)),
+                3 => {
+                    let other = &messages[rng.random_range(0..messages.len())];
+                    let field = other[rng.random_range(0..other.len())].clone();
+                    fields.insert(rng.random_range(0..=n), field);
+                }
+                4 if rng.random_ratio(1, 4) => {
+                    let field = &mut fields[rng.random_range(0..n)];
+                    field.truncate(rng.random_range(0..field.len()));
+                }
+                _ => {
+                    let at = rng.random_range(0..=n);
+                    fields[at..].rotate_left(usize::from(at < n));
+                }
+            }
+        }
+        if check_mutant(&wrap(&fields.concat())).is_ok() {
+            decoded += 1;
+        }
+    }
+    eprintln!("{decoded} of 5000 splices decoded");
+    assert!(decoded > 1000, "only {decoded} splices decoded");
+}
+
+#[test]
+fn arbitrary_bytes_never_panic() {
+    let mut rng = StdRng::seed_from_u64(0xA4B1);
+    for _ in 0..20_000 {
+        let len = rng.random_range(0..80);
+        let mut data: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if rng.random_bool(0.5) {
+            data.splice(0..0, MAGIC);
+        }
+        match check_mutant(&data) {
+            Ok(_) => assert!(!data.starts_with(&MAGIC)),
+            Err(e) => assert!(matches!(
+                e,
+                AggError::TooShort { .. } | AggError::DigestMismatch
+            )),
+        }
     }
 }
 
