@@ -607,3 +607,67 @@ async fn a_reshard_reloads_the_map_and_no_record_is_left_where_the_kcl_drops_it(
     }
     p.close().await;
 }
+
+/// `produce` reads length-prefixed binary records from stdin: every byte value, line
+/// breaks inside records and an empty record arrive byte-exact; a truncated input is an
+/// error naming the record, and what came before it is still stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_reads_length_prefixed_binary_from_stdin() {
+    use tokio::io::AsyncWriteExt;
+    let stream = unique("binary");
+    create_stream_on(&ferrokinesis(), &stream, 1).await;
+    let mut records: Vec<Vec<u8>> = (0..=255u8)
+        .map(|b| vec![b, b'\n', b, b'\r', b'\n'])
+        .collect();
+    records.push(Vec::new());
+    records.push((0..=255u8).cycle().take(300_000).collect());
+    let mut input = Vec::new();
+    for r in &records {
+        input.extend_from_slice(&(r.len() as u32).to_be_bytes());
+        input.extend_from_slice(r);
+    }
+    let run = |input: Vec<u8>| {
+        let config = ferro_config(&stream);
+        let stream = stream.clone();
+        async move {
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+                .args([
+                    "produce",
+                    "--progress",
+                    "0s",
+                    "--format",
+                    "length-prefixed",
+                    "--input",
+                    "-",
+                ])
+                .args(["--stream", &stream, "--config"])
+                .arg(&config)
+                .stdin(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("run produce");
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(&input).await.expect("write stdin");
+            drop(stdin);
+            let out = child.wait_with_output().await.expect("produce");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).to_string(),
+            )
+        }
+    };
+    let (code, log) = run(input.clone()).await;
+    assert_eq!(code, Some(0), "{log}");
+    let contents = read_stream(&ferrokinesis(), &stream).await;
+    let counts = contents.data_counts();
+    for r in &records {
+        assert_eq!(counts.get(r), Some(&1), "record of {} bytes", r.len());
+    }
+    assert_eq!(contents.users.len(), records.len());
+
+    // cut inside the last record's bytes: the records before it are stored, the error names it
+    let (code, log) = run(input[..input.len() - 10].to_vec()).await;
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("record 257: 300000 bytes announced"), "{log}");
+    assert!(log.contains("stored=257"), "{log}");
+}

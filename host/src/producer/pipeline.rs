@@ -753,6 +753,10 @@ impl Pipeline {
             return;
         }
         let delay = self.backoff.delay(r.attempts, &mut self.rng);
+        tracing::debug!(
+            stream = %self.stream, shard = %r.shard, attempts = r.attempts,
+            retry_in = ?delay, "put again: {e}"
+        );
         r.last_error = Some(e);
         if now + delay >= r.deadline {
             expire(r, &self.config, &self.stream, &self.stats);
