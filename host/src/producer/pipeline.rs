@@ -361,7 +361,11 @@ impl Pipeline {
             self.map_stale = true;
             return;
         };
-        let max = self.config.aggregation_max_size;
+        // an aggregate travels as one Kinesis record: with its partition key, at most 1 MiB
+        let max = self
+            .config
+            .aggregation_max_size
+            .min(super::MAX_RECORD_BYTES - 4 * super::MAX_PARTITION_KEY_CHARS);
         let ehk = p.explicit_hash_key.as_deref();
         if self.config.aggregation && !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
             q.seal(&self.stats);
@@ -521,6 +525,9 @@ impl Pipeline {
         let (mut n, mut bytes) = (0usize, 0usize);
         let max_wait = self.config.max_buffered_time;
         for q in self.shards.values() {
+            if self.blocked_by_order(q) {
+                continue;
+            }
             let Some(head) = q.ready.front() else {
                 continue;
             };
@@ -533,6 +540,11 @@ impl Pipeline {
             bytes += q.ready_bytes;
         }
         n >= self.config.max_request_records || bytes >= self.config.max_request_bytes
+    }
+
+    /// With strict ordering, a shard with a record in flight sends nothing else.
+    fn blocked_by_order(&self, q: &ShardQueue) -> bool {
+        self.config.strict_ordering && q.in_flight > 0
     }
 
     /// Takes records for one request, shard by shard in turn, within the request limits,
@@ -773,13 +785,19 @@ impl Pipeline {
         }
     }
 
-    /// When the loop must look again even if nothing happens.
+    /// When the loop must look again even if nothing happens. Queues that cannot send
+    /// now whatever the time — every connection busy, or (strict ordering) a record of the
+    /// shard in flight — wait for a completion, which wakes the loop by itself.
     fn next_wake(&self, now: Instant) -> Instant {
         let mut wake = now + Duration::from_secs(1);
         let max_wait = self.config.max_buffered_time;
+        let connection_free = self.in_flight < self.config.max_connections.max(1);
         for q in self.shards.values() {
             if let Some(a) = q.agg_arrived() {
                 wake = wake.min(a + max_wait);
+            }
+            if !connection_free || self.blocked_by_order(q) {
+                continue;
             }
             if let Some(h) = q.ready.front() {
                 let mut t = h.not_before.max(h.arrived + max_wait).min(h.deadline);
