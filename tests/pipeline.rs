@@ -351,7 +351,7 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
     records.push(("k-poison".into(), b"this is POISON".to_vec()));
     records.push(("k-reject".into(), b"please REJECT me".to_vec()));
     records.extend((10..20).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
-    put_records(&stream, &records).await;
+    let puts = put_records(&stream, &records).await;
     let topic = format!("persistent://public/default/{}", unique("dlq-main"));
     let dlq = format!("persistent://public/default/{}", unique("dlq-dead"));
     let app = unique("dlq-app");
@@ -396,6 +396,19 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
         poison.properties
     );
     assert_eq!(poison.key.as_deref(), Some("k-poison"));
+    // Where the record came from, as documented dead-letter properties.
+    for (m, put) in [
+        (poison, &puts[10]),
+        (&dl[0], &puts[10]),
+        (&dl[1], &puts[11]),
+    ] {
+        assert_eq!(m.payload, put.data, "the original bytes");
+        assert_eq!(m.prop("shardline.error.stream"), stream);
+        assert_eq!(m.prop("shardline.error.shard"), put.shard);
+        assert_eq!(m.prop("shardline.error.sequence.number"), put.sequence);
+        assert_eq!(m.prop("kinesis.sequence.number"), put.sequence);
+        assert_eq!(m.prop("kinesis.partition.key"), put.key);
+    }
     let rejected = dl
         .iter()
         .find(|m| m.payload == b"please REJECT me")
@@ -403,6 +416,166 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
     assert_eq!(rejected.prop("shardline.error.kind"), "rejected");
     assert_eq!(rejected.prop("shardline.error.stage"), "transform");
     assert!(rejected.prop("shardline.error.reason").contains("REJECT"));
+}
+
+/// A stage's `on_error` overrides `errors.policy`: with the global policy `fail` and the
+/// pipeline's `on_error: skip`, a trap and a rejection are both skipped (and logged), every
+/// other record is delivered and the checkpoint moves past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stage_on_error_overrides_the_global_policy() {
+    let stream = unique("onerr");
+    create_stream(&stream, 1).await;
+    let mut records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("k{i}"), format!("good-{i}").into_bytes()))
+        .collect();
+    records.push(("k-poison".into(), b"this is POISON".to_vec()));
+    records.push(("k-reject".into(), b"please REJECT me".to_vec()));
+    records.extend((10..20).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    let puts = put_records(&stream, &records).await;
+    let topic = format!("persistent://public/default/{}", unique("onerr"));
+    let app = unique("onerr-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let extra = format!(
+        "{}    on_error: skip\nerrors:\n  policy: fail\n",
+        passthrough_stage("panic_on: POISON\n      reject_on: REJECT")
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+
+    let got = collector.wait_for(20, LONG).await;
+    let last = &puts.last().expect("records").sequence;
+    wait_for_checkpoint(&app, last, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..20).map(|i| format!("good-{i}")).collect::<Vec<_>>()
+    );
+    let log = host.log();
+    for (what, seq) in [
+        ("(trap)", &puts[10].sequence),
+        ("(rejected)", &puts[11].sequence),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(seq.as_str())
+                && l.contains(what)
+                && l.contains("stages.pipeline.on_error is skip")),
+            "the skipped {what} record {seq} is logged with the key that chose the policy:\n{log}"
+        );
+    }
+    assert!(!log.contains("errors.policy is fail"), "log:\n{log}");
+}
+
+/// Dead letters to a Kinesis stream (ferrokinesis): a Kinesis record has no properties, so
+/// each is a JSON envelope with the documented properties and the original bytes in
+/// base64, under the original partition key. A trap and a guest rejection both go there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_to_a_kinesis_stream_are_json_envelopes() {
+    let stream = unique("kdlq");
+    create_stream(&stream, 1).await;
+    let mut records: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("k{i}"), format!("good-{i}").into_bytes()))
+        .collect();
+    let mut poison = b"\x00\xff binary POISON \xfe".to_vec();
+    poison.extend(0..=255u8);
+    records.push(("k-poison".into(), poison));
+    records.push(("k-reject".into(), b"please REJECT me".to_vec()));
+    records.extend((10..20).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    let puts = put_records(&stream, &records).await;
+    let dlq = unique("kdlq-dead");
+    create_stream_on(&ferrokinesis(), &dlq, 1).await;
+    let topic = format!("persistent://public/default/{}", unique("kdlq-main"));
+    let app = unique("kdlq-app");
+    let mut main = Collector::start(std::slice::from_ref(&topic)).await;
+    let extra = format!(
+        "  dead:
+    kinesis:
+      stream: {dlq}
+      endpoint: {endpoint}
+      max_buffered_time: 20ms
+default_sink: pulsar
+{stage}errors:
+  policy: dead_letter
+  dead_letter:
+    sink: dead
+    topic: {dlq}
+",
+        endpoint = ferrokinesis_endpoint(),
+        stage = passthrough_stage("panic_on: POISON\n      reject_on: REJECT"),
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+    main.wait_for(20, LONG).await;
+    let last = &puts.last().expect("records").sequence;
+    wait_for_checkpoint(&app, last, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let contents = read_stream(&ferrokinesis(), &dlq).await;
+    assert_eq!(
+        contents.users.len(),
+        2,
+        "two dead letters: {:?}",
+        contents.users
+    );
+    for (u, put, kind, stage) in [
+        (&contents.users[0], &puts[10], "trap", "pipeline"),
+        (&contents.users[1], &puts[11], "rejected", "transform"),
+    ] {
+        assert_eq!(u.key, put.key, "the original partition key");
+        let v: serde_json::Value = serde_json::from_slice(&u.data).unwrap_or_else(|e| {
+            panic!(
+                "a JSON envelope: {e}: {:?}",
+                String::from_utf8_lossy(&u.data)
+            )
+        });
+        assert_eq!(v["shardline.error.kind"], kind);
+        assert_eq!(v["shardline.error.stage"], stage);
+        assert_eq!(v["shardline.error.component"], "passthrough");
+        assert!(
+            v["shardline.error.reason"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{v}"
+        );
+        assert_eq!(v["shardline.error.stream"], stream.as_str());
+        assert_eq!(v["shardline.error.shard"], put.shard.as_str());
+        assert_eq!(v["shardline.error.sequence.number"], put.sequence.as_str());
+        assert_eq!(v["kinesis.partition.key"], put.key.as_str());
+        let data = v["data"].as_str().expect("data");
+        assert_eq!(base64_decode(data), put.data, "the original bytes");
+    }
+}
+
+/// Standard base64 with padding, decoded independently of the host's encoder.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c:?}"),
+        }
+    };
+    let mut out = Vec::new();
+    for chunk in s.as_bytes().chunks(4) {
+        assert_eq!(chunk.len(), 4, "padded base64");
+        let pad = chunk.iter().filter(|&&c| c == b'=').count();
+        let n = chunk
+            .iter()
+            .take(4 - pad)
+            .fold(0u32, |n, &c| (n << 6) | value(c))
+            << (6 * pad);
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    out
 }
 
 /// A route that sends each record to two topics: every record reaches both, and the

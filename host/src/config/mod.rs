@@ -405,6 +405,10 @@ pub struct StageConfig {
     /// Key/value settings the guest reads through the `host` import.
     #[serde(default)]
     pub settings: BTreeMap<String, SettingValue>,
+    /// What happens to a record this stage fails on; overrides `errors.policy`. For a
+    /// `pipeline` component it covers every failure of the fused call.
+    #[serde(default)]
+    pub on_error: Option<ErrorPolicy>,
 }
 
 /// A setting value: any YAML scalar, handed to the guest as text.
@@ -949,12 +953,20 @@ impl Config {
             ),
             _ => {}
         }
-        match (self.errors.policy, &self.errors.dead_letter) {
-            (ErrorPolicy::DeadLetter, None) => bad(
+        // The key whose policy is dead_letter, if any (the global one first).
+        let dead_letter_key =
+            std::iter::once(("errors.policy".to_string(), self.errors.policy))
+                .chain(self.stage_configs().into_iter().filter_map(|(name, s)| {
+                    s.on_error.map(|p| (format!("stages.{name}.on_error"), p))
+                }))
+                .find(|(_, p)| *p == ErrorPolicy::DeadLetter)
+                .map(|(k, _)| k);
+        match (dead_letter_key, &self.errors.dead_letter) {
+            (Some(key), None) => bad(
                 "errors.dead_letter",
-                "is required when errors.policy is dead_letter".into(),
+                format!("is required when {key} is dead_letter"),
             ),
-            (ErrorPolicy::DeadLetter, Some(dl)) => {
+            (Some(_), Some(dl)) => {
                 if let Some(s) = &dl.sink {
                     if !self.sinks.contains_key(s) {
                         bad(
@@ -967,9 +979,9 @@ impl Config {
                     }
                 }
             }
-            (_, Some(_)) => bad(
+            (None, Some(_)) => bad(
                 "errors.dead_letter",
-                "is only used with errors.policy: dead_letter".into(),
+                "is only used when errors.policy or a stage's on_error is dead_letter".into(),
             ),
             _ => {}
         }
@@ -992,6 +1004,25 @@ impl Config {
         .into_iter()
         .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
         .collect()
+    }
+
+    /// The policy for a failure reported in `stage` (`pipeline`, `deserialize`,
+    /// `transform` or `route`), with the key that chose it: a `pipeline` component's
+    /// `on_error` covers every failure of the fused call; otherwise the failing stage's
+    /// `on_error`; otherwise `errors.policy`.
+    pub fn error_policy(&self, stage: &str) -> (ErrorPolicy, String) {
+        let s = &self.stages;
+        let (name, configured) = match (&s.pipeline, stage) {
+            (Some(p), _) => ("pipeline", Some(p)),
+            (None, "deserialize") => ("deserialize", s.deserialize.as_ref()),
+            (None, "transform") => ("transform", s.transform.as_ref()),
+            (None, "route") => ("route", s.route.as_ref()),
+            (None, _) => ("", None),
+        };
+        match configured.and_then(|c| c.on_error) {
+            Some(p) => (p, format!("stages.{name}.on_error")),
+            None => (self.errors.policy, "errors.policy".to_string()),
+        }
     }
 
     /// A path from the config, made absolute against the config's folder.
@@ -1208,6 +1239,55 @@ sinks:
         assert_eq!(
             one[0].lease_prefix, None,
             "one stream: leases keyed by shard id"
+        );
+    }
+
+    #[test]
+    fn a_stage_on_error_overrides_the_global_policy() {
+        let stages = "stages:\n  transform:\n    component: Cargo.toml\n    on_error: skip\n  route:\n    component: Cargo.toml\n";
+        let c = parse(&format!("{MINIMAL}{stages}")).expect("parses");
+        assert_eq!(
+            c.error_policy("transform"),
+            (ErrorPolicy::Skip, "stages.transform.on_error".into())
+        );
+        assert_eq!(
+            c.error_policy("route"),
+            (ErrorPolicy::Fail, "errors.policy".into())
+        );
+        assert_eq!(
+            c.error_policy("deserialize"),
+            (ErrorPolicy::Fail, "errors.policy".into()),
+            "a stage that is not configured follows errors.policy"
+        );
+        // A pipeline component's on_error covers whatever stage its failure names.
+        let pipeline = "stages:\n  pipeline:\n    component: Cargo.toml\n    on_error: skip\nerrors:\n  policy: fail\n";
+        let c = parse(&format!("{MINIMAL}{pipeline}")).expect("parses");
+        for stage in ["pipeline", "deserialize", "transform", "route"] {
+            assert_eq!(
+                c.error_policy(stage),
+                (ErrorPolicy::Skip, "stages.pipeline.on_error".into())
+            );
+        }
+    }
+
+    #[test]
+    fn a_stage_dead_letter_policy_needs_a_dead_letter_destination() {
+        let stages = "stages:\n  pipeline:\n    component: Cargo.toml\n    on_error: dead_letter\n";
+        let err = parse(&format!("{MINIMAL}{stages}"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "test.yaml: errors.dead_letter: is required when stages.pipeline.on_error is dead_letter"
+        );
+        let ok = format!("{MINIMAL}{stages}errors:\n  dead_letter:\n    topic: dlq\n");
+        let c = parse(&ok).expect("a stage's dead_letter uses errors.dead_letter");
+        assert_eq!(c.error_policy("route").0, ErrorPolicy::DeadLetter);
+        let unused = format!("{MINIMAL}errors:\n  dead_letter:\n    topic: dlq\n");
+        let err = parse(&unused).unwrap_err().to_string();
+        assert!(
+            err.contains("errors.dead_letter: is only used when"),
+            "{err}"
         );
     }
 

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod coordinator;
+pub mod dead_letter;
 pub mod lease;
 pub mod lease_table;
 pub mod lease_taker;

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{AckTracker, Checkpoint, RecordId};
+use super::dead_letter;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
 use super::retrieval::{Fetched, PollingFetcher};
@@ -627,15 +628,16 @@ impl ShardConsumer {
             shard_id: self.shard.clone(),
             millis_behind_latest: fetched.millis_behind_latest.map(|m| m.max(0) as u64),
         };
-        let policy = self.config().errors.policy;
-        let stop_at_first = policy == ErrorPolicy::Fail;
+        // Under a `fail` policy nothing past the failed record is delivered: stop there.
+        let cfg = self.shared.config.clone();
 
         // The stages run on a blocking thread: a guest call is synchronous CPU work.
         let (outcome, records) = match stages.take() {
             Some(mut set) => {
                 let ctx2 = ctx.clone();
                 let joined = tokio::task::spawn_blocking(move || {
-                    let o = set.run(&ctx2, &records, stop_at_first);
+                    let stop = |f: &RecordFailure| cfg.error_policy(f.stage).0 == ErrorPolicy::Fail;
+                    let o = set.run_until(&ctx2, &records, &stop);
                     (set, o, records)
                 })
                 .await;
@@ -649,8 +651,7 @@ impl ShardConsumer {
             }
             None => return Err("stage instances are gone after an earlier failure".into()),
         };
-        self.dispatch(flow, &ctx, &records, &metas, outcome, policy)
-            .await
+        self.dispatch(flow, &ctx, &records, &metas, outcome).await
     }
 
     async fn dispatch(
@@ -660,7 +661,6 @@ impl ShardConsumer {
         records: &[SourceRecord],
         metas: &[Meta],
         outcome: BatchOutcome,
-        policy: ErrorPolicy,
     ) -> Result<(), String> {
         let sinks = &self.shared.sinks;
         let mut outputs = outcome.outputs.into_iter().peekable();
@@ -737,22 +737,22 @@ impl ShardConsumer {
                     meta.sequence, rec.partition_key, self.stream, self.shard,
                     f.stage, f.component, f.kind.as_str(), f.reason
                 );
+                let (policy, key) = self.config().error_policy(f.stage);
                 match policy {
                     ErrorPolicy::Fail => {
                         tracing::error!(
-                            "{what}; errors.policy is fail: stopping without checkpointing past it"
+                            "{what}; {key} is fail: stopping without checkpointing past it"
                         );
                         return Err(what);
                     }
                     ErrorPolicy::Skip => {
-                        tracing::warn!("{what}; errors.policy is skip: record skipped");
+                        tracing::warn!("{what}; {key} is skip: record skipped");
                         flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0);
                     }
                     ErrorPolicy::DeadLetter => {
                         let Some(dl) = &self.config().errors.dead_letter else {
                             return Err(what);
                         };
-                        tracing::warn!("{what}; sent to the dead-letter topic {}", dl.topic);
                         let dest = Destination {
                             sink: dl.sink.clone(),
                             topic: Some(dl.topic.clone()),
@@ -762,19 +762,27 @@ impl ShardConsumer {
                         let target = sinks
                             .resolve(&dest)
                             .map_err(|e| format!("{what}; dead letter: {e}"))?;
+                        tracing::warn!(
+                            "{what}; {key} is dead_letter: sent to {} of sink {}",
+                            target.topic,
+                            target.sink
+                        );
                         let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1);
+                        // A Kinesis record has no properties: it carries a JSON envelope.
+                        let payload = if sinks.is_kinesis(&target.sink) {
+                            dead_letter::envelope(&f, &rc, &rec.data)
+                        } else {
+                            rec.data.clone()
+                        };
                         let event = Event {
                             key: None,
-                            payload: rec.data.clone(),
+                            payload,
                             properties: Vec::new(),
                             event_time_millis: None,
                         };
-                        let extra = [
-                            ("shardline.error.stage", f.stage),
-                            ("shardline.error.kind", f.kind.as_str()),
-                            ("shardline.error.component", f.component.as_str()),
-                            ("shardline.error.reason", f.reason.as_str()),
-                        ];
+                        let props = dead_letter::properties(&f, &rc);
+                        let extra: Vec<(&str, &str)> =
+                            props.iter().map(|(k, v)| (*k, v.as_str())).collect();
                         if !self.send(flow, id, &target, &rc, event, &extra).await {
                             return Ok(());
                         }

@@ -122,6 +122,11 @@ impl Sinks {
         })
     }
 
+    /// Whether `sink` is a Kinesis sink (its records carry no properties).
+    pub fn is_kinesis(&self, sink: &str) -> bool {
+        matches!(self.sinks.get(sink), Some(Sink::Kinesis(_)))
+    }
+
     fn names(&self) -> String {
         let mut v: Vec<_> = self.sinks.keys().cloned().collect();
         v.sort();

@@ -199,6 +199,17 @@ impl StageSet {
         records: &[SourceRecord],
         stop_at_first_failure: bool,
     ) -> BatchOutcome {
+        self.run_until(ctx, records, &|_| stop_at_first_failure)
+    }
+
+    /// As [`Self::run`], the record-by-record retry stopping at the first failure for
+    /// which `stop` says so (a failure whose policy is `fail`).
+    pub fn run_until(
+        &mut self,
+        ctx: &BatchContext,
+        records: &[SourceRecord],
+        stop: &dyn Fn(&RecordFailure) -> bool,
+    ) -> BatchOutcome {
         match self.run_batch(ctx, records) {
             Ok(o) => o,
             Err(e) if records.len() == 1 => BatchOutcome {
@@ -220,18 +231,20 @@ impl StageSet {
                                 out.index = i as u32;
                                 out
                             }));
-                            let failed = !o.failures.is_empty();
+                            let stopped = o.failures.iter().any(stop);
                             all.failures.extend(o.failures.into_iter().map(|mut f| {
                                 f.index = i as u32;
                                 f
                             }));
-                            if failed && stop_at_first_failure {
+                            if stopped {
                                 break;
                             }
                         }
                         Err(e) => {
-                            all.failures.push(failure_of(i as u32, e));
-                            if stop_at_first_failure {
+                            let f = failure_of(i as u32, e);
+                            let stopped = stop(&f);
+                            all.failures.push(f);
+                            if stopped {
                                 break;
                             }
                         }
