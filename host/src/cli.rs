@@ -1,4 +1,5 @@
-//! The `shardline` command line: `run`, `validate`, `produce`, `tail`.
+//! The `shardline` command line: `run`, `validate`, `check-guest`, `status`, `produce`,
+//! `tail`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::config::Config;
 use crate::consumer::lease_table::LeaseTable;
 use crate::consumer::{coordinator, Shared, Stats};
 use crate::sinks::Sinks;
+use crate::wasm::inspect::World;
 use crate::wasm::{StagePlan, WasmEngine};
 
 /// Exit code for a config or component the user must fix; nothing was started.
@@ -56,6 +58,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a component: print its exports and imports, then one line per problem (what it
+    /// lacks for the world, imports the host does not provide); exit 2 on problems.
+    CheckGuest {
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The world it must implement: pipeline, deserialize-stage, transform-stage,
+        /// route-stage or full (default: any stage interface will do).
+        #[arg(long, value_parser = parse_world)]
+        world: Option<World>,
+    },
     /// Print the lease table: shard, owner, checkpoint, parents.
     Status {
         #[arg(long, short)]
@@ -86,6 +98,7 @@ pub fn main() -> ExitCode {
             Command::Run { config } => run(&config).await,
             Command::Validate { config } => validate(&config).await,
             Command::Status { config } => status(&config).await,
+            Command::CheckGuest { file, world } => check_guest(&file, world).await,
             Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
             Command::Tail(args) => crate::tail::run(args).await.map_err(Failure::Runtime),
         }
@@ -183,6 +196,60 @@ async fn validate(path: &Path) -> Result<(), Failure> {
         println!("  no stages: records are published as they are");
     }
     Ok(())
+}
+
+fn parse_world(name: &str) -> Result<World, String> {
+    World::parse(name).ok_or_else(|| {
+        format!(
+            "unknown world {name:?}; the worlds of shardline:connector are {}",
+            World::ALL.map(World::name).join(", ")
+        )
+    })
+}
+
+async fn check_guest(file: &Path, world: Option<World>) -> Result<(), Failure> {
+    let limits = crate::config::WasmConfig::default();
+    let engine = WasmEngine::new(
+        WasmEngine::default_cache_dir(),
+        limits.memory_limit,
+        limits.call_timeout,
+    )
+    .map_err(|e| Failure::Runtime(e.into()))?;
+    let path = file.to_path_buf();
+    let report =
+        tokio::task::spawn_blocking(move || crate::wasm::inspect::check(&engine, &path, world))
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!("{}", file.display());
+    println!("  exports: {}", list(&report.exports));
+    println!("  imports: {}", list(&report.imports));
+    for note in &report.notes {
+        println!("  note: {note}");
+    }
+    if report.problems.is_empty() {
+        match world {
+            Some(w) => println!("  ok for world {}", w.name()),
+            None => println!("  ok"),
+        }
+        return Ok(());
+    }
+    // One `error: FILE: problem` line each (`main` prints the first `error: `).
+    let lines: Vec<String> = report
+        .problems
+        .iter()
+        .map(|p| format!("{}: {p}", file.display()))
+        .collect();
+    Err(Failure::Invalid(anyhow::anyhow!(
+        "{}",
+        lines.join("\nerror: ")
+    )))
 }
 
 async fn run(path: &Path) -> Result<(), Failure> {

@@ -85,12 +85,17 @@ impl WasmEngine {
 
     /// Loads a component from a file (through the cache) and links it against the host.
     pub fn load(&self, path: &Path, name: &str) -> Result<Arc<ComponentInfo>, WasmError> {
+        let component = self.compile(path)?;
+        ComponentInfo::link(self, name, path, component).map(Arc::new)
+    }
+
+    /// Compiles a component file (through the cache), without linking it.
+    pub(crate) fn compile(&self, path: &Path) -> Result<Component, WasmError> {
         let bytes = std::fs::read(path).map_err(|source| WasmError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        let component = self.compile_cached(&bytes, path)?;
-        ComponentInfo::link(self, name, path, component).map(Arc::new)
+        self.compile_cached(&bytes, path)
     }
 
     fn compile_cached(&self, bytes: &[u8], path: &Path) -> Result<Component, WasmError> {

@@ -10,6 +10,7 @@
 pub mod bindings;
 mod component;
 mod engine;
+pub mod inspect;
 mod instance;
 mod stages;
 
