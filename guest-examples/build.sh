@@ -16,6 +16,7 @@ out_dir="${SHARDLINE_GUESTS_OUT:-$repo/target/guests}"
 guests=(
   "orders-guest:orders"
   "passthrough-guest:passthrough"
+  "stamp-guest:stamp"
 )
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then

@@ -15,6 +15,7 @@ use crate::consumer::lease_table::LeaseTable;
 use crate::consumer::{coordinator, Shared, Stats};
 use crate::sinks::Sinks;
 use crate::wasm::inspect::World;
+use crate::wasm::reload::Plans;
 use crate::wasm::{StagePlan, WasmEngine};
 
 /// Exit code for a config or component the user must fix; nothing was started.
@@ -154,6 +155,7 @@ fn init_logging(format: LogFormat) {
 /// Everything that must be right before anything starts.
 struct Prepared {
     config: Arc<Config>,
+    engine: WasmEngine,
     plan: Arc<StagePlan>,
 }
 
@@ -170,9 +172,10 @@ async fn prepare(path: &Path) -> Result<Prepared, Failure> {
         config.wasm.call_timeout,
     )
     .map_err(|e| Failure::Runtime(e.into()))?;
-    let cfg = config.clone();
+    let (cfg, eng) = (config.clone(), engine.clone());
     // Compiling a component is CPU work: keep it off the async threads.
     let plan = tokio::task::spawn_blocking(move || {
+        let engine = eng;
         let plan = StagePlan::load(&engine, &cfg)?;
         plan.instantiate()?;
         Ok::<_, crate::wasm::WasmError>(plan)
@@ -182,6 +185,7 @@ async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     .map_err(|e| Failure::Invalid(e.into()))?;
     Ok(Prepared {
         config: Arc::new(config),
+        engine,
         plan: Arc::new(plan),
     })
 }
@@ -275,13 +279,23 @@ async fn run(path: &Path) -> Result<(), Failure> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    // Hot reload: on a component file change or SIGHUP.
+    let plans = Arc::new(Plans::new(p.plan));
+    let interval = config.wasm.watch_interval;
+    tokio::spawn(crate::wasm::reload::watch(
+        plans.clone(),
+        p.engine,
+        config.clone(),
+        (!interval.is_zero()).then_some(interval),
+        shutdown.clone(),
+    ));
     let shared = Arc::new(Shared {
         config: config.clone(),
         kinesis,
         leases,
         worker,
         sinks: Arc::new(sinks),
-        plan: p.plan,
+        plans,
         stats: Arc::new(Stats::default()),
     });
     coordinator::run(shared, shutdown).await.map_err(rt)?;

@@ -443,6 +443,10 @@ pub struct WasmConfig {
     /// Longest one call (one batch) may run before it is interrupted.
     #[serde(default = "defaults::call_timeout", deserialize_with = "duration")]
     pub call_timeout: Duration,
+    /// How often component files are checked for a new version, which is loaded, checked
+    /// and used from each shard's next batch (hot reload); `0s` checks only on SIGHUP.
+    #[serde(default = "defaults::watch_interval", deserialize_with = "duration")]
+    pub watch_interval: Duration,
 }
 
 impl Default for WasmConfig {
@@ -451,6 +455,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             memory_limit: defaults::memory_limit(),
             call_timeout: defaults::call_timeout(),
+            watch_interval: defaults::watch_interval(),
         }
     }
 }
@@ -662,6 +667,9 @@ mod defaults {
     }
     pub fn call_timeout() -> Duration {
         Duration::from_secs(5)
+    }
+    pub fn watch_interval() -> Duration {
+        Duration::from_secs(1)
     }
     pub fn send_timeout() -> Duration {
         Duration::from_secs(30)

@@ -9,7 +9,7 @@
 //! the shard to that prefix and reads again (at-least-once); a lost lease stops the shard
 //! at once and nothing is checkpointed for it again.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,7 +26,8 @@ use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
 use crate::sinks::{RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
-use crate::wasm::{BatchOutcome, RecordFailure, StagePlan, StageSet};
+use crate::wasm::reload::Plans;
+use crate::wasm::{BatchOutcome, RecordFailure, StageSet};
 
 /// What every shard consumer of a worker shares.
 #[derive(Debug)]
@@ -36,7 +37,8 @@ pub struct Shared {
     pub leases: LeaseTable,
     pub worker: String,
     pub sinks: Arc<Sinks>,
-    pub plan: Arc<StagePlan>,
+    /// The components in use; replaced by hot reload.
+    pub plans: Arc<Plans>,
     pub stats: Arc<super::Stats>,
 }
 
@@ -290,7 +292,8 @@ pub async fn run(
     }
 
     // Initializing.
-    let mut stages = match shared.plan.instantiate() {
+    let (generation, plan) = shared.plans.current();
+    let mut stages = match plan.instantiate() {
         Ok(s) => Some(s),
         Err(e) => return ShardExit::Failed(e.to_string()),
     };
@@ -301,6 +304,7 @@ pub async fn run(
         at_timestamp: stream.at_timestamp,
         shard,
         shutdown,
+        generation: AtomicU64::new(generation),
     };
     let mut rewinds = 0u32;
     loop {
@@ -356,9 +360,29 @@ struct ShardConsumer {
     at_timestamp: Option<std::time::SystemTime>,
     shard: String,
     shutdown: CancellationToken,
+    /// Generation of the plan `stages` were instantiated from.
+    generation: AtomicU64,
 }
 
 impl ShardConsumer {
+    /// Before a batch: when components were reloaded, instantiates the new version, so the
+    /// whole batch runs on it. If that fails here, the running instances stay.
+    fn refresh(&self, stages: &mut Option<StageSet>) {
+        let current = self.generation.load(Ordering::Acquire);
+        let Some((generation, plan)) = self.shared.plans.newer_than(current) else {
+            return;
+        };
+        self.generation.store(generation, Ordering::Release);
+        match plan.instantiate() {
+            Ok(set) => {
+                tracing::info!(shard = %self.shard, generation, "reloaded components in use from this batch");
+                *stages = Some(set);
+            }
+            Err(e) => tracing::error!(shard = %self.shard, generation, error = %e,
+                "cannot instantiate the reloaded components; this shard keeps the running version"),
+        }
+    }
+
     fn config(&self) -> &Config {
         &self.shared.config
     }
@@ -630,6 +654,7 @@ impl ShardConsumer {
         };
         // Under a `fail` policy nothing past the failed record is delivered: stop there.
         let cfg = self.shared.config.clone();
+        self.refresh(stages);
 
         // The stages run on a blocking thread: a guest call is synchronous CPU work.
         let (outcome, records) = match stages.take() {

@@ -12,6 +12,7 @@ mod component;
 mod engine;
 pub mod inspect;
 mod instance;
+pub mod reload;
 mod stages;
 
 pub use component::{ComponentInfo, Export, WasmError};
