@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Builds every Rust guest component for wasm32-wasip2 and copies them to one folder:
+# Builds every guest component and puts them in one folder:
 #
-#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders.wasm        guest-examples/rust-orders
-#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/passthrough.wasm   tests/guests/passthrough
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders.wasm         guest-examples/rust-orders
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/passthrough.wasm    tests/guests/passthrough
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-python.wasm  guest-examples/python-orders
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-js.wasm      guest-examples/js-orders
 #
-# The wasm32-wasip2 target makes a component directly (no wasm-tools step). Cargo's own
-# freshness check makes a second run quick; CARGO_TARGET_DIR is honoured.
+# Rust: the wasm32-wasip2 target makes a component directly (no wasm-tools step); cargo's
+# own freshness check makes a second run quick; CARGO_TARGET_DIR is honoured. The other
+# languages use the toolchains dev/setup installs, through each example's build.sh, which
+# skips the build when its sources did not change.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,4 +52,16 @@ for g in "${guests[@]}"; do
     mv -f "$dst.tmp" "$dst"
   fi
   printf '%s\t%s bytes\n' "$dst" "$(wc -c <"$dst" | tr -d ' ')"
+done
+
+# The other languages: same behaviour as rust-orders (tests/guest_golden.rs checks it).
+for lang in python js; do
+  script="$repo/guest-examples/$lang-orders/build.sh"
+  [[ -f $script ]] || continue
+  dst="$out_dir/orders-$lang.wasm"
+  started=$SECONDS
+  "$script" "$dst"
+  took=$((SECONDS - started))
+  printf '%s\t%s bytes%s\n' "$dst" "$(wc -c <"$dst" | tr -d ' ')" \
+    "$( ((took > 1)) && printf '\t(built in %ss)' "$took")"
 done
