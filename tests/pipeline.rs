@@ -319,6 +319,12 @@ async fn trap_with_fail_policy_stops_before_the_poison_record() {
         "the guest's panic message is in the log:\n{log}"
     );
     assert!(log.contains("errors.policy is fail"), "log:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("guest: ")
+            && l.contains("poison record at index")
+            && l.contains("component=passthrough")),
+        "the guest's stderr is in the log, tagged with the component:\n{log}"
+    );
 
     let got = collector.wait_for(10, LONG).await;
     let payloads: Vec<String> = got

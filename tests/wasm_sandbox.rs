@@ -73,6 +73,86 @@ fn guests_get_no_environment_files_or_network() {
         "no network: {}",
         props["probe.net"]
     );
+    assert_eq!(props["probe.clock"], "0", "clocks read 0 unless granted");
+}
+
+/// The probe's properties for one record through a fresh instance.
+fn probe(settings: &str) -> std::collections::HashMap<String, String> {
+    let mut s = stages(settings, "  call_timeout: 5s\n");
+    let o = s.run(&ctx(), &batch(&["PROBE"]), true);
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    o.outputs[0].event.properties.iter().cloned().collect()
+}
+
+#[test]
+fn a_guest_sees_exactly_what_its_grants_give() {
+    let dir = std::env::temp_dir().join(support::unique("granted"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for f in ["a", "b", "c"] {
+        std::fs::write(dir.join(f), f).expect("file");
+    }
+    let props = probe(&format!(
+        "      probe_on: PROBE\n      probe_dir: {dir}\n    grants:\n      env:\n        GREETING: hello\n        N: 2\n      read_only_dirs: [{dir}]\n      clocks: true\n",
+        dir = dir.display()
+    ));
+    assert_eq!(props["probe.env"], "2", "exactly the granted variables");
+    assert_eq!(props["probe.dir"], "ok: 3 entries", "the granted directory");
+    assert!(
+        props["probe.fs"].starts_with("err"),
+        "nothing outside it: {}",
+        props["probe.fs"]
+    );
+    assert!(props["probe.net"].starts_with("err"), "never the network");
+    let clock: u64 = props["probe.clock"].parse().expect("seconds");
+    assert!(clock > 1_700_000_000, "the host's clock: {clock}");
+
+    // The same probe without grants sees none of it.
+    let props = probe(&format!(
+        "      probe_on: PROBE\n      probe_dir: {}\n",
+        dir.display()
+    ));
+    assert_eq!(props["probe.env"], "0");
+    assert!(
+        props["probe.dir"].starts_with("err"),
+        "{}",
+        props["probe.dir"]
+    );
+    assert_eq!(props["probe.clock"], "0");
+}
+
+#[test]
+fn random_is_a_fixed_sequence_unless_granted() {
+    let fixed = "      probe_on: PROBE\n";
+    assert_eq!(
+        probe(fixed)["probe.random"],
+        probe(fixed)["probe.random"],
+        "two instances without the grant see the same bytes"
+    );
+    let granted = "      probe_on: PROBE\n    grants:\n      random: true\n";
+    assert_ne!(
+        probe(granted)["probe.random"],
+        probe(granted)["probe.random"],
+        "with the grant each instance is seeded by the host"
+    );
+}
+
+#[test]
+fn a_component_that_imports_no_wasi_gets_none() {
+    let dir = std::env::temp_dir().join(support::unique("no-wasi"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let empty = dir.join("empty.wasm");
+    std::fs::write(&empty, b"\0asm\x0d\x00\x01\x00").expect("an empty component");
+    let engine =
+        WasmEngine::new(None, 64 << 20, std::time::Duration::from_secs(5)).expect("engine");
+    let info = engine.load(&empty, "empty").expect("loads");
+    assert!(
+        !info.wasi,
+        "no WASI linked for a component that imports none"
+    );
+    let info = engine
+        .load(&support::guest("passthrough"), "passthrough")
+        .expect("loads");
+    assert!(info.wasi, "a wasm32-wasip2 guest imports WASI");
 }
 
 #[test]

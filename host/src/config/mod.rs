@@ -409,6 +409,30 @@ pub struct StageConfig {
     /// `pipeline` component it covers every failure of the fused call.
     #[serde(default)]
     pub on_error: Option<ErrorPolicy>,
+    /// The WASI capabilities this component is given; none by default.
+    #[serde(default)]
+    pub grants: GrantsConfig,
+}
+
+/// `stages.<stage>.grants`: every capability a component gets, explicitly. What is not
+/// granted is absent (environment, directories, network) or inert (clocks read 0, random
+/// is a fixed sequence). See `wasm::grants`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// Environment variables the guest sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, SettingValue>,
+    /// Directories the guest may read, at the same (absolute) path as on the host;
+    /// relative paths resolve against the config's folder.
+    #[serde(default)]
+    pub read_only_dirs: Vec<PathBuf>,
+    /// The host's wall and monotonic clocks.
+    #[serde(default)]
+    pub clocks: bool,
+    /// The host's random sources.
+    #[serde(default)]
+    pub random: bool,
 }
 
 /// A setting value: any YAML scalar, handed to the guest as text.
@@ -903,6 +927,15 @@ impl Config {
                     format!("component file {} does not exist", path.display()),
                 );
             }
+            for dir in &stage.grants.read_only_dirs {
+                let path = self.resolve(dir);
+                if !path.is_dir() {
+                    bad(
+                        &format!("stages.{name}.grants.read_only_dirs"),
+                        format!("{} is not a directory", path.display()),
+                    );
+                }
+            }
         }
 
         if self.sinks.is_empty() {
@@ -1297,6 +1330,24 @@ sinks:
             err.contains("errors.dead_letter: is only used when"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn granted_directories_must_exist() {
+        let text = format!(
+            "{MINIMAL}stages:\n  pipeline:\n    component: Cargo.toml\n    grants:\n      read_only_dirs: [src, nowhere]\n      env:\n        A: 1\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("stages.pipeline.grants.read_only_dirs: ./nowhere is not a directory"),
+            "{err}"
+        );
+        assert!(!err.contains("./src"), "{err}");
+        let text = format!(
+            "{MINIMAL}stages:\n  pipeline:\n    component: Cargo.toml\n    grants:\n      network: true\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `network`"), "{err}");
     }
 
     #[test]

@@ -83,6 +83,8 @@ pub struct ComponentInfo {
     pub name: String,
     pub path: PathBuf,
     pub(crate) engine: WasmEngine,
+    /// Whether WASI is linked (the component imports some WASI interface).
+    pub wasi: bool,
     pub(crate) pre: InstancePre<HostState>,
     pub(crate) processor: Option<processor::GuestIndices>,
     pub(crate) deserializer: Option<deserializer::GuestIndices>,
@@ -113,9 +115,15 @@ impl ComponentInfo {
             message: format!("{e:#}"),
         };
         let mut linker: Linker<HostState> = Linker::new(&engine.engine);
-        // WASI p2 is linked so guests built for wasm32-wasip2 load, but the context grants
-        // nothing: no files, no environment, no network, stdout/stderr captured for the log.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+        // WASI p2 is linked only for a component that imports some of it (guests built for
+        // wasm32-wasip2 do); what it reaches is the component's grants (see `grants`).
+        let wasi = component
+            .component_type()
+            .imports(&engine.engine)
+            .any(|(name, _)| name.starts_with("wasi:"));
+        if wasi {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+        }
         bindings::Full::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |s| s,
@@ -126,6 +134,7 @@ impl ComponentInfo {
             name: name.to_string(),
             path: path.to_path_buf(),
             engine: engine.clone(),
+            wasi,
             processor: processor::GuestIndices::new(&pre).ok(),
             deserializer: deserializer::GuestIndices::new(&pre).ok(),
             transformer: transformer::GuestIndices::new(&pre).ok(),

@@ -4,8 +4,8 @@
 //!
 //! The host provides the `shardline:connector` imports and WASI 0.2 (`wasi:io`,
 //! `wasi:clocks`, `wasi:random`, `wasi:cli`, `wasi:filesystem`, `wasi:sockets`). Those WASI
-//! interfaces are linked so that guests built with a standard library load, but what they
-//! reach nothing: no directory, no environment variable, no socket (see
+//! interfaces are linked so that guests built with a standard library load, but they reach
+//! only what the config grants the component (see [`super::grants`] and
 //! [`notes`](CheckReport::notes)). Anything else (say
 //! `wasi:http`) cannot be linked: the component would never instantiate.
 
@@ -188,9 +188,17 @@ fn capability_note(import: &str) -> Option<&'static str> {
     let interface = import.split('@').next().unwrap_or(import);
     match interface {
         "wasi:filesystem/preopens" | "wasi:filesystem/types" => {
-            Some("no directory is visible: the host grants none")
+            Some("no directory is visible unless granted (stages.<stage>.grants.read_only_dirs)")
         }
-        "wasi:cli/environment" => Some("no environment variable is visible: the host grants none"),
+        "wasi:cli/environment" => {
+            Some("no environment variable is visible unless granted (stages.<stage>.grants.env)")
+        }
+        "wasi:clocks/wall-clock" | "wasi:clocks/monotonic-clock" => {
+            Some("clocks read 0 unless granted (stages.<stage>.grants.clocks)")
+        }
+        i if i.starts_with("wasi:random/") => {
+            Some("random is a fixed sequence unless granted (stages.<stage>.grants.random)")
+        }
         i if i.starts_with("wasi:sockets/") => Some("no network: every socket is refused"),
         _ => None,
     }

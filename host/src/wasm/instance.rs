@@ -15,6 +15,7 @@ use super::bindings::{
     Processed, SourceRecord, Transformed,
 };
 use super::component::{ComponentInfo, WasmError};
+use super::grants::Grants;
 
 /// Most guest stdout/stderr kept per instance; a guest that writes more is recycled.
 const OUTPUT_CAPACITY: usize = 256 * 1024;
@@ -86,6 +87,7 @@ pub enum CallError {
 pub(crate) struct Instance {
     info: Arc<ComponentInfo>,
     settings: Arc<Vec<(String, String)>>,
+    grants: Arc<Grants>,
     store: Store<HostState>,
     output: MemoryOutputPipe,
     processor: Option<processor::Guest>,
@@ -98,15 +100,16 @@ impl Instance {
     pub(crate) fn new(
         info: Arc<ComponentInfo>,
         settings: Arc<Vec<(String, String)>>,
+        grants: Arc<Grants>,
     ) -> Result<Self, WasmError> {
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
-        let wasi = WasiCtx::builder()
-            .stdout(output.clone())
-            .stderr(output.clone())
-            .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
+        // Unused (not linked) when the component imports no WASI.
+        let wasi = grants
+            .wasi_ctx(&output)
+            .map_err(|message| WasmError::Instantiate {
+                component: info.name.clone(),
+                message,
+            })?;
         let limits = StoreLimitsBuilder::new()
             .memory_size(info.engine.memory_limit as usize)
             .trap_on_grow_failure(true)
@@ -148,6 +151,7 @@ impl Instance {
         Ok(Self {
             info,
             settings,
+            grants,
             store,
             output,
             processor,
@@ -283,7 +287,11 @@ impl Instance {
     }
 
     fn recycle(&mut self) {
-        match Instance::new(self.info.clone(), self.settings.clone()) {
+        match Instance::new(
+            self.info.clone(),
+            self.settings.clone(),
+            self.grants.clone(),
+        ) {
             Ok(fresh) => *self = fresh,
             // Instantiation worked before, so this is unexpected; the next call will fail
             // with CannotEnterComponent and be reported as a trap of this component.

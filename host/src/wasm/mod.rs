@@ -10,6 +10,7 @@
 pub mod bindings;
 mod component;
 mod engine;
+pub mod grants;
 pub mod inspect;
 mod instance;
 pub mod reload;

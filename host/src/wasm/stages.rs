@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::bindings::{BatchContext, Destination, Event, Output, SourceRecord, Stage};
 use super::component::{ComponentInfo, Export, WasmError};
+use super::grants::Grants;
 use super::instance::{CallError, Instance};
 use super::WasmEngine;
 use crate::config::{Config, StageConfig};
@@ -80,6 +81,7 @@ pub struct StagePlan {
 struct Slot {
     info: Arc<ComponentInfo>,
     settings: Arc<Vec<(String, String)>>,
+    grants: Arc<Grants>,
 }
 
 impl StagePlan {
@@ -100,9 +102,26 @@ impl StagePlan {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.0.clone()))
                         .collect();
+                    let grants = Grants {
+                        env: c
+                            .grants
+                            .env
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.0.clone()))
+                            .collect(),
+                        read_only_dirs: c
+                            .grants
+                            .read_only_dirs
+                            .iter()
+                            .map(|d| config.resolve(d))
+                            .collect(),
+                        clocks: c.grants.clocks,
+                        random: c.grants.random,
+                    };
                     Ok(Slot {
                         info,
                         settings: Arc::new(settings),
+                        grants: Arc::new(grants),
                     })
                 })
                 .transpose()
@@ -120,7 +139,7 @@ impl StagePlan {
     pub fn instantiate(&self) -> Result<StageSet, WasmError> {
         let inst = |s: &Option<Slot>| {
             s.as_ref()
-                .map(|s| Instance::new(s.info.clone(), s.settings.clone()))
+                .map(|s| Instance::new(s.info.clone(), s.settings.clone(), s.grants.clone()))
                 .transpose()
         };
         Ok(StageSet {

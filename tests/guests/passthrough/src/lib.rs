@@ -11,7 +11,10 @@
 //! | `loop_on`   | loops forever (CPU deadline tests)                                  |
 //! | `alloc_on`  | allocates until memory runs out, then panics (memory cap tests)     |
 //! | `probe_on`  | tries to read the environment, the file system and the network and  |
-//! |             | reports what it got as properties `probe.env`, `probe.fs`, `probe.net` |
+//! |             | reports what it got as properties `probe.env`, `probe.fs`, `probe.net`; |
+//! |             | also `probe.clock` (wall clock, seconds since the epoch),           |
+//! |             | `probe.random` (a hash keyed by the random source) and, with the    |
+//! |             | setting `probe_dir`, `probe.dir` (reading that directory)           |
 //! | `fanout`    | (any record) comma-separated topics on the default sink as destinations |
 //!
 //! Routing settings (every record):
@@ -55,6 +58,7 @@ mod component {
             let loop_on = host::setting("loop_on");
             let alloc_on = host::setting("alloc_on");
             let probe_on = host::setting("probe_on");
+            let probe_dir = host::setting("probe_dir");
             let sink = host::setting("sink");
             let key_prefix = host::setting("key_prefix");
             let ehk_prefix = host::setting("ehk_prefix");
@@ -87,7 +91,7 @@ mod component {
                     super::exhaust_memory();
                 }
                 let properties = if super::hit(&probe_on, &record.data).is_some() {
-                    super::probe_capabilities()
+                    super::probe_capabilities(probe_dir.as_deref())
                 } else {
                     Vec::new()
                 };
@@ -151,9 +155,10 @@ pub fn topics(setting: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Tries what a sandboxed guest must not be able to do and says what happened.
-pub fn probe_capabilities() -> Vec<(String, String)> {
+pub fn probe_capabilities(dir: Option<&str>) -> Vec<(String, String)> {
+    use std::hash::BuildHasher;
     let env = std::env::vars().count().to_string();
-    let fs = match std::fs::read_dir("/") {
+    let read = |d: &str| match std::fs::read_dir(d) {
         Ok(entries) => format!("ok: {} entries", entries.count()),
         Err(e) => format!("err: {e}"),
     };
@@ -161,11 +166,23 @@ pub fn probe_capabilities() -> Vec<(String, String)> {
         Ok(_) => "ok: connected".to_string(),
         Err(e) => format!("err: {e}"),
     };
-    vec![
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    // std seeds its hash keys from the random source once per instance.
+    let random = std::collections::hash_map::RandomState::new().hash_one(42u8);
+    let mut found = vec![
         ("probe.env".to_string(), env),
-        ("probe.fs".to_string(), fs),
+        ("probe.fs".to_string(), read("/")),
         ("probe.net".to_string(), net),
-    ]
+        ("probe.clock".to_string(), clock.to_string()),
+        ("probe.random".to_string(), random.to_string()),
+    ];
+    if let Some(d) = dir {
+        found.push(("probe.dir".to_string(), read(d)));
+    }
+    found
 }
 
 /// Burns CPU until the host interrupts the call.
