@@ -268,3 +268,81 @@ fn compiled_components_are_cached_and_a_corrupt_cache_entry_is_rebuilt() {
         "rewritten"
     );
 }
+
+/// The `guest.version` a component stamps on a record (empty for passthrough), run from an
+/// engine with a cache.
+fn stamped_by(engine: &WasmEngine, component: &std::path::Path) -> String {
+    let yaml = format!(
+        "application: t\nsource:\n  stream: s\nsinks:\n  p:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: t\n\
+         stages:\n  pipeline:\n    component: {}\n",
+        component.display()
+    );
+    let config = Config::from_yaml(&yaml, "cache.yaml", PathBuf::from(".")).expect("config");
+    let mut s = StagePlan::load(engine, &config)
+        .expect("load")
+        .instantiate()
+        .expect("instantiate");
+    let o = s.run(&ctx(), &batch(&["x"]), true);
+    assert!(o.failures.is_empty(), "{:?}", o.failures);
+    o.outputs[0]
+        .event
+        .properties
+        .iter()
+        .find(|(k, _)| k == "guest.version")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// An artifact is trusted for its content, not its name: another component's artifact
+/// under this component's name (stale or planted), or one whose code was altered, is not
+/// run; the component is compiled again and its artifact rewritten.
+#[test]
+fn a_stale_or_altered_artifact_is_never_run() {
+    let cache = std::env::temp_dir().join(support::unique("artifact-trust"));
+    let engine = WasmEngine::new(
+        Some(cache.clone()),
+        64 << 20,
+        std::time::Duration::from_secs(5),
+    )
+    .expect("engine");
+    let artifacts = || -> Vec<PathBuf> {
+        std::fs::read_dir(&cache)
+            .expect("cache dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .collect()
+    };
+    let (passthrough, stamp) = (support::guest("passthrough"), support::guest("stamp"));
+    assert_eq!(stamped_by(&engine, &passthrough), "");
+    let passthrough_artifact = artifacts().pop().expect("one artifact");
+    assert_eq!(stamped_by(&engine, &stamp), "stamp-2");
+    let stamp_artifact = artifacts()
+        .into_iter()
+        .find(|p| *p != passthrough_artifact)
+        .expect("a second artifact");
+
+    // passthrough's (valid, same engine) artifact under stamp's name
+    std::fs::copy(&passthrough_artifact, &stamp_artifact).expect("plant");
+    assert_eq!(
+        stamped_by(&engine, &stamp),
+        "stamp-2",
+        "stamp runs, not the planted passthrough code"
+    );
+    assert_ne!(
+        std::fs::read(&stamp_artifact).expect("read"),
+        std::fs::read(&passthrough_artifact).expect("read"),
+        "the planted artifact was replaced"
+    );
+
+    // one bit of compiled code flipped
+    let mut altered = std::fs::read(&stamp_artifact).expect("read");
+    let middle = altered.len() / 2;
+    altered[middle] ^= 0x40;
+    std::fs::write(&stamp_artifact, &altered).expect("alter");
+    assert_eq!(stamped_by(&engine, &stamp), "stamp-2");
+    assert_ne!(
+        std::fs::read(&stamp_artifact).expect("read"),
+        altered,
+        "the altered artifact was rewritten"
+    );
+}

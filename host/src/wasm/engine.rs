@@ -1,15 +1,14 @@
 //! The Wasm engine: compilation settings, the compiled-component cache and the epoch clock
 //! that enforces call deadlines.
 
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
+use super::artifact::{self, ArtifactKey};
 use super::component::{ComponentInfo, WasmError};
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
@@ -37,7 +36,8 @@ impl std::fmt::Debug for WasmEngine {
 
 impl WasmEngine {
     /// `cache_dir: None` compiles every time (tests); otherwise compiled components are kept
-    /// there, keyed by the component's hash and the engine's compatibility hash.
+    /// there as verified [artifacts](super::artifact), keyed by the component's hash and the
+    /// engine's compatibility hash.
     pub fn new(
         cache_dir: Option<PathBuf>,
         memory_limit: u64,
@@ -99,68 +99,33 @@ impl WasmEngine {
     }
 
     fn compile_cached(&self, bytes: &[u8], path: &Path) -> Result<Component, WasmError> {
-        let compile = || {
-            Component::new(&self.engine, bytes).map_err(|e| WasmError::Compile {
-                path: path.to_path_buf(),
-                message: format!("{e:#}"),
-            })
+        let compile_err = |e: wasmtime::Error| WasmError::Compile {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
         };
+        let compile = || Component::new(&self.engine, bytes).map_err(compile_err);
         let Some(dir) = &self.cache_dir else {
             return compile();
         };
-        let artifact = dir.join(format!("{}.cwasm", self.cache_key(bytes)));
-        if artifact.is_file() {
-            match load_artifact(&self.engine, &artifact) {
+        let key = ArtifactKey::new(&self.engine, bytes);
+        if key.path(dir).is_file() {
+            match artifact::load(&self.engine, dir, &key) {
                 Ok(c) => return Ok(c),
                 Err(e) => tracing::warn!(
-                    artifact = %artifact.display(),
-                    error = %e,
-                    "cached component is unusable; compiling again"
+                    artifact = %key.path(dir).display(),
+                    component = %path.display(),
+                    "cached artifact not used ({e}); compiling again"
                 ),
             }
         }
         // Not cached: compile once, keep the artifact for the next start.
-        let serialized =
-            self.engine
-                .precompile_component(bytes)
-                .map_err(|e| WasmError::Compile {
-                    path: path.to_path_buf(),
-                    message: format!("{e:#}"),
-                })?;
-        if let Err(e) = store_artifact(dir, &artifact, &serialized) {
+        let compiled = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(compile_err)?;
+        if let Err(e) = artifact::store(dir, &key, &compiled) {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot cache the compiled component");
-            return compile();
         }
-        load_artifact(&self.engine, &artifact).or_else(|_| compile())
+        artifact::load(&self.engine, dir, &key).or_else(|_| compile())
     }
-
-    /// Component hash + engine compatibility hash: an artifact made with other settings or
-    /// another wasmtime is never loaded.
-    fn cache_key(&self, bytes: &[u8]) -> String {
-        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
-        self.engine
-            .precompile_compatibility_hash()
-            .hash(&mut engine_hash);
-        let mut h = Sha256::new();
-        h.update(bytes);
-        h.update(engine_hash.finish().to_le_bytes());
-        hex::encode(&h.finalize()[..20])
-    }
-}
-
-fn store_artifact(dir: &Path, artifact: &Path, data: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    // Write then rename, so a concurrent reader never sees half a file.
-    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-    std::fs::write(&tmp, data)?;
-    std::fs::rename(&tmp, artifact)
-}
-
-#[allow(unsafe_code)]
-fn load_artifact(engine: &Engine, artifact: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: `deserialize_file` trusts its input to be an artifact this engine produced.
-    // Artifacts are only ever written by `store_artifact` above, into Shardline's own cache
-    // folder, under a name that includes the engine's compatibility hash; wasmtime checks
-    // the header and refuses artifacts from other versions or settings.
-    unsafe { Component::deserialize_file(engine, artifact) }
 }

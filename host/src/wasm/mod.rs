@@ -7,6 +7,7 @@
 //! instance, and the batch is retried record by record so only the records that fail meet
 //! the error policy.
 
+mod artifact;
 pub mod bindings;
 mod component;
 mod engine;
