@@ -11,7 +11,9 @@
 //! A **Kinesis** record has no properties, so on a Kinesis dead-letter sink the record is
 //! a JSON [envelope](envelope): an object with the same property names, plus
 //! `kinesis.partition.key`, `kinesis.arrival.timestamp` and `data`, the original bytes in
-//! standard base64. Its partition key is the original record's.
+//! standard base64. Its partition key is the original record's. Base64 makes data a third
+//! larger: when the envelope would not fit in a Kinesis record (1 MiB with its key), `data`
+//! is left out and `data.omitted` says how many bytes the record had.
 
 use crate::sinks::RecordContext;
 use crate::wasm::RecordFailure;
@@ -55,8 +57,14 @@ pub fn properties(
 }
 
 /// The JSON record put on a Kinesis dead-letter stream: every dead-letter property,
-/// `kinesis.partition.key`, `kinesis.arrival.timestamp`, and `data` (base64).
-pub fn envelope(failure: &RecordFailure, record: &RecordContext<'_>, data: &[u8]) -> Vec<u8> {
+/// `kinesis.partition.key`, `kinesis.arrival.timestamp`, and `data` (base64) — or, when
+/// that would make it larger than `max_len` bytes, `data.omitted` (the data's length).
+pub fn envelope(
+    failure: &RecordFailure,
+    record: &RecordContext<'_>,
+    data: &[u8],
+    max_len: usize,
+) -> Vec<u8> {
     use crate::sinks::pulsar::{java_instant, ARRIVAL_TIMESTAMP, PARTITION_KEY};
     let mut o = serde_json::Map::new();
     for (k, v) in properties(failure, record) {
@@ -67,8 +75,22 @@ pub fn envelope(failure: &RecordFailure, record: &RecordContext<'_>, data: &[u8]
         ARRIVAL_TIMESTAMP.to_string(),
         java_instant(record.arrival_millis).into(),
     );
-    o.insert("data".to_string(), base64(data).into());
+    let mut with_data = o.clone();
+    with_data.insert("data".to_string(), base64(data).into());
+    let full = serde_json::Value::Object(with_data)
+        .to_string()
+        .into_bytes();
+    if full.len() <= max_len {
+        return full;
+    }
+    o.insert("data.omitted".to_string(), data.len().into());
     serde_json::Value::Object(o).to_string().into_bytes()
+}
+
+/// Most bytes of a Kinesis dead-letter envelope: a record with its partition key fits in
+/// 1 MiB.
+pub fn max_envelope_len(partition_key: &str) -> usize {
+    crate::producer::MAX_RECORD_BYTES.saturating_sub(partition_key.len())
 }
 
 /// Standard base64 (RFC 4648 §4) with padding.
@@ -134,7 +156,7 @@ mod tests {
             millis_behind_latest: None,
         };
         let v: serde_json::Value =
-            serde_json::from_slice(&envelope(&f, &rc, b"\x00raw")).expect("JSON");
+            serde_json::from_slice(&envelope(&f, &rc, b"\x00raw", 1 << 20)).expect("JSON");
         assert_eq!(v[STAGE], "transform");
         assert_eq!(v[KIND], "rejected");
         assert_eq!(v[COMPONENT], "orders");
@@ -146,5 +168,15 @@ mod tests {
         assert_eq!(v["kinesis.partition.key"], "k");
         assert_eq!(v["kinesis.arrival.timestamp"], "2023-11-14T22:13:20.123Z");
         assert_eq!(v["data"], base64(b"\x00raw"));
+        assert!(v.get("data.omitted").is_none());
+
+        // A record whose base64 would not fit in a Kinesis record: the data is left out.
+        let big = vec![7u8; 900_000];
+        let e = envelope(&f, &rc, &big, max_envelope_len("k"));
+        assert!(e.len() <= max_envelope_len("k"));
+        let v: serde_json::Value = serde_json::from_slice(&e).expect("JSON");
+        assert!(v.get("data").is_none());
+        assert_eq!(v["data.omitted"], 900_000);
+        assert_eq!(v[SEQUENCE_NUMBER], "123");
     }
 }

@@ -795,7 +795,13 @@ impl ShardConsumer {
                         let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1);
                         // A Kinesis record has no properties: it carries a JSON envelope.
                         let payload = if sinks.is_kinesis(&target.sink) {
-                            dead_letter::envelope(&f, &rc, &rec.data)
+                            let max = dead_letter::max_envelope_len(&rec.partition_key);
+                            let e = dead_letter::envelope(&f, &rc, &rec.data, max);
+                            if e.len() < rec.data.len() {
+                                tracing::warn!(sequence = %meta.sequence, bytes = rec.data.len(),
+                                    "dead letter too large for a Kinesis record with its envelope: sent without its data");
+                            }
+                            e
                         } else {
                             rec.data.clone()
                         };
