@@ -424,6 +424,42 @@ async fn trap_with_dead_letter_policy_isolates_the_record() {
     assert!(rejected.prop("shardline.error.reason").contains("REJECT"));
 }
 
+/// A route that names a sink that is not configured broke the contract: under
+/// `dead_letter` each record goes to the dead-letter topic naming the component that
+/// routed it, the stage and the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_to_an_unknown_sink_is_dead_lettered_naming_the_component() {
+    let (stream, puts) = prepared_stream("badroute", 1, 5).await;
+    let topic = format!("persistent://public/default/{}", unique("badroute"));
+    let dlq = format!("persistent://public/default/{}", unique("badroute-dead"));
+    let app = unique("badroute-app");
+    let main = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let extra = format!(
+        "{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        passthrough_stage("sink: nowhere")
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+    let dl = dead.wait_for(5, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    for (m, put) in dl.iter().zip(&puts) {
+        assert_eq!(m.payload, put.data);
+        assert_eq!(m.prop("shardline.error.sequence.number"), put.sequence);
+        assert_eq!(m.prop("shardline.error.stage"), "route");
+        assert_eq!(m.prop("shardline.error.kind"), "contract");
+        assert_eq!(m.prop("shardline.error.component"), "passthrough");
+        assert!(
+            m.prop("shardline.error.reason")
+                .contains("\"nowhere\", which is not configured"),
+            "{:?}",
+            m.properties
+        );
+    }
+    assert_eq!(main.count(), 0);
+}
+
 /// A stage's `on_error` overrides `errors.policy`: with the global policy `fail` and the
 /// pipeline's `on_error: skip`, a trap and a rejection are both skipped (and logged), every
 /// other record is delivered and the checkpoint moves past them.

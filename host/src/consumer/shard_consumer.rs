@@ -365,6 +365,18 @@ struct ShardConsumer {
 }
 
 impl ShardConsumer {
+    /// The component that chose destinations (the pipeline's or the route stage's), as
+    /// the stage plan names it.
+    fn router_name(&self) -> String {
+        let s = &self.config().stages;
+        s.pipeline
+            .as_ref()
+            .or(s.route.as_ref())
+            .and_then(|c| c.component.file_stem())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "router".into())
+    }
+
     /// Before a batch: when components were reloaded, instantiates the new version, so the
     /// whole batch runs on it. If that fails here, the running instances stay.
     fn refresh(&self, stages: &mut Option<StageSet>) {
@@ -746,7 +758,7 @@ impl ShardConsumer {
                             failure = Some(RecordFailure {
                                 index: i,
                                 stage: "route",
-                                component: "router".into(),
+                                component: self.router_name(),
                                 kind: crate::wasm::FailureKind::Contract,
                                 reason,
                             });
