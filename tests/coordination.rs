@@ -438,9 +438,14 @@ async fn killed_worker_fails_over_without_loss() {
             dups += 1;
             assert!(
                 a_shards.contains(&p.shard),
-                "duplicate {} on {}, which a did not own",
+                "duplicate {} on {}, which a did not own; b's lease and delivery events:\n{}",
                 p.sequence,
-                p.shard
+                p.shard,
+                b.log()
+                    .lines()
+                    .filter(|l| l.contains("lease") || l.contains("deliver") || l.contains("WARN"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
             );
             let cp = at_kill
                 .get(&p.shard)
