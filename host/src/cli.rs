@@ -257,6 +257,8 @@ async fn check_guest(file: &Path, world: Option<World>) -> Result<(), Failure> {
 }
 
 async fn run(path: &Path) -> Result<(), Failure> {
+    // Before anything slow: a SIGHUP sent while starting must not end the worker.
+    let hangup = crate::wasm::reload::listen_for_hangup();
     let p = prepare(path).await?;
     let config = p.config;
     let rt = |e: anyhow::Error| Failure::Runtime(e);
@@ -287,6 +289,7 @@ async fn run(path: &Path) -> Result<(), Failure> {
         p.engine,
         config.clone(),
         (!interval.is_zero()).then_some(interval),
+        hangup,
         shutdown.clone(),
     ));
     let shared = Arc::new(Shared {

@@ -70,22 +70,31 @@ fn fingerprints(files: &[PathBuf]) -> Vec<Fingerprint> {
         .collect()
 }
 
+/// Listens for SIGHUP; from this call on the signal no longer ends the process (tokio
+/// keeps its handler installed), so call it first thing.
+pub fn listen_for_hangup() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => {
+            tracing::debug!("listening for SIGHUP: it reloads the components");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: components reload on file change only");
+            None
+        }
+    }
+}
+
 /// Reloads the config's components when their files change (every `interval`; `None`: only
-/// on SIGHUP) or on SIGHUP, until `shutdown`.
+/// on SIGHUP) or on `hangup` (see [`listen_for_hangup`]), until `shutdown`.
 pub async fn watch(
     plans: Arc<Plans>,
     engine: WasmEngine,
     config: Arc<Config>,
     interval: Option<Duration>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
     shutdown: CancellationToken,
 ) {
-    let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: components reload on file change only");
-            None
-        }
-    };
     let files: Vec<PathBuf> = config
         .stage_configs()
         .into_iter()
