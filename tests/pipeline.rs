@@ -460,6 +460,78 @@ async fn a_route_to_an_unknown_sink_is_dead_lettered_naming_the_component() {
     assert_eq!(main.count(), 0);
 }
 
+/// A guest that loops forever and one that allocates without bound, under
+/// `dead_letter`: each call is stopped (CPU deadline, memory cap), the two records are
+/// dead-lettered with kind `timeout` and `memory`, every other record is delivered and the
+/// host keeps running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runaway_and_hungry_records_are_dead_lettered_and_the_shard_goes_on() {
+    let stream = unique("limits");
+    create_stream(&stream, 1).await;
+    let mut records: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| (format!("k{i}"), format!("good-{i}").into_bytes()))
+        .collect();
+    records.push(("k-spin".into(), b"please SPIN".to_vec()));
+    records.extend((5..10).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    records.push(("k-hog".into(), b"memory HOG".to_vec()));
+    records.extend((10..15).map(|i| (format!("k{i}"), format!("good-{i}").into_bytes())));
+    let puts = put_records(&stream, &records).await;
+    let topic = format!("persistent://public/default/{}", unique("limits"));
+    let dlq = format!("persistent://public/default/{}", unique("limits-dead"));
+    let app = unique("limits-app");
+    let mut main = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let extra = format!(
+        "wasm:\n  call_timeout: 300ms\n  memory_limit: 16MiB\n{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        passthrough_stage("loop_on: SPIN\n      alloc_on: HOG")
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+
+    let got = main.wait_for(15, LONG).await;
+    let dl = dead.wait_for(2, LONG).await;
+    let last = &puts.last().expect("records").sequence;
+    wait_for_checkpoint(&app, last, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+
+    let payloads: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(
+        payloads,
+        (0..15).map(|i| format!("good-{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(dl.len(), 2, "{dl:?}");
+    assert_eq!(dl[0].payload, b"please SPIN");
+    assert_eq!(dl[0].prop("shardline.error.kind"), "timeout");
+    assert!(
+        dl[0]
+            .prop("shardline.error.reason")
+            .contains("call timeout"),
+        "{:?}",
+        dl[0].properties
+    );
+    assert_eq!(
+        dl[0].prop("shardline.error.sequence.number"),
+        puts[5].sequence
+    );
+    assert_eq!(dl[1].payload, b"memory HOG");
+    assert_eq!(dl[1].prop("shardline.error.kind"), "memory");
+    assert!(
+        dl[1]
+            .prop("shardline.error.reason")
+            .contains("wasm.memory_limit"),
+        "{:?}",
+        dl[1].properties
+    );
+    assert_eq!(
+        dl[1].prop("shardline.error.sequence.number"),
+        puts[11].sequence
+    );
+}
+
 /// A stage's `on_error` overrides `errors.policy`: with the global policy `fail` and the
 /// pipeline's `on_error: skip`, a trap and a rejection are both skipped (and logged), every
 /// other record is delivered and the checkpoint moves past them.
