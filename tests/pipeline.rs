@@ -482,7 +482,7 @@ async fn runaway_and_hungry_records_are_dead_lettered_and_the_shard_goes_on() {
     let mut main = Collector::start(std::slice::from_ref(&topic)).await;
     let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
     let extra = format!(
-        "wasm:\n  call_timeout: 300ms\n  memory_limit: 16MiB\n{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        "wasm:\n  call_timeout: 1s\n  memory_limit: 16MiB\n{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
         passthrough_stage("loop_on: SPIN\n      alloc_on: HOG")
     );
     let config = write_config(&stack_config(&app, &stream, &topic, &extra));
