@@ -145,3 +145,27 @@ fn an_unknown_world_is_refused_with_the_list() {
         "{e}"
     );
 }
+
+/// A component (hand-encoded) that exports an instance under the processor's name, but an
+/// empty one: the name is there, the functions are not.
+#[test]
+fn an_export_with_the_right_name_but_not_the_contract_is_named() {
+    let name = b"shardline:connector/processor@0.1.0";
+    let mut bytes = b"\0asm\x0d\x00\x01\x00".to_vec(); // component preamble
+    bytes.extend([0x05, 0x03, 0x01, 0x01, 0x00]); // instance section: one empty instance
+    let mut export = vec![0x01, 0x00, name.len() as u8];
+    export.extend(name);
+    export.extend([0x05, 0x00, 0x00]); // … that instance, no type ascription
+    bytes.extend([0x0b, export.len() as u8]); // export section
+    bytes.extend(export);
+    let p = temp_file("hollow.wasm", &bytes);
+    let o = check(&p, Some("pipeline"));
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert_eq!(
+        problems(&o),
+        [format!(
+            "error: {}: exports shardline:connector/processor@0.1.0, but not with the functions and types of shardline:connector@0.1.0",
+            p.display()
+        )]
+    );
+}
