@@ -3,6 +3,7 @@
 #
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders.wasm         guest-examples/rust-orders
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/passthrough.wasm    tests/guests/passthrough
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-c.wasm       guest-examples/c-orders
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-python.wasm  guest-examples/python-orders
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-js.wasm      guest-examples/js-orders
 #
@@ -55,7 +56,8 @@ for g in "${guests[@]}"; do
 done
 
 # The other languages: same behaviour as rust-orders (tests/guest_golden.rs checks it).
-for lang in python js; do
+# guest-examples/go-orders/README.md says why Go is not among them.
+for lang in c python js; do
   script="$repo/guest-examples/$lang-orders/build.sh"
   [[ -f $script ]] || continue
   dst="$out_dir/orders-$lang.wasm"

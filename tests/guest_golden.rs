@@ -18,6 +18,7 @@ use shardline::wasm::{BatchOutcome, StagePlan, WasmEngine};
 /// The reference (pinned by the golden file) first, then the ports that must match it.
 const EXAMPLES: &[(&str, &str)] = &[
     ("rust", "orders"),
+    ("c", "orders-c"),
     ("python", "orders-python"),
     ("js", "orders-js"),
 ];
