@@ -81,6 +81,20 @@ async fn balanced_pair(prefix: &str) -> (String, Collector, Host, Host) {
         }
     })
     .await;
+    // A steal shows in the table at once, but the previous owner keeps reading the shard
+    // until its next renewal fails (as with the KCL). Wait until every stolen lease was
+    // noticed as lost, so the tests' load starts on a settled split.
+    wait_for(
+        "every stolen lease to be noticed",
+        Duration::from_secs(60),
+        || {
+            let count = |h: &Host, what: &str| h.log().lines().filter(|l| l.contains(what)).count();
+            let stolen = count(&a, "reason=Stolen") + count(&b, "reason=Stolen");
+            let lost = count(&a, "lease lost") + count(&b, "lease lost");
+            async move { (lost >= stolen).then_some(()) }
+        },
+    )
+    .await;
     (app, collector, a, b)
 }
 
