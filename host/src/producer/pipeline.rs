@@ -92,6 +92,32 @@ struct KinesisRecord {
 }
 
 impl KinesisRecord {
+    /// A record not yet sent; its collection deadline and TTL come from its oldest member.
+    fn new(
+        data: Vec<u8>,
+        partition_key: String,
+        explicit_hash_key: Option<String>,
+        members: Vec<Member>,
+        aggregated: bool,
+        shard: Arc<str>,
+    ) -> Option<Self> {
+        let arrived = members.iter().map(|m| m.arrived).min()?;
+        let deadline = members.iter().map(|m| m.deadline).min()?;
+        Some(Self {
+            data,
+            partition_key,
+            explicit_hash_key,
+            members,
+            aggregated,
+            shard,
+            arrived,
+            deadline,
+            attempts: 0,
+            not_before: arrived,
+            last_error: None,
+        })
+    }
+
     fn size(&self) -> usize {
         self.data.len() + self.partition_key.len()
     }
@@ -157,11 +183,7 @@ impl ShardQueue {
         let members = std::mem::take(&mut self.agg_members);
         let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
         let data = self.agg.take();
-        let arrived = members.iter().map(|m| m.arrived).min();
-        let deadline = members.iter().map(|m| m.deadline).min();
-        let (Some(arrived), Some(deadline)) = (arrived, deadline) else {
-            return;
-        };
+        let shard = self.shard.id.clone();
         let record = if members.len() == 1 {
             let user = crate::agg::decode(&data)
                 .ok()
@@ -170,46 +192,20 @@ impl ShardQueue {
             let Some(user) = user else {
                 // cannot happen: we just encoded it; fail loudly rather than drop
                 for m in members {
-                    fail(
-                        m,
-                        &self.shard.id,
-                        0,
-                        false,
-                        "internal error: aggregate unreadable",
-                        stats,
-                    );
+                    let why = "internal error: aggregate unreadable";
+                    fail(m, &self.shard.id, 0, false, why, stats);
                 }
                 return;
             };
-            KinesisRecord {
-                data: user.data,
-                partition_key: user.partition_key,
-                explicit_hash_key: user.explicit_hash_key,
-                members,
-                aggregated: false,
-                shard: self.shard.id.clone(),
-                arrived,
-                deadline,
-                attempts: 0,
-                not_before: arrived,
-                last_error: None,
-            }
+            let (pk, ehk) = (user.partition_key, user.explicit_hash_key);
+            KinesisRecord::new(user.data, pk, ehk, members, false, shard)
         } else {
-            KinesisRecord {
-                data,
-                partition_key: first_key,
-                explicit_hash_key: Some(first_hash.to_string()),
-                members,
-                aggregated: true,
-                shard: self.shard.id.clone(),
-                arrived,
-                deadline,
-                attempts: 0,
-                not_before: arrived,
-                last_error: None,
-            }
+            let ehk = Some(first_hash.to_string());
+            KinesisRecord::new(data, first_key, ehk, members, true, shard)
         };
-        self.push_back(record);
+        if let Some(r) = record {
+            self.push_back(r);
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -372,20 +368,10 @@ impl Pipeline {
         }
         if !self.config.aggregation || !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
             // alone: too large to aggregate, or aggregation is off
-            let m = p.member;
-            q.push_back(KinesisRecord {
-                data: p.data,
-                partition_key: p.partition_key,
-                explicit_hash_key: p.explicit_hash_key,
-                aggregated: false,
-                shard: q.shard.id.clone(),
-                arrived: m.arrived,
-                deadline: m.deadline,
-                not_before: m.arrived,
-                members: vec![m],
-                attempts: 0,
-                last_error: None,
-            });
+            let (pk, ehk, shard) = (p.partition_key, p.explicit_hash_key, q.shard.id.clone());
+            if let Some(r) = KinesisRecord::new(p.data, pk, ehk, vec![p.member], false, shard) {
+                q.push_back(r);
+            }
             return;
         }
         if q.agg.add(&p.partition_key, ehk, &p.data).is_err() {
