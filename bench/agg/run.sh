@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# bench/agg/run.sh — KPL aggregation and de-aggregation throughput, Shardline against AWS's
+# aws-kinesis-agg (Python) on the same input: runs the criterion bench host/benches/agg.rs
+# (release), then bench/agg/python_agg.py in the dev/setup venv, checks that both wrote
+# the same aggregates (count and MD5), and prints a table. Results go in BENCHMARKS.md.
+#
+#   bench/agg/run.sh [--runs N]     N: Python runs per measurement, median (default 5)
+#
+# Set CARGO_TARGET_DIR to keep the release build apart from a debug target folder.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+
+runs=5
+if [[ ${1:-} == --runs ]]; then runs=${2:?--runs needs a number}; fi
+
+pyenv=${SHARDLINE_PYENV:-${HOME:?HOME must be set}/.cache/shardline/pyenv}
+python=$pyenv/bin/python
+[[ -x $python ]] || { echo "no Python environment at $pyenv: run dev/setup" >&2; exit 1; }
+
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "==> Shardline: cargo bench -p shardline --bench agg" >&2
+cargo bench -p shardline --bench agg --locked -- --noplot | tee "$out/rust.log" >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+
+echo "==> aws-kinesis-agg: bench/agg/python_agg.py --runs $runs" >&2
+"$python" bench/agg/python_agg.py --runs "$runs" | tee "$out/python.jsonl" >&2
+
+python3 - "$out/rust.log" "$out/python.jsonl" "$target_dir/criterion/agg" "$load_start" <<'PY'
+import json, sys
+rust_log, python_log, criterion, load_start = sys.argv[1:]
+load_end = " ".join(open("/proc/loadavg").read().split()[:3])
+
+rust_checks = {}
+for line in open(rust_log):
+    if line.startswith("agg-check "):
+        _, name, count, md5 = line.split()
+        rust_checks[name] = [int(count), md5]
+
+python_checks, python_results = {}, {}
+for line in open(python_log):
+    item = json.loads(line)
+    if "check" in item:
+        name, count, md5 = item["check"]
+        python_checks[name] = [count, md5]
+    else:
+        op, name, n, payload, seconds, _wall = item["result"]
+        python_results[(op, name)] = (n, payload, seconds)
+
+if rust_checks != python_checks:
+    sys.exit(f"the two wrote different aggregates: {rust_checks} vs {python_checks}")
+
+def rust_seconds(op, name):
+    with open(f"{criterion}/{op}/{name}/new/estimates.json") as f:
+        return json.load(f)["median"]["point_estimate"] / 1e9
+
+def rate(n, payload, seconds):
+    return f"{n / seconds / 1e6:,.2f} M/s | {payload / seconds / 1e6:,.0f} MB/s"
+
+print()
+print("Same aggregates written by both (count, MD5): "
+      + ", ".join(f"{k}: {v[0]} aggregates" for k, v in rust_checks.items()))
+print()
+print("| input | operation | Shardline records/s | MB/s | aws-kinesis-agg 1.2.3 records/s "
+      "| MB/s | Shardline / aws-kinesis-agg |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for (op, name), (n, payload, py_seconds) in python_results.items():
+    rust_ops = [op] if op == "aggregate" else ["deaggregate", "deaggregate-owned"]
+    for rust_op in rust_ops:
+        seconds = rust_seconds(rust_op, name)
+        label = {"deaggregate": "deaggregate (borrowed)",
+                 "deaggregate-owned": "deaggregate (owned copies)"}.get(rust_op, rust_op)
+        print(f"| {name} | {label} | {rate(n, payload, seconds)} | "
+              f"{rate(n, payload, py_seconds)} | {py_seconds / seconds:,.1f}× |")
+for name in rust_checks:
+    n, payload, py_agg = python_results[("aggregate", name)]
+    _, _, py_deagg = python_results[("deaggregate", name)]
+    md5 = rust_seconds("md5-only", name)
+    print(f"| {name} | MD5 of the aggregates only (floor of both) | {rate(n, payload, md5)} | "
+          f"| | aggregate ≤ {py_agg / md5:,.1f}×, deaggregate ≤ {py_deagg / md5:,.1f}× |")
+print()
+print("Per CPU second of the one thread doing the work. MB/s counts user-record data only")
+print("(not keys or framing). Shardline: criterion median; aws-kinesis-agg: median of the")
+print(f"Python runs. Load average (1, 5, 15 min): {load_start} at the start, {load_end} at the end.")
+PY
