@@ -246,6 +246,10 @@ async fn injected_failures_are_retried_and_receipts_are_exact() {
         max_buffered_time: Duration::from_millis(20),
         retry_backoff: Duration::from_millis(20),
         request_timeout: Duration::from_secs(2),
+        // small aggregates and requests: well over 100 requests, so every kind of fault
+        // is drawn (a handful of large requests may draw none)
+        aggregation_max_size: 100,
+        max_request_records: 5,
         ..ProducerConfig::default()
     };
     let p = producer_at(&proxy.endpoint, &stream, config).await;
@@ -431,7 +435,7 @@ async fn strict_ordering_keeps_each_keys_order_through_retries() {
         &stream,
         ProducerConfig {
             strict_ordering: true,
-            aggregation_max_size: 2_000, // many small aggregates, so order spans several
+            aggregation_max_size: 300, // many small aggregates: order spans many, faults are drawn
             max_buffered_time: Duration::from_millis(5),
             retry_backoff: Duration::from_millis(10),
             ..ProducerConfig::default()
