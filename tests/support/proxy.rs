@@ -8,7 +8,10 @@
 //! Refused records are removed from the request before it is forwarded, and the answer
 //! gets an error entry in their place, so a refused record is really not stored: a test
 //! can then demand each record exactly once. HTTP/1.1 only, Content-Length bodies (what
-//! the AWS SDK sends); every forwarded request uses a fresh upstream connection.
+//! the AWS SDK sends and the emulators answer). Each client connection has its own
+//! kept-alive upstream connection: opening one per request through dev/stack's socat
+//! bridge occasionally got a reset after the emulator had stored the records, which would
+//! look like a lost answer and make the producer (rightly) put them again.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -172,12 +175,13 @@ async fn serve(
 ) {
     let (rd, mut wr) = conn.into_split();
     let mut rd = BufReader::new(rd);
+    let mut up = Upstream::new(upstream);
     while let Some(mut req) = read_request(&mut rd).await {
         let is_put = req
             .header("x-amz-target")
             .is_some_and(|t| t.ends_with(".PutRecords"));
         if !is_put {
-            let (status, body) = forward(upstream, &req).await;
+            let (status, body) = up.forward(&req).await;
             if respond(&mut wr, status, &body).await.is_err() {
                 return;
             }
@@ -240,7 +244,7 @@ async fn serve(
             let kept = keep.len();
             v["Records"] = Value::Array(keep);
             req.body = serde_json::to_vec(&v).expect("json");
-            let (status, body) = forward(upstream, &req).await;
+            let (status, body) = up.forward(&req).await;
             if status != 200 {
                 // pass upstream errors (e.g. throttling of the whole request) through
                 if respond(&mut wr, status, &body).await.is_err() {
@@ -291,67 +295,89 @@ async fn serve(
     }
 }
 
-/// Sends the request upstream on a fresh connection; returns status and body.
-async fn forward(upstream: SocketAddr, req: &Request) -> (u16, Vec<u8>) {
-    let mut up = TcpStream::connect(upstream)
-        .await
-        .expect("connect upstream");
-    let mut head = format!("{}\r\n", req.line);
-    for (k, v) in &req.head {
-        if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("connection") {
-            continue;
-        }
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n",
-        req.body.len()
-    ));
-    up.write_all(head.as_bytes()).await.expect("write upstream");
-    up.write_all(&req.body).await.expect("write upstream");
-    let mut raw = Vec::new();
-    up.read_to_end(&mut raw).await.expect("read upstream");
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("upstream answer has a head");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
+/// One kept-alive connection to the emulator, opened when first needed.
+struct Upstream {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
 }
 
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&b[..eol])
-                .unwrap_or("0")
-                .split(';')
-                .next()
-                .unwrap_or("0")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            return out;
+impl Upstream {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, conn: None }
+    }
+
+    /// Sends the request upstream; returns status and body.
+    async fn forward(&mut self, req: &Request) -> (u16, Vec<u8>) {
+        let mut head = format!("{}\r\n", req.line);
+        for (k, v) in &req.head {
+            if k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            head.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
+        head.push_str(&format!("content-length: {}\r\n\r\n", req.body.len()));
+        if self.conn.is_none() {
+            let c = TcpStream::connect(self.addr)
+                .await
+                .expect("connect upstream");
+            self.conn = Some(BufReader::new(c));
+        }
+        let conn = self.conn.as_mut().expect("connected");
+        conn.get_mut()
+            .write_all(head.as_bytes())
+            .await
+            .expect("write upstream");
+        conn.get_mut()
+            .write_all(&req.body)
+            .await
+            .expect("write upstream");
+        let mut status_line = String::new();
+        conn.read_line(&mut status_line)
+            .await
+            .expect("read upstream");
+        let status: u16 = status_line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("upstream status line {status_line:?}"));
+        let (mut len, mut chunked, mut close) = (None, false, false);
+        loop {
+            let mut h = String::new();
+            conn.read_line(&mut h).await.expect("read upstream");
+            let h = h.trim_end().to_ascii_lowercase();
+            if h.is_empty() {
+                break;
+            }
+            if let Some(v) = h.strip_prefix("content-length:") {
+                len = v.trim().parse::<usize>().ok();
+            }
+            chunked |= h.starts_with("transfer-encoding:") && h.contains("chunked");
+            close |= h.starts_with("connection:") && h.contains("close");
+        }
+        let body = if chunked {
+            let mut raw = Vec::new();
+            loop {
+                let mut size = String::new();
+                conn.read_line(&mut size).await.expect("read upstream");
+                let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                    .expect("chunk size");
+                let mut chunk = vec![0; n + 2];
+                conn.read_exact(&mut chunk).await.expect("read upstream");
+                if n == 0 {
+                    break;
+                }
+                raw.extend_from_slice(&chunk[..n]);
+            }
+            raw
+        } else {
+            let mut body = vec![0; len.unwrap_or(0)];
+            conn.read_exact(&mut body).await.expect("read upstream");
+            body
+        };
+        if close {
+            self.conn = None;
+        }
+        (status, body)
     }
 }
 
