@@ -131,6 +131,9 @@ struct ShardQueue {
     agg_members: Vec<Member>,
     /// First record of the aggregate being built: its key and hash key.
     agg_first: Option<(String, u128)>,
+    /// Earliest arrival among `agg_members` (kept as members are added: the loop asks for
+    /// it on every turn, and re-routed records may arrive out of order).
+    agg_oldest: Option<Instant>,
     ready: VecDeque<KinesisRecord>,
     /// Bytes of the records in `ready`.
     ready_bytes: usize,
@@ -147,6 +150,7 @@ impl ShardQueue {
             agg: Aggregator::new(),
             agg_members: Vec::new(),
             agg_first: None,
+            agg_oldest: None,
             ready: VecDeque::new(),
             ready_bytes: 0,
             limiter: ShardLimiter::new(rate_limit, now.into_std()),
@@ -172,7 +176,12 @@ impl ShardQueue {
     }
 
     fn agg_arrived(&self) -> Option<Instant> {
-        self.agg_members.iter().map(|m| m.arrived).min()
+        self.agg_oldest
+    }
+
+    fn add_member(&mut self, m: Member) {
+        self.agg_oldest = Some(self.agg_oldest.map_or(m.arrived, |o| o.min(m.arrived)));
+        self.agg_members.push(m);
     }
 
     /// Moves the aggregate being built to the ready queue (a lone record un-aggregated).
@@ -181,6 +190,7 @@ impl ShardQueue {
             return;
         }
         let members = std::mem::take(&mut self.agg_members);
+        self.agg_oldest = None;
         let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
         let data = self.agg.take();
         let shard = self.shard.id.clone();
@@ -389,7 +399,7 @@ impl Pipeline {
         if q.agg_first.is_none() {
             q.agg_first = Some((p.partition_key, p.hash));
         }
-        q.agg_members.push(p.member);
+        q.add_member(p.member);
     }
 
     /// Seals aggregates whose time is up, expires unrouted records, reloads a stale map.
