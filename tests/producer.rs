@@ -53,28 +53,9 @@ fn num(kv: &HashMap<String, String>, k: &str) -> u64 {
         .expect("number")
 }
 
+/// A config for `produce` against ferrokinesis (its source stream is the one written).
 fn ferro_config(stream: &str) -> std::path::PathBuf {
-    write_config(&format!(
-        "application: producer-test
-source:
-  stream: {stream}
-aws:
-  region: us-east-1
-  credentials:
-    type: static
-    access_key_id: test
-    secret_access_key: test
-  endpoints:
-    kinesis: {}
-sinks:
-  pulsar:
-    pulsar:
-      service_url: {}
-      topic: unused
-",
-        ferrokinesis_endpoint(),
-        pulsar_url()
-    ))
+    write_config(&ferro_stack_config("producer-test", stream, "unused", ""))
 }
 
 /// A producer talking to `endpoint`.
@@ -160,11 +141,7 @@ async fn hundred_thousand_records_through_produce_arrive_once_at_the_consumer() 
     // Shardline's consumer reads them back as user records.
     let topic = format!("persistent://public/default/{}", unique("produced"));
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let mut cfg = stack_config(&unique("consume"), &stream, &topic, "");
-    cfg = cfg.replace(
-        &format!("kinesis: {}", kinesis_endpoint()),
-        &format!("kinesis: {}", ferrokinesis_endpoint()),
-    );
+    let cfg = ferro_stack_config(&unique("consume"), &stream, &topic, "");
     let mut host = Host::start(&write_config(&cfg));
     let got = collector.wait_for(N, LONG).await;
     let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();

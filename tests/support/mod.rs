@@ -599,6 +599,14 @@ sinks:
     )
 }
 
+/// [`stack_config`] reading from ferrokinesis instead of kinesis-local.
+pub fn ferro_stack_config(app: &str, stream: &str, topic: &str, extra: &str) -> String {
+    stack_config(app, stream, topic, extra).replace(
+        &format!("kinesis: {}", kinesis_endpoint()),
+        &format!("kinesis: {}", ferrokinesis_endpoint()),
+    )
+}
+
 /// One string attribute of every lease item that has it, by lease key.
 async fn lease_attribute(table: &str, attribute: &str) -> HashMap<String, String> {
     let out = dynamodb()
