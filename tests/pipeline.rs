@@ -165,6 +165,15 @@ async fn prepared_stream(prefix: &str, shards: i32, n: usize) -> (String, Vec<Pu
     (stream, puts)
 }
 
+/// Waits until the last put record (one shard) is checkpointed, then stops the worker with
+/// SIGTERM and expects a clean exit.
+async fn stop_once_checkpointed(host: &mut Host, app: &str, puts: &[Put]) {
+    let last = &puts.last().expect("records").sequence;
+    wait_for_checkpoint(app, last, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+}
+
 /// Slow polling so that a stop lands mid-stream.
 const SLOW: &str =
     "  polling:\n    max_records: 25\n    interval: 200ms\n    idle_interval: 200ms\n";
@@ -490,10 +499,7 @@ async fn runaway_and_hungry_records_are_dead_lettered_and_the_shard_goes_on() {
 
     let got = main.wait_for(15, LONG).await;
     let dl = dead.wait_for(2, LONG).await;
-    let last = &puts.last().expect("records").sequence;
-    wait_for_checkpoint(&app, last, LONG).await;
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    stop_once_checkpointed(&mut host, &app, &puts).await;
 
     let payloads: Vec<String> = got
         .iter()
@@ -557,10 +563,7 @@ async fn stage_on_error_overrides_the_global_policy() {
     let mut host = Host::start(&config);
 
     let got = collector.wait_for(20, LONG).await;
-    let last = &puts.last().expect("records").sequence;
-    wait_for_checkpoint(&app, last, LONG).await;
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    stop_once_checkpointed(&mut host, &app, &puts).await;
     let payloads: Vec<String> = got
         .iter()
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
@@ -624,10 +627,7 @@ default_sink: pulsar
     let config = write_config(&stack_config(&app, &stream, &topic, &extra));
     let mut host = Host::start(&config);
     main.wait_for(20, LONG).await;
-    let last = &puts.last().expect("records").sequence;
-    wait_for_checkpoint(&app, last, LONG).await;
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    stop_once_checkpointed(&mut host, &app, &puts).await;
 
     let contents = read_stream(&ferrokinesis(), &dlq).await;
     assert_eq!(
@@ -713,10 +713,7 @@ async fn one_record_fans_out_to_several_topics() {
     let mut host = Host::start(&config);
     let got_a = ca.wait_for(50, LONG).await;
     let got_b = cb.wait_for(50, LONG).await;
-    let last = &puts.last().expect("records").sequence;
-    wait_for_checkpoint(&app, last, LONG).await;
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    stop_once_checkpointed(&mut host, &app, &puts).await;
     for got in [&got_a, &got_b] {
         let seqs: Vec<&str> = got
             .iter()
