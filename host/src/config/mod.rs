@@ -66,8 +66,14 @@ pub struct SourceConfig {
     /// RFC 3339 time, required with `initial_position: at_timestamp`.
     #[serde(default)]
     pub at_timestamp: Option<String>,
+    /// How records are read: `polling` (GetRecords, the default) or `fan_out` (enhanced
+    /// fan-out, SubscribeToShard). Streams of a multi-stream application may override it.
+    #[serde(default)]
+    pub retrieval: RetrievalMode,
     #[serde(default)]
     pub polling: PollingConfig,
+    #[serde(default)]
+    pub fan_out: FanOutConfig,
     /// Most records of one shard that may be fetched but not yet acknowledged by the sinks;
     /// reaching it pauses fetching (backpressure), as Pulsar IO's `receiveQueueSize`.
     #[serde(default = "defaults::receive_queue_size")]
@@ -85,6 +91,9 @@ pub struct StreamConfig {
     /// Overrides `source.at_timestamp` for this stream.
     #[serde(default)]
     pub at_timestamp: Option<String>,
+    /// Overrides `source.retrieval` for this stream.
+    #[serde(default)]
+    pub retrieval: Option<RetrievalMode>,
 }
 
 /// A stream to consume, with its resolved start position.
@@ -95,6 +104,61 @@ pub struct StreamSpec {
     pub at_timestamp: Option<std::time::SystemTime>,
     /// `Some("name:")` when leases of this stream are keyed `stream:shard`.
     pub lease_prefix: Option<String>,
+    pub retrieval: RetrievalMode,
+}
+
+/// How a shard's records are read, as the KCL's retrieval specs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrievalMode {
+    /// GetRecords: 5 calls/s and 2 MiB/s per shard shared by every consumer.
+    #[default]
+    Polling,
+    /// Enhanced fan-out: a registered stream consumer with its own 2 MiB/s per shard,
+    /// records pushed through SubscribeToShard.
+    FanOut,
+}
+
+/// Enhanced fan-out (SubscribeToShard).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FanOutConfig {
+    /// Name of the stream consumer; the application name when absent. Workers of one
+    /// application share it.
+    #[serde(default)]
+    pub consumer_name: Option<String>,
+    /// A subscription lasts at most 5 minutes; it is replaced from the last continuation
+    /// sequence number after this long (at most 5m).
+    #[serde(default = "defaults::renewal_interval", deserialize_with = "duration")]
+    pub renewal_interval: Duration,
+    /// A subscription that delivers no event for this long is replaced (Kinesis sends an
+    /// event at least every 5 s, even with no records).
+    #[serde(default = "defaults::idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// First wait after a refused subscription (ResourceInUse, throttling) or an error;
+    /// doubles up to `max_backoff`.
+    #[serde(default = "defaults::fan_out_backoff", deserialize_with = "duration")]
+    pub backoff: Duration,
+    #[serde(default = "defaults::max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
+    /// Deregisters the consumer when the last worker of the application shuts down
+    /// cleanly (no lease of the application is held any more). Off by default: a
+    /// registered consumer is billed, but registering again takes time.
+    #[serde(default)]
+    pub deregister_on_shutdown: bool,
+}
+
+impl Default for FanOutConfig {
+    fn default() -> Self {
+        Self {
+            consumer_name: None,
+            renewal_interval: defaults::renewal_interval(),
+            idle_timeout: defaults::idle_timeout(),
+            backoff: defaults::fan_out_backoff(),
+            max_backoff: defaults::max_backoff(),
+            deregister_on_shutdown: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -674,6 +738,16 @@ mod defaults {
     pub fn max_backoff() -> Duration {
         Duration::from_secs(10)
     }
+    pub fn renewal_interval() -> Duration {
+        Duration::from_secs(290)
+    }
+    pub fn idle_timeout() -> Duration {
+        Duration::from_secs(35)
+    }
+    pub fn fan_out_backoff() -> Duration {
+        // A second SubscribeToShard within 5 s of the last one is refused.
+        Duration::from_secs(5)
+    }
     pub fn lease_duration() -> Duration {
         Duration::from_secs(10)
     }
@@ -881,6 +955,34 @@ impl Config {
             bad(
                 "source.polling.interval",
                 "must be at least 200ms: Kinesis allows 5 GetRecords per second per shard".into(),
+            );
+        }
+        let fo = &self.source.fan_out;
+        if fo.renewal_interval < Duration::from_secs(1)
+            || fo.renewal_interval > Duration::from_secs(300)
+        {
+            bad(
+                "source.fan_out.renewal_interval",
+                "must be between 1s and 5m: a subscription lasts at most 5 minutes".into(),
+            );
+        }
+        if fo.idle_timeout < Duration::from_secs(6) {
+            bad(
+                "source.fan_out.idle_timeout",
+                "must be at least 6s: Kinesis sends an event only every 5 seconds on an idle shard"
+                    .into(),
+            );
+        }
+        if fo.consumer_name.as_deref().is_some_and(|n| {
+            n.is_empty()
+                || n.len() > 128
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        }) {
+            bad(
+                "source.fan_out.consumer_name",
+                "must be 1-128 characters of letters, digits, '_', '.' and '-'".into(),
             );
         }
         if self.source.receive_queue_size == 0 {
@@ -1099,6 +1201,7 @@ impl Config {
                 initial_position: self.source.initial_position,
                 at_timestamp: top_at,
                 lease_prefix: None,
+                retrieval: self.source.retrieval,
             }];
         }
         self.source
@@ -1109,8 +1212,18 @@ impl Config {
                 initial_position: s.initial_position.unwrap_or(self.source.initial_position),
                 at_timestamp: parse(s.at_timestamp.as_ref()).or(top_at),
                 lease_prefix: Some(format!("{}:", s.name)),
+                retrieval: s.retrieval.unwrap_or(self.source.retrieval),
             })
             .collect()
+    }
+
+    /// The name of the enhanced fan-out consumer.
+    pub fn fan_out_consumer(&self) -> &str {
+        self.source
+            .fan_out
+            .consumer_name
+            .as_deref()
+            .unwrap_or(&self.application)
     }
 
     /// The stream named first (for commands that write to one stream).
