@@ -66,12 +66,12 @@ fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 /// Two workers of one application on a new four-shard stream, balanced 2/2 before any
 /// record is put (stealing while they converge may redeliver; these tests measure
 /// handoffs, not convergence). The stream is named after the application.
-async fn balanced_pair(prefix: &str) -> (String, Collector, Host, Host) {
+async fn balanced_pair(prefix: &str, mode: Mode) -> (String, Collector, Host, Host) {
     let app = unique(prefix);
     create_stream(&app, 4).await;
     let topic = format!("persistent://public/default/{app}");
     let collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let path = write_config(&config(&app, &app, &topic, None));
+    let path = write_config(&in_mode(&config(&app, &app, &topic, None), mode, ""));
     let a = Host::start(&path);
     let b = Host::start(&path);
     wait_for("a 2/2 split", Duration::from_secs(60), || {
@@ -157,7 +157,17 @@ async fn three_workers_balance_eight_shards() {
 /// nothing lost and nothing delivered twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_handoff_under_load_has_no_loss_and_no_duplicates() {
-    let (app, mut collector, mut a, mut b) = balanced_pair("handoff").await;
+    graceful_handoff(Mode::Polling).await
+}
+
+/// [`graceful_handoff_under_load_has_no_loss_and_no_duplicates`] with enhanced fan-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_handoff_under_load_in_fan_out_mode() {
+    graceful_handoff(Mode::FanOut).await
+}
+
+async fn graceful_handoff(mode: Mode) {
+    let (app, mut collector, mut a, mut b) = balanced_pair("handoff", mode).await;
     // Load for ~8 s while worker a is stopped in the middle.
     let load = continuous_load(&app, "r");
     collector.wait_for(200, LONG).await;
@@ -395,7 +405,17 @@ async fn a_cut_off_worker_stops_before_its_leases_are_taken() {
 /// records after the killed worker's last checkpoints.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_worker_fails_over_without_loss() {
-    let (app, mut collector, mut a, mut b) = balanced_pair("failover").await;
+    killed_worker_fails_over(Mode::Polling).await
+}
+
+/// [`killed_worker_fails_over_without_loss`] with enhanced fan-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_worker_fails_over_in_fan_out_mode() {
+    killed_worker_fails_over(Mode::FanOut).await
+}
+
+async fn killed_worker_fails_over(mode: Mode) {
+    let (app, mut collector, mut a, mut b) = balanced_pair("failover", mode).await;
     let load = continuous_load(&app, "f");
     collector.wait_for(200, LONG).await;
     let a_id = a
@@ -484,15 +504,40 @@ async fn killed_worker_fails_over_without_loss() {
 /// child shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resharding_keeps_every_record_and_the_order_per_key() {
+    resharding(Mode::Polling).await
+}
+
+/// [`resharding_keeps_every_record_and_the_order_per_key`] with enhanced fan-out. No
+/// emulator ends a subscription at a closed shard as AWS does (ChildShards and no
+/// continuation sequence number; FINDINGS.md), so the worker subscribes through
+/// [`proxy::EfoFacade`], a test double of SubscribeToShard over kinesis-local; every other
+/// call (consumer registration, leases' ListShards, …) reaches kinesis-local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resharding_in_fan_out_mode_ends_parents_on_child_shards_events() {
+    resharding(Mode::FanOut).await
+}
+
+async fn resharding(mode: Mode) {
     let stream = unique("reshard");
     create_stream(&stream, 2).await;
     let topic = format!("persistent://public/default/{}", unique("reshard"));
     let app = unique("reshard-app");
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let path = write_config(&config(&app, &stream, &topic, None).replace(
+    let facade = match mode {
+        Mode::FanOut => Some(proxy::EfoFacade::start(&kinesis_endpoint()).await),
+        Mode::Polling => None,
+    };
+    let mut text = in_mode(&config(&app, &stream, &topic, None), mode, "").replace(
         "  max_steal: 2\n",
         "  max_steal: 2\n  shard_sync_interval: 1s\n",
-    ));
+    );
+    if let Some(f) = &facade {
+        text = text.replace(
+            &format!("kinesis: {}", kinesis_endpoint()),
+            &format!("kinesis: {}", f.endpoint),
+        );
+    }
+    let path = write_config(&text);
     let mut host = Host::start(&path);
     let kinesis = kinesis();
     let mut puts = Vec::new();

@@ -78,6 +78,8 @@ enum Command {
     Produce(crate::produce::ProduceArgs),
     /// Print messages of a Pulsar topic (for demos and debugging).
     Tail(crate::tail::TailArgs),
+    /// Enhanced fan-out consumers: list them, deregister the application's.
+    Fanout(crate::fanout::FanoutArgs),
 }
 
 /// Entry point of the binary.
@@ -102,6 +104,13 @@ pub fn main() -> ExitCode {
             Command::CheckGuest { file, world } => check_guest(&file, world).await,
             Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
             Command::Tail(args) => crate::tail::run(args).await.map_err(Failure::Runtime),
+            Command::Fanout(args) => crate::fanout::run(args).await.map_err(|(invalid, e)| {
+                if invalid {
+                    Failure::Invalid(e)
+                } else {
+                    Failure::Runtime(e)
+                }
+            }),
         }
     });
     // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,

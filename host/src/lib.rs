@@ -15,6 +15,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod fanout;
 pub mod produce;
 pub mod producer;
 pub mod sinks;

@@ -160,7 +160,15 @@ pub struct Put {
 /// Puts records (≤ 500 per call, ≤ ~4 MiB per call), retrying refused ones; returns where
 /// each landed, in input order.
 pub async fn put_records(stream: &str, records: &[(String, Vec<u8>)]) -> Vec<Put> {
-    let k = kinesis();
+    put_records_on(&kinesis(), stream, records).await
+}
+
+/// [`put_records`] on the emulator behind `k`.
+pub async fn put_records_on(
+    k: &aws_sdk_kinesis::Client,
+    stream: &str,
+    records: &[(String, Vec<u8>)],
+) -> Vec<Put> {
     let mut out: Vec<Option<Put>> = vec![None; records.len()];
     let mut start = 0;
     while start < records.len() {
@@ -557,6 +565,23 @@ impl Host {
     }
 }
 
+impl Drop for Host {
+    /// A test that fails while a worker runs shows the end of that worker's log.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(150)..];
+            eprintln!(
+                "--- last {} lines of {} ---\n{}",
+                tail.len(),
+                self.config.display(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
 /// Writes a config into a fresh temp folder and returns its path.
 pub fn write_config(text: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(unique("shardline-test"));
@@ -597,6 +622,30 @@ sinks:
         dynamodb = dynamodb_endpoint(),
         pulsar = pulsar_url(),
     )
+}
+
+/// How a test config reads its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Polling,
+    /// Enhanced fan-out, with a 1s backoff after a refused subscription (the product's
+    /// default of 5s is the service's own spacing; the emulators do not need it).
+    FanOut,
+}
+
+/// `config` (from [`stack_config`]) read in `mode`; `fan_out` holds extra
+/// `source.fan_out` lines (indented four spaces).
+pub fn in_mode(config: &str, mode: Mode, fan_out: &str) -> String {
+    match mode {
+        Mode::Polling => config.to_string(),
+        Mode::FanOut => config.replacen(
+            "  initial_position: trim_horizon\n",
+            &format!(
+                "  initial_position: trim_horizon\n  retrieval: fan_out\n  fan_out:\n    backoff: 1s\n{fan_out}"
+            ),
+            1,
+        ),
+    }
 }
 
 /// [`stack_config`] reading from ferrokinesis instead of kinesis-local.

@@ -395,3 +395,174 @@ async fn respond(
     wr.write_all(body).await?;
     wr.flush().await
 }
+
+/// An enhanced fan-out test double over kinesis-local, for the one behaviour no emulator
+/// here has (FINDINGS.md): AWS ends a subscription at a closed shard with an event that
+/// carries `ChildShards` and no `ContinuationSequenceNumber`; kinesis-local never ends
+/// one, and ferrokinesis keeps a continuation (and, after UpdateShardCount, names no
+/// children). Every call but SubscribeToShard is forwarded to kinesis-local untouched
+/// (consumer registration included). SubscribeToShard is answered here, over HTTP/1.1
+/// like kinesis-local: records come from GetRecords on kinesis-local (which ends a closed
+/// parent with a null iterator and its ChildShards), one event per non-empty answer,
+/// encoded as AWS event-stream messages, and the final event at a closed shard has
+/// ChildShards and a null continuation, after which the response ends.
+pub struct EfoFacade {
+    pub endpoint: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EfoFacade {
+    pub async fn start(upstream: &str) -> Self {
+        let addr: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream is http://ip:port");
+        let kinesis = super::kinesis_at(upstream);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind facade");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                tokio::spawn(serve_efo(conn, addr, kinesis.clone()));
+            }
+        });
+        Self { endpoint, task }
+    }
+}
+
+impl Drop for EfoFacade {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_efo(conn: TcpStream, upstream: SocketAddr, kinesis: aws_sdk_kinesis::Client) {
+    let (rd, mut wr) = conn.into_split();
+    let mut rd = BufReader::new(rd);
+    let mut up = Upstream::new(upstream);
+    while let Some(req) = read_request(&mut rd).await {
+        let subscribe = req
+            .header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".SubscribeToShard"));
+        if subscribe {
+            // The response is a stream that ends the connection.
+            let _ = subscription(&mut wr, &kinesis, &req.body).await;
+            return;
+        }
+        let (status, body) = up.forward(&req).await;
+        if respond(&mut wr, status, &body).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn subscription(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    kinesis: &aws_sdk_kinesis::Client,
+    body: &[u8],
+) -> std::io::Result<()> {
+    use aws_sdk_kinesis::types::ShardIteratorType;
+    let v: Value = serde_json::from_slice(body).expect("SubscribeToShard JSON");
+    // arn:aws:kinesis:REGION:ACCOUNT:stream/NAME/consumer/CONSUMER:TS
+    let arn = v["ConsumerARN"].as_str().expect("ConsumerARN");
+    let stream = arn.split('/').nth(1).expect("stream in the consumer ARN");
+    let shard = v["ShardId"].as_str().expect("ShardId");
+    let pos = &v["StartingPosition"];
+    let kind = ShardIteratorType::from(pos["Type"].as_str().expect("Type"));
+    let mut req = kinesis
+        .get_shard_iterator()
+        .stream_name(stream)
+        .shard_id(shard)
+        .shard_iterator_type(kind);
+    if let Some(seq) = pos["SequenceNumber"].as_str() {
+        req = req.starting_sequence_number(seq);
+    }
+    if let Some(t) = pos["Timestamp"].as_f64() {
+        req = req.timestamp(aws_sdk_kinesis::primitives::DateTime::from_secs_f64(t));
+    }
+    let mut iterator = req.send().await.expect("GetShardIterator").shard_iterator;
+    wr.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.amazon.eventstream\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    .await?;
+    let opened = std::time::Instant::now();
+    while let Some(it) = iterator.take() {
+        if opened.elapsed() > std::time::Duration::from_secs(300) {
+            break; // the service's 5-minute limit
+        }
+        let out = kinesis
+            .get_records()
+            .shard_iterator(it)
+            .limit(500)
+            .send()
+            .await
+            .expect("GetRecords");
+        iterator = out.next_shard_iterator.clone();
+        let records: Vec<Value> = out
+            .records
+            .iter()
+            .map(|r| {
+                json!({
+                    "Data": aws_smithy_types::base64::encode(r.data.as_ref()),
+                    "PartitionKey": r.partition_key,
+                    "SequenceNumber": r.sequence_number,
+                    "ApproximateArrivalTimestamp": r.approximate_arrival_timestamp.map(|t| t.as_secs_f64()),
+                })
+            })
+            .collect();
+        let ended = iterator.is_none();
+        if records.is_empty() && !ended {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            continue;
+        }
+        let children: Vec<Value> = out
+            .child_shards
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                json!({
+                    "ShardId": c.shard_id,
+                    "ParentShards": c.parent_shards,
+                    "HashKeyRange": {
+                        "StartingHashKey": c.hash_key_range.as_ref().map(|h| h.starting_hash_key.clone()),
+                        "EndingHashKey": c.hash_key_range.as_ref().map(|h| h.ending_hash_key.clone()),
+                    },
+                })
+            })
+            .collect();
+        let continuation = if ended {
+            Value::Null
+        } else {
+            json!(out.records.last().map(|r| r.sequence_number.clone()))
+        };
+        let mut event = json!({
+            "Records": records,
+            "ContinuationSequenceNumber": continuation,
+            "MillisBehindLatest": out.millis_behind_latest.unwrap_or(0),
+        });
+        if ended {
+            event["ChildShards"] = Value::Array(children);
+        }
+        let message = aws_smithy_types::event_stream::Message::new(event.to_string().into_bytes())
+            .add_header(header(":message-type", "event"))
+            .add_header(header(":event-type", "SubscribeToShardEvent"))
+            .add_header(header(":content-type", "application/json"));
+        let mut frame = Vec::new();
+        aws_smithy_eventstream::frame::write_message_to(&message, &mut frame)
+            .expect("encode event");
+        wr.write_all(format!("{:x}\r\n", frame.len()).as_bytes())
+            .await?;
+        wr.write_all(&frame).await?;
+        wr.write_all(b"\r\n").await?;
+        wr.flush().await?;
+    }
+    wr.write_all(b"0\r\n\r\n").await?;
+    wr.flush().await
+}
+
+fn header(name: &'static str, value: &'static str) -> aws_smithy_types::event_stream::Header {
+    aws_smithy_types::event_stream::Header::new(
+        name,
+        aws_smithy_types::event_stream::HeaderValue::String(value.into()),
+    )
+}

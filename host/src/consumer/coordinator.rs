@@ -18,9 +18,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease_table::LeaseTableError;
 use super::lease_taker::{LeaseTaker, Reason};
+use super::retrieval::consumer_registration::deregister;
+use super::retrieval::ConsumerRegistration;
 use super::shard_consumer::{self, HeldLease, ShardExit, Shared};
 use super::shard_sync;
-use crate::config::StreamSpec;
+use crate::config::{RetrievalMode, StreamSpec};
 
 /// How often progress is logged.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
@@ -58,6 +60,21 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
 
     for spec in &streams {
         shard_sync::sync(&shared.kinesis, &shared.leases, spec).await?;
+    }
+    // Enhanced fan-out: the application's consumer on each such stream, ACTIVE before
+    // any shard is read (a worker that cannot register it says so now, not per shard).
+    let mut registrations: HashMap<String, Arc<ConsumerRegistration>> = HashMap::new();
+    for spec in streams
+        .iter()
+        .filter(|s| s.retrieval == RetrievalMode::FanOut)
+    {
+        let r = Arc::new(ConsumerRegistration::new(
+            shared.kinesis.clone(),
+            &spec.name,
+            cfg.fan_out_consumer(),
+        ));
+        r.arn().await?;
+        registrations.insert(spec.name.clone(), r);
     }
     let mut last_sync = Instant::now();
     let mut last_progress = Instant::now();
@@ -170,6 +187,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                                 shared.clone(),
                                 hl.clone(),
                                 spec.clone(),
+                                registrations.get(&spec.name).cloned(),
                                 token.clone(),
                             ));
                             held.insert(
@@ -225,10 +243,46 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     }
     renewer_stop.cancel();
     let _ = renewer.await;
+    if cfg.source.fan_out.deregister_on_shutdown && fatal.is_none() && !registrations.is_empty() {
+        deregister_if_last(&shared, &streams, &registrations).await;
+    }
     shared.sinks.close().await;
     match fatal {
         Some(why) => Err(anyhow::anyhow!(why)),
         None => Ok(()),
+    }
+}
+
+/// On a clean shutdown with `fan_out.deregister_on_shutdown`: deregisters the fan-out
+/// consumers when no worker of the application holds a lease of their streams any more.
+/// A worker that crashed still owns its leases until one takes them over, so a crash
+/// keeps the consumer registered (billed, but never pulled from under a live worker; a
+/// worker that starts while this one deregisters registers it again).
+async fn deregister_if_last(
+    shared: &Shared,
+    streams: &[StreamSpec],
+    registrations: &HashMap<String, Arc<ConsumerRegistration>>,
+) {
+    let leases = match shared.leases.list().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the lease table; fan-out consumers stay registered");
+            return;
+        }
+    };
+    for (stream, r) in registrations {
+        let owner = leases.iter().find_map(|l| {
+            let s = stream_of(streams, &l.key)?;
+            (&s.name == stream).then_some(l.owner.as_deref()).flatten()
+        });
+        if let Some(owner) = owner {
+            tracing::info!(%stream, consumer = %r.name(), %owner,
+                "another worker still holds leases; the fan-out consumer stays registered");
+            continue;
+        }
+        if let Err(e) = deregister(&shared.kinesis, stream, r.name()).await {
+            tracing::warn!(error = %e, "cannot deregister the fan-out consumer");
+        }
     }
 }
 
@@ -308,9 +362,10 @@ async fn run_consumer(
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: StreamSpec,
+    fan_out: Option<Arc<ConsumerRegistration>>,
     shutdown: CancellationToken,
 ) -> (String, ShardExit) {
     let key = lease.key.clone();
-    let exit = shard_consumer::run(shared, lease, stream, shutdown).await;
+    let exit = shard_consumer::run(shared, lease, stream, fan_out, shutdown).await;
     (key, exit)
 }

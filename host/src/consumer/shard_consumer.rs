@@ -21,7 +21,7 @@ use super::checkpoint::{AckTracker, Checkpoint, RecordId};
 use super::dead_letter;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
-use super::retrieval::{Fetched, PollingFetcher};
+use super::retrieval::{ConsumerRegistration, FanOutFetcher, Fetched, Fetcher, PollingFetcher};
 use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
 use crate::sinks::{RecordContext, Sinks, Target};
@@ -270,6 +270,7 @@ pub async fn run(
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: StreamSpec,
+    fan_out: Option<Arc<ConsumerRegistration>>,
     shutdown: CancellationToken,
 ) -> ShardExit {
     let shard = shard_id(&lease.key).to_string();
@@ -302,6 +303,7 @@ pub async fn run(
         lease,
         stream: stream.name,
         at_timestamp: stream.at_timestamp,
+        fan_out,
         shard,
         shutdown,
         generation: AtomicU64::new(generation),
@@ -358,6 +360,8 @@ struct ShardConsumer {
     lease: Arc<HeldLease>,
     stream: String,
     at_timestamp: Option<std::time::SystemTime>,
+    /// The stream's fan-out consumer, when it is read with enhanced fan-out.
+    fan_out: Option<Arc<ConsumerRegistration>>,
     shard: String,
     shutdown: CancellationToken,
     /// Generation of the plan `stages` were instantiated from.
@@ -401,14 +405,24 @@ impl ShardConsumer {
 
     async fn process(&mut self, stages: &mut Option<StageSet>, start: &Checkpoint) -> Pass {
         let cfg = self.shared.config.clone();
-        let mut fetcher = PollingFetcher::new(
-            self.shared.kinesis.clone(),
-            &self.stream,
-            &self.shard,
-            start,
-            self.at_timestamp,
-            cfg.source.polling.clone(),
-        );
+        let mut fetcher = match &self.fan_out {
+            Some(registration) => Fetcher::FanOut(FanOutFetcher::new(
+                self.shared.kinesis.clone(),
+                registration.clone(),
+                &self.shard,
+                start,
+                self.at_timestamp,
+                cfg.source.fan_out.clone(),
+            )),
+            None => Fetcher::Polling(PollingFetcher::new(
+                self.shared.kinesis.clone(),
+                &self.stream,
+                &self.shard,
+                start,
+                self.at_timestamp,
+                cfg.source.polling.clone(),
+            )),
+        };
         let mut children: Vec<String> = Vec::new();
         // The iterator starts AT the checkpointed record; skip what of it was done.
         let mut skip = match start {
@@ -453,12 +467,26 @@ impl ShardConsumer {
                 }
                 continue;
             }
-            let fetched = tokio::select! {
-                r = fetcher.fetch(room) => r,
-                _ = self.shutdown.cancelled() => continue,
-                _ = self.lease.lost.cancelled() => continue,
-                _ = flow.changed.notified(), if flow.failure().is_some() => continue,
+            // The fetch is kept (not restarted) while checkpoints fall due: a fan-out
+            // subscription may deliver nothing for seconds, and the acknowledged prefix
+            // must still be written on time.
+            let fetched = {
+                let fetch = fetcher.fetch(room);
+                tokio::pin!(fetch);
+                loop {
+                    tokio::select! {
+                        r = &mut fetch => break Some(r),
+                        _ = self.shutdown.cancelled() => break None,
+                        _ = self.lease.lost.cancelled() => break None,
+                        _ = flow.changed.notified(), if flow.failure().is_some() => break None,
+                        _ = tokio::time::sleep_until(next_checkpoint) => {
+                            self.checkpoint(&flow).await;
+                            next_checkpoint = Instant::now() + interval;
+                        }
+                    }
+                }
             };
+            let Some(fetched) = fetched else { continue };
             let fetched = match fetched {
                 Ok(f) => f,
                 Err(e) => {

@@ -13,6 +13,7 @@ use aws_sdk_kinesis::Client;
 use rand::Rng;
 use tokio::time::Instant;
 
+use super::Position;
 use crate::config::PollingConfig;
 use crate::consumer::checkpoint::Checkpoint;
 
@@ -38,17 +39,6 @@ pub struct FetchError {
     pub message: String,
 }
 
-/// Where the next iterator starts.
-#[derive(Debug, Clone)]
-enum Start {
-    TrimHorizon,
-    Latest,
-    AtTimestamp(SystemTime),
-    /// The checkpointed record itself: its sub-records after the checkpoint may be pending.
-    At(String),
-    After(String),
-}
-
 /// Polls one shard. Starting from a checkpoint, the first record returned is the
 /// checkpointed one (AT_SEQUENCE_NUMBER): the caller skips what of it was done, which is
 /// what lets a restart resume inside a KPL aggregate.
@@ -58,7 +48,7 @@ pub struct PollingFetcher {
     stream: String,
     shard: String,
     config: PollingConfig,
-    start: Start,
+    start: Position,
     iterator: Option<String>,
     next_call: Instant,
     backoff: Duration,
@@ -74,15 +64,7 @@ impl PollingFetcher {
         at_timestamp: Option<SystemTime>,
         config: PollingConfig,
     ) -> Self {
-        let start = match checkpoint {
-            Checkpoint::TrimHorizon | Checkpoint::ShardEnd => Start::TrimHorizon,
-            Checkpoint::Latest => Start::Latest,
-            Checkpoint::AtTimestamp => match at_timestamp {
-                Some(t) => Start::AtTimestamp(t),
-                None => Start::TrimHorizon,
-            },
-            Checkpoint::Sequence { sequence, .. } => Start::At(sequence.clone()),
-        };
+        let start = Position::from_checkpoint(checkpoint, at_timestamp);
         let backoff = config.backoff;
         Self {
             client,
@@ -143,7 +125,7 @@ impl PollingFetcher {
                             self.config.interval
                         };
                     if let Some(last) = records.last() {
-                        self.start = Start::After(last.sequence_number.clone());
+                        self.start = Position::After(last.sequence_number.clone());
                     }
                     self.iterator = out.next_shard_iterator;
                     let shard_end = self.iterator.is_none();
@@ -185,15 +167,15 @@ impl PollingFetcher {
             .stream_name(&self.stream)
             .shard_id(&self.shard);
         req = match &self.start {
-            Start::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
-            Start::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
-            Start::AtTimestamp(t) => req
+            Position::TrimHorizon => req.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Position::Latest => req.shard_iterator_type(ShardIteratorType::Latest),
+            Position::AtTimestamp(t) => req
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(DateTime::from(*t)),
-            Start::At(seq) => req
+            Position::At(seq) => req
                 .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
                 .starting_sequence_number(seq),
-            Start::After(seq) => req
+            Position::After(seq) => req
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
         };
