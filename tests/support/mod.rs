@@ -375,6 +375,8 @@ pub struct Received {
     pub payload: Vec<u8>,
     pub properties: HashMap<String, String>,
     pub event_time: Option<u64>,
+    /// When the collector received it (latency benchmarks).
+    pub received_at: std::time::SystemTime,
 }
 
 impl Received {
@@ -432,6 +434,7 @@ impl Collector {
                         .map(|kv| (kv.key.clone(), kv.value.clone()))
                         .collect(),
                     event_time: meta.event_time,
+                    received_at: std::time::SystemTime::now(),
                 };
                 tx.send_modify(|v| v.push(r));
             }

@@ -47,6 +47,8 @@ impl Position {
 }
 
 /// The retrieval of one shard, whichever mode the stream uses.
+// One per shard consumer, never moved around: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Fetcher {
     Polling(PollingFetcher),
