@@ -278,3 +278,100 @@ fn shardline(args: &[&str], config: &std::path::Path) -> std::process::Output {
         .output()
         .expect("run shardline")
 }
+
+/// A worker reading `stream` on kinesis-local through the SubscribeToShard test double
+/// (which sends no event while there are no records, so a subscription goes silent).
+async fn through_facade(
+    app: &str,
+    stream: &str,
+    topic: &str,
+    fan_out: &str,
+    extra: &str,
+) -> (proxy::EfoFacade, Host) {
+    let facade = proxy::EfoFacade::start(&kinesis_endpoint()).await;
+    let text = fan_out_config(app, stream, topic, fan_out)
+        .replace(
+            &format!("kinesis: {}", kinesis_endpoint()),
+            &format!("kinesis: {}", facade.endpoint),
+        )
+        .replace("leases:\n  duration: 3s\n", extra);
+    let host = Host::start(&write_config(&text));
+    (facade, host)
+}
+
+/// A subscription that delivers nothing for `idle_timeout` is replaced, and records put
+/// afterwards arrive once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_subscription_is_replaced() {
+    let stream = unique("silent");
+    create_stream(&stream, 1).await;
+    let topic = format!("persistent://public/default/{}", unique("silent"));
+    let app = unique("silent-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let (_facade, mut host) = through_facade(
+        &app,
+        &stream,
+        &topic,
+        "    idle_timeout: 6s\n",
+        "leases:\n  duration: 3s\n",
+    )
+    .await;
+    // The test double, like kinesis-local, sends nothing before the first records, so
+    // the first SubscribeToShard call stays silent and is replaced after 6 s.
+    host.wait_log("subscription delivered nothing; replacing it", LONG)
+        .await;
+    let puts = load(kinesis(), &stream, 3, 20).await.expect("load");
+    let got = collector.wait_for(puts.len(), LONG).await;
+    stop_once_checkpointed(&mut host, &app, &puts).await;
+    assert_exactly_once_in_order(&puts, &got);
+}
+
+/// A worker whose lease is taken drops that shard's subscription at once (by its next
+/// renewal), not at the subscription's end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_lease_closes_its_subscription() {
+    use shardline::consumer::lease_table::LeaseTable;
+
+    let stream = unique("lost");
+    create_stream(&stream, 1).await;
+    let topic = format!("persistent://public/default/{}", unique("lost"));
+    let app = unique("lost-app");
+    // A record, so that the subscription answers at once (AWS would send its
+    // initial-response; the test double sends nothing before the first records).
+    put_records(&stream, &[("k".into(), b"first".to_vec())]).await;
+    let (facade, mut host) = through_facade(
+        &app,
+        &stream,
+        &topic,
+        "",
+        "leases:\n  duration: 3s\n  renew_interval: 500ms\n",
+    )
+    .await;
+    host.wait_log("subscribed", LONG).await;
+    assert_eq!(facade.open_subscriptions(), 1);
+    // Another worker takes the lease (as if this one had been cut off).
+    let table = LeaseTable::new(dynamodb(), app.clone());
+    let lease = table.list().await.expect("list").remove(0);
+    table.take(&lease, "another-worker").await.expect("take");
+    let taken = std::time::Instant::now();
+    wait_for(
+        "the subscription to be closed",
+        Duration::from_secs(10),
+        || {
+            let n = facade.open_subscriptions();
+            async move { (n == 0).then_some(()) }
+        },
+    )
+    .await;
+    let closed_after = taken.elapsed();
+    println!("subscription closed {closed_after:?} after the lease was taken");
+    // Bound: the lease duration, within which the next renewal (every 500ms) fails; a
+    // subscription left open would last until its 5-minute end.
+    assert!(
+        closed_after < Duration::from_secs(3),
+        "closed only after {closed_after:?} (renewals every 500ms)"
+    );
+    host.wait_log("lease lost", LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+}

@@ -316,25 +316,38 @@ impl Upstream {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", req.body.len()));
-        if self.conn.is_none() {
-            let c = TcpStream::connect(self.addr)
-                .await
-                .expect("connect upstream");
-            self.conn = Some(BufReader::new(c));
+        // A kept-alive connection the emulator closed while idle fails on first use:
+        // nothing was processed, so send again on a new one.
+        let mut status_line = String::new();
+        for attempt in 0..2 {
+            let reused = self.conn.is_some();
+            if self.conn.is_none() {
+                let c = TcpStream::connect(self.addr)
+                    .await
+                    .expect("connect upstream");
+                self.conn = Some(BufReader::new(c));
+            }
+            let conn = self.conn.as_mut().expect("connected");
+            status_line.clear();
+            let sent = async {
+                conn.get_mut().write_all(head.as_bytes()).await?;
+                conn.get_mut().write_all(&req.body).await?;
+                match conn.read_line(&mut status_line).await? {
+                    0 => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+                    _ => Ok(()),
+                }
+            }
+            .await;
+            match sent {
+                Ok(()) => break,
+                Err(e) if reused && attempt == 0 => {
+                    let _ = e;
+                    self.conn = None;
+                }
+                Err(e) => panic!("upstream: {e}"),
+            }
         }
         let conn = self.conn.as_mut().expect("connected");
-        conn.get_mut()
-            .write_all(head.as_bytes())
-            .await
-            .expect("write upstream");
-        conn.get_mut()
-            .write_all(&req.body)
-            .await
-            .expect("write upstream");
-        let mut status_line = String::new();
-        conn.read_line(&mut status_line)
-            .await
-            .expect("read upstream");
         let status: u16 = status_line
             .split_whitespace()
             .nth(1)
@@ -408,6 +421,8 @@ async fn respond(
 /// ChildShards and a null continuation, after which the response ends.
 pub struct EfoFacade {
     pub endpoint: String,
+    /// Subscriptions whose client connection is still open.
+    open: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -421,12 +436,23 @@ impl EfoFacade {
         let kinesis = super::kinesis_at(upstream);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind facade");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let o = open.clone();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
-                tokio::spawn(serve_efo(conn, addr, kinesis.clone()));
+                tokio::spawn(serve_efo(conn, addr, kinesis.clone(), o.clone()));
             }
         });
-        Self { endpoint, task }
+        Self {
+            endpoint,
+            open,
+            task,
+        }
+    }
+
+    /// How many subscriptions are open (the client has not closed their connection).
+    pub fn open_subscriptions(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -436,7 +462,13 @@ impl Drop for EfoFacade {
     }
 }
 
-async fn serve_efo(conn: TcpStream, upstream: SocketAddr, kinesis: aws_sdk_kinesis::Client) {
+async fn serve_efo(
+    conn: TcpStream,
+    upstream: SocketAddr,
+    kinesis: aws_sdk_kinesis::Client,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::Ordering;
     let (rd, mut wr) = conn.into_split();
     let mut rd = BufReader::new(rd);
     let mut up = Upstream::new(upstream);
@@ -445,8 +477,15 @@ async fn serve_efo(conn: TcpStream, upstream: SocketAddr, kinesis: aws_sdk_kines
             .header("x-amz-target")
             .is_some_and(|t| t.ends_with(".SubscribeToShard"));
         if subscribe {
-            // The response is a stream that ends the connection.
-            let _ = subscription(&mut wr, &kinesis, &req.body).await;
+            // The response is a stream that ends the connection; it also ends when the
+            // client closes the connection (a subscription dropped by the worker).
+            open.fetch_add(1, Ordering::SeqCst);
+            let mut probe = [0u8; 1];
+            tokio::select! {
+                _ = subscription(&mut wr, &kinesis, &req.body) => {}
+                _ = rd.read(&mut probe) => {}
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
             return;
         }
         let (status, body) = up.forward(&req).await;

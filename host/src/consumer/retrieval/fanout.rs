@@ -157,12 +157,7 @@ impl FanOutFetcher {
                 }
                 Next::Idle => {
                     self.stats.idle_replacements += 1;
-                    tracing::warn!(stream = %self.registration.stream(), shard = %self.shard,
-                        idle_ms = self.config.idle_timeout.as_millis() as u64,
-                        "subscription delivered nothing; replacing it");
-                    self.subscription = None;
-                    // A fresh subscription within 5 s of the last one is refused.
-                    self.next_attempt = Instant::now() + self.config.backoff;
+                    self.silent();
                 }
                 Next::Closed => {
                     self.stats.ended += 1;
@@ -179,6 +174,17 @@ impl FanOutFetcher {
                 }
             }
         }
+    }
+
+    /// Drops a subscription (or a SubscribeToShard call) that has been silent for
+    /// `idle_timeout`; the next one waits `backoff` (AWS refuses one within 5 s of the
+    /// last).
+    fn silent(&mut self) {
+        tracing::warn!(stream = %self.registration.stream(), shard = %self.shard,
+            idle_ms = self.config.idle_timeout.as_millis() as u64,
+            "subscription delivered nothing; replacing it");
+        self.subscription = None;
+        self.next_attempt = Instant::now() + self.config.backoff;
     }
 
     /// Records of the pending event, at most `limit`; shard end with the last of them.
@@ -264,14 +270,21 @@ impl FanOutFetcher {
             .await
             .map_err(|e| self.error("RegisterStreamConsumer", e.to_string()))?;
         let position = self.starting_position()?;
-        let r = self
+        // The SDK answers once the first message of the stream arrived (AWS sends an
+        // initial-response at once; kinesis-local sends nothing until there are records):
+        // a call that stays silent is as dead as a silent subscription.
+        let call = self
             .client
             .subscribe_to_shard()
             .consumer_arn(&arn)
             .shard_id(&self.shard)
             .starting_position(position)
-            .send()
-            .await;
+            .send();
+        let Ok(r) = tokio::time::timeout(self.config.idle_timeout, call).await else {
+            self.stats.idle_replacements += 1;
+            self.silent();
+            return Ok(());
+        };
         match r {
             Ok(out) => {
                 self.stats.subscriptions += 1;
