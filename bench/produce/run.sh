@@ -12,35 +12,15 @@
 #                  16 shards, rate limit raised to 100,000 %: what the producer itself does
 #   ferro-plain    as ferro-fast, aggregation off
 #   kinesis-local  kinesis-local (dev/stack), 4 shards, default producer
-# Needs `dev/stack up kinesis ferrokinesis`. Release build in $CARGO_TARGET_DIR
-# (default ~/.cache/shardline/bench-target).
+# Needs `dev/stack up kinesis ferrokinesis`. Release build in $CARGO_TARGET_DIR (see
+# bench/lib.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=${1:-1000000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shardline/bench-target}
-STACK_HOME=${SHARDLINE_STACK_HOME:-$HOME/.cache/shardline/stack}
-FAST_PORT=${SHARDLINE_BENCH_FERRO_PORT:-4570}
-
-cargo build --release --locked -p shardline >&2
-bin=$CARGO_TARGET_DIR/release/shardline
+source bench/lib.sh
+build_release
 eval "$(dev/stack env)"
-dev/stack status >/dev/null 2>&1 || true
-
-# An unlimited ferrokinesis, in its own network namespace (it binds 0.0.0.0).
-sock=$(mktemp -u /tmp/shardline-bench-ferro.XXXXXX.sock)
-setsid dev/stack.d/netns-bridge "$sock" "$FAST_PORT" 4567 -- \
-  "$STACK_HOME"/ferrokinesis-*/root/bin/ferrokinesis --port 4567 --create-stream-ms 0 \
-  --shard-limit 1000 --log-level warn >/tmp/shardline-bench-ferro.log 2>&1 &
-fast_pid=$!
-trap 'kill -- -$fast_pid 2>/dev/null || true; rm -f "$sock"' EXIT
-for _ in $(seq 100); do
-  curl -s -o /dev/null -X POST "http://127.0.0.1:$FAST_PORT/" \
-    -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
-    -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
-    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000' \
-    -d '{}' && break
-  sleep 0.1
-done
+start_fast_ferrokinesis
 
 cfg=$(mktemp /tmp/shardline-bench-XXXXXX.yaml)
 cat >"$cfg" <<YAML
@@ -67,6 +47,6 @@ run() { # name endpoint shards records extra-args...
 }
 
 run ferro-limits "$SHARDLINE_FERROKINESIS_ENDPOINT" 16 "$N"
-run ferro-fast "http://127.0.0.1:$FAST_PORT" 16 "$N" --rate-limit 100000
-run ferro-plain "http://127.0.0.1:$FAST_PORT" 16 "$N" --rate-limit 100000 --no-aggregation
+run ferro-fast "$FAST_ENDPOINT" 16 "$N" --rate-limit 100000
+run ferro-plain "$FAST_ENDPOINT" 16 "$N" --rate-limit 100000 --no-aggregation
 run kinesis-local "$SHARDLINE_KINESIS_ENDPOINT" 4 $((N / 10))

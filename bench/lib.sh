@@ -1,0 +1,46 @@
+# bench/lib.sh — shared by the bench scripts (sourced, not run).
+#
+# Release builds go to $CARGO_TARGET_DIR, by default the folder .ci/run uses, so a bench
+# after CI only builds what changed.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shardline/ci-target}
+STACK_HOME=${SHARDLINE_STACK_HOME:-$HOME/.cache/shardline/stack}
+FAST_PORT=${SHARDLINE_BENCH_FERRO_PORT:-4570}
+
+# Builds the release binary; sets $bin.
+build_release() {
+  cargo build --release --locked -p shardline >&2
+  bin=$CARGO_TARGET_DIR/release/shardline
+}
+
+# Starts a ferrokinesis without limits on 127.0.0.1:$FAST_PORT, in its own network
+# namespace (it binds 0.0.0.0), stopped when the script exits. Sets $FAST_ENDPOINT.
+start_fast_ferrokinesis() {
+  local sock
+  sock=$(mktemp -u /tmp/shardline-bench-ferro.XXXXXX.sock)
+  setsid dev/stack.d/netns-bridge "$sock" "$FAST_PORT" 4567 -- \
+    "$STACK_HOME"/ferrokinesis-*/root/bin/ferrokinesis --port 4567 --create-stream-ms 0 \
+    --shard-limit 1000 --log-level warn >/tmp/shardline-bench-ferro.log 2>&1 &
+  fast_pid=$!
+  trap 'kill -- -$fast_pid 2>/dev/null || true; rm -f "'"$sock"'"' EXIT
+  FAST_ENDPOINT=http://127.0.0.1:$FAST_PORT
+  for _ in $(seq 100); do
+    curl -s -o /dev/null -X POST "$FAST_ENDPOINT/" \
+      -H 'Content-Type: application/x-amz-json-1.1' -H 'X-Amz-Target: Kinesis_20131202.ListStreams' \
+      -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
+      -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/kinesis/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000' \
+      -d '{}' && return 0
+    sleep 0.1
+  done
+  echo "ferrokinesis did not start on $FAST_ENDPOINT" >&2
+  return 1
+}
+
+# CPU seconds (user+system) a process has used so far.
+cpu_seconds() {
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+# Resident memory of a process in MiB: `rss_mib PID VmRSS` now, `rss_mib PID VmHWM` peak.
+rss_mib() {
+  awk -v k="$2:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$1/status"
+}
