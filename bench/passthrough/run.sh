@@ -13,11 +13,13 @@
 #             read from TRIM_HORIZON until Pulsar has them all: records/s, CPU seconds per
 #             million records and peak memory of shardline, and the CPU the emulator and
 #             Pulsar used meanwhile (what limits records/s on this 2-core machine)
+# SHARDLINE_BENCH_QUEUE sets source.receive_queue_size (default 10000, the product's).
 # Needs `dev/stack up` and the test guests (`guest-examples/build.sh`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 N=${1:-500000}
 SHARDS=${2:-8}
+QUEUE=${SHARDLINE_BENCH_QUEUE:-10000} # source.receive_queue_size
 source bench/lib.sh
 build_release
 eval "$(dev/stack env)"
@@ -32,6 +34,7 @@ application: $1
 source:
   stream: $2
   initial_position: trim_horizon
+  receive_queue_size: $QUEUE
 aws:
   region: us-east-1
   credentials: {type: static, access_key_id: test, secret_access_key: test}
@@ -97,12 +100,12 @@ peak=$(rss_mib $pid VmHWM)
 ferro1=$(cpu_seconds "$ferro")
 pulsar1=$(cpu_seconds "$pulsar")
 kill -TERM $pid && wait $pid || true
-python3 - "$N" "$SHARDS" "$t0" "$t1" "$cpu" "$peak" "$ferro0" "$ferro1" "$pulsar0" "$pulsar1" <<'PY'
+python3 - "$N" "$SHARDS" "$t0" "$t1" "$cpu" "$peak" "$ferro0" "$ferro1" "$pulsar0" "$pulsar1" "$QUEUE" <<'PY'
 import sys
 n, shards = int(sys.argv[1]), int(sys.argv[2])
-t0, t1, cpu, peak, f0, f1, p0, p1 = map(float, sys.argv[3:])
+t0, t1, cpu, peak, f0, f1, p0, p1 = map(float, sys.argv[3:11])
 wall = t1 - t0
-print(f"catch-up  records={n} shards={shards} seconds={wall:.1f} records_per_s={n / wall:.0f} "
+print(f"catch-up  records={n} shards={shards} queue={int(sys.argv[11])} seconds={wall:.1f} records_per_s={n / wall:.0f} "
       f"shardline_cpu_s_per_million={cpu / n * 1e6:.1f} shardline_cpu_share={cpu / wall:.2f} "
       f"peak_rss_mib={int(peak)} ferrokinesis_cpu_share={(f1 - f0) / wall:.2f} "
       f"pulsar_cpu_share={(p1 - p0) / wall:.2f}")
