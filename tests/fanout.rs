@@ -87,18 +87,7 @@ fn assert_exactly_once_in_order(puts: &[Put], got: &[Received]) {
         );
     }
     assert_eq!(got.len(), puts.len(), "nothing but the put records arrived");
-    let mut last: HashMap<String, String> = HashMap::new();
-    for m in got {
-        let shard = m.prop("kinesis.shard.id").to_string();
-        let seq = m.prop("kinesis.sequence.number").to_string();
-        if let Some(prev) = last.get(&shard) {
-            assert!(
-                seq_le(prev, &seq),
-                "shard {shard}: {seq} arrived after {prev}"
-            );
-        }
-        last.insert(shard, seq);
-    }
+    assert_in_shard_order(got);
 }
 
 /// Records put while the worker reads through fan-out arrive once each, in order per

@@ -135,18 +135,7 @@ async fn records_arrive_exactly_with_pulsar_io_metadata() {
         );
     }
     // Order per shard (and so per key) is kept.
-    let mut last: HashMap<String, String> = HashMap::new();
-    for m in &got {
-        let shard = m.prop("kinesis.shard.id").to_string();
-        let seq = m.prop("kinesis.sequence.number").to_string();
-        if let Some(prev) = last.get(&shard) {
-            assert!(
-                seq_le(prev, &seq),
-                "shard {shard}: {seq} arrived after {prev}"
-            );
-        }
-        last.insert(shard, seq);
-    }
+    assert_in_shard_order(&got);
 }
 
 /// Puts `n` small JSON records into a new stream of `shards` shards.

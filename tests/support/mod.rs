@@ -396,6 +396,23 @@ pub fn deliveries_by_sequence(got: &[Received]) -> HashMap<String, usize> {
     counts
 }
 
+/// Fails unless each shard's records (and so each partition key's) arrived in the order
+/// the shard stored them.
+pub fn assert_in_shard_order(got: &[Received]) {
+    let mut last: HashMap<String, String> = HashMap::new();
+    for m in got {
+        let shard = m.prop("kinesis.shard.id").to_string();
+        let seq = m.prop("kinesis.sequence.number").to_string();
+        if let Some(prev) = last.get(&shard) {
+            assert!(
+                seq_le(prev, &seq),
+                "shard {shard}: {seq} arrived after {prev}"
+            );
+        }
+        last.insert(shard, seq);
+    }
+}
+
 /// A real Pulsar consumer reading topics from the earliest message into a shared list.
 pub struct Collector {
     rx: watch::Receiver<Vec<Received>>,

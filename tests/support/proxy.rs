@@ -63,11 +63,7 @@ const OPEN: usize = 1 << 20;
 
 impl FaultProxy {
     pub async fn start(upstream: &str, faults: Faults, seed: u64) -> Self {
-        let upstream: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("upstream is http://ip:port");
+        let upstream = upstream_addr(upstream);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let state = Arc::new(Mutex::new(State {
@@ -117,6 +113,15 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// `http://ip:port` as an address.
+fn upstream_addr(endpoint: &str) -> SocketAddr {
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("upstream is http://ip:port")
 }
 
 struct Request {
@@ -428,11 +433,7 @@ pub struct EfoFacade {
 
 impl EfoFacade {
     pub async fn start(upstream: &str) -> Self {
-        let addr: SocketAddr = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .parse()
-            .expect("upstream is http://ip:port");
+        let addr = upstream_addr(upstream);
         let kinesis = super::kinesis_at(upstream);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind facade");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
