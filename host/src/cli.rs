@@ -170,6 +170,7 @@ struct Prepared {
 
 async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let config = Config::load(path).map_err(|e| Failure::Invalid(e.into()))?;
+    crate::metrics::global().set_level(config.metrics.level);
     let engine = WasmEngine::new(
         config
             .wasm
@@ -273,6 +274,9 @@ async fn run(path: &Path) -> Result<(), Failure> {
     let rt = |e: anyhow::Error| Failure::Runtime(e);
 
     let sdk = crate::aws::sdk_config(&config.aws).await.map_err(rt)?;
+    let exporters = crate::metrics::exporters::Exporters::start(&config, &sdk)
+        .await
+        .map_err(|e| rt(e.into()))?;
     let kinesis = crate::aws::kinesis(&sdk, &config.aws);
     let dynamodb = crate::aws::dynamodb(&sdk, &config.aws);
     let leases = LeaseTable::new(dynamodb, config.lease_table());
@@ -282,6 +286,7 @@ async fn run(path: &Path) -> Result<(), Failure> {
         .context("cannot prepare the lease table")
         .map_err(rt)?;
     let sinks = Sinks::connect(&config).await.map_err(rt)?;
+    crate::health::readiness().sinks_connected();
     let worker = config
         .leases
         .worker_id
@@ -290,6 +295,7 @@ async fn run(path: &Path) -> Result<(), Failure> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    crate::progress::spawn_for_run(shutdown.clone());
     // Hot reload: on a component file change or SIGHUP.
     let plans = Arc::new(Plans::new(p.plan));
     let interval = config.wasm.watch_interval;
@@ -310,7 +316,9 @@ async fn run(path: &Path) -> Result<(), Failure> {
         plans,
         stats: Arc::new(Stats::default()),
     });
-    coordinator::run(shared, shutdown).await.map_err(rt)?;
+    let result = coordinator::run(shared, shutdown).await;
+    exporters.stop().await;
+    result.map_err(rt)?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -248,6 +248,7 @@ impl LeaseTable {
         children: &[String],
     ) -> Result<i64, LeaseTableError> {
         let next = counter + 1;
+        let started = std::time::Instant::now();
         let mut update = self.owned_update(key, worker, counter);
         update = if children.is_empty() {
             update.update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero")
@@ -270,7 +271,9 @@ impl LeaseTable {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .send()
             .await;
-        self.conditional(r, key, "UpdateItem (checkpoint)")?;
+        let r = self.conditional(r, key, "UpdateItem (checkpoint)");
+        crate::metrics::consumer::checkpointed(key, started, r.is_ok());
+        r?;
         Ok(next)
     }
 
