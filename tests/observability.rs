@@ -263,7 +263,7 @@ async fn prometheus_counters_move_and_the_worker_turns_ready() {
         "{before}"
     );
     wait_for("both leases owned", LONG, || {
-        let scrape = scrape.clone();
+        let scrape = &scrape;
         async move { (prometheus_total(&scrape().await?, "shardline_leases_owned") == 2).then_some(()) }
     })
     .await;
@@ -272,7 +272,7 @@ async fn prometheus_counters_move_and_the_worker_turns_ready() {
         put_records(&stream, &records(&format!("p{round}"), batch)).await;
         collector.wait_for(total as usize, LONG).await;
         let text = wait_for(&format!("{total} records in the metrics"), LONG, || {
-            let scrape = scrape.clone();
+            let scrape = &scrape;
             async move {
                 let t = scrape().await?;
                 (prometheus_total(&t, "shardline_records_processed_total") == total
