@@ -223,6 +223,34 @@ async fn cloudwatch_receives_the_sums_of_a_run() {
     )
     .await;
     assert_eq!(shard, 0.0, "no ShardId dimension at summary level");
+
+    // `status` shows each shard's lag (nothing left behind its checkpoint) and how long ago
+    // its checkpoint was written.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(text.contains("lag") && text.contains("cp age"), "{text}");
+    for shard in last.keys() {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(shard))
+            .unwrap_or_else(|| panic!("no line for {shard}: {text}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // shard, owner (released: -), counter, checkpoint, lag, age, parents
+        assert_eq!(cols[4], "0ms", "caught up: {line}");
+        assert!(
+            cols[5].ends_with('s') && cols[5] != "-",
+            "checkpoint age: {line}"
+        );
+    }
 }
 
 /// Test 2: the Prometheus endpoint's counters move as records flow, /health answers and
