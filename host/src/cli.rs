@@ -170,6 +170,7 @@ struct Prepared {
 
 async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     let config = Config::load(path).map_err(|e| Failure::Invalid(e.into()))?;
+    crate::metrics::global().set_level(config.metrics.level);
     let engine = WasmEngine::new(
         config
             .wasm
@@ -273,6 +274,9 @@ async fn run(path: &Path) -> Result<(), Failure> {
     let rt = |e: anyhow::Error| Failure::Runtime(e);
 
     let sdk = crate::aws::sdk_config(&config.aws).await.map_err(rt)?;
+    let exporters = crate::metrics::exporters::Exporters::start(&config, &sdk)
+        .await
+        .map_err(|e| rt(e.into()))?;
     let kinesis = crate::aws::kinesis(&sdk, &config.aws);
     let dynamodb = crate::aws::dynamodb(&sdk, &config.aws);
     let leases = LeaseTable::new(dynamodb, config.lease_table());
@@ -282,6 +286,7 @@ async fn run(path: &Path) -> Result<(), Failure> {
         .context("cannot prepare the lease table")
         .map_err(rt)?;
     let sinks = Sinks::connect(&config).await.map_err(rt)?;
+    crate::health::readiness().sinks_connected();
     let worker = config
         .leases
         .worker_id
@@ -290,6 +295,7 @@ async fn run(path: &Path) -> Result<(), Failure> {
 
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
+    crate::progress::spawn_for_run(shutdown.clone());
     // Hot reload: on a component file change or SIGHUP.
     let plans = Arc::new(Plans::new(p.plan));
     let interval = config.wasm.watch_interval;
@@ -310,7 +316,9 @@ async fn run(path: &Path) -> Result<(), Failure> {
         plans,
         stats: Arc::new(Stats::default()),
     });
-    coordinator::run(shared, shutdown).await.map_err(rt)?;
+    let result = coordinator::run(shared, shutdown).await;
+    exporters.stop().await;
+    result.map_err(rt)?;
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -320,10 +328,12 @@ async fn status(path: &Path) -> Result<(), Failure> {
     let sdk = crate::aws::sdk_config(&config.aws)
         .await
         .map_err(Failure::Runtime)?;
-    let leases = LeaseTable::new(
-        crate::aws::dynamodb(&sdk, &config.aws),
-        config.lease_table(),
-    );
+    let dynamodb = crate::aws::dynamodb(&sdk, &config.aws);
+    let kinesis = crate::aws::kinesis(&sdk, &config.aws);
+    let times = crate::consumer::lease_table::checkpoint_times(&dynamodb, config.lease_table())
+        .await
+        .unwrap_or_default();
+    let leases = LeaseTable::new(dynamodb, config.lease_table());
     let mut all = leases
         .list()
         .await
@@ -343,9 +353,12 @@ async fn status(path: &Path) -> Result<(), Failure> {
     );
     let mut per_owner: std::collections::BTreeMap<String, usize> = Default::default();
     println!(
-        "{:<28} {:<44} {:>8}  {:<20} parents",
-        "shard", "owner", "counter", "checkpoint"
+        "{:<28} {:<44} {:>8}  {:<20} {:>9} {:>9}  parents",
+        "shard", "owner", "counter", "checkpoint", "lag", "cp age"
     );
+    let now_millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for l in &all {
         let owner = l.owner.clone().unwrap_or_else(|| "-".into());
         if l.owner.is_some() && l.checkpoint != crate::consumer::checkpoint::Checkpoint::ShardEnd {
@@ -357,8 +370,28 @@ async fn status(path: &Path) -> Result<(), Failure> {
         } else {
             cp
         };
+        // Lag: how far behind the tip the record after the checkpoint is; cp age: how long
+        // ago the checkpoint was written.
+        let (stream, shard) = match l.key.split_once(':') {
+            Some((s, shard)) => (s.to_string(), shard),
+            None => (config.first_stream(), l.key.as_str()),
+        };
+        let lag = match crate::consumer::lag::millis_behind(&kinesis, &stream, shard, &l.checkpoint)
+            .await
+        {
+            Ok(Some(ms)) => crate::consumer::lag::short(ms),
+            Ok(None) => "-".into(),
+            Err(e) => {
+                tracing::warn!(%stream, %shard, error = %e, "cannot measure the lag");
+                "?".into()
+            }
+        };
+        let age = times.get(&l.key).map_or_else(
+            || "-".into(),
+            |t| crate::consumer::lag::short(now_millis - t),
+        );
         println!(
-            "{:<28} {:<44} {:>8}  {:<20} {}",
+            "{:<28} {:<44} {:>8}  {:<20} {lag:>9} {age:>9}  {}",
             l.key,
             owner,
             l.counter,

@@ -8,6 +8,7 @@
 //! - [`wasm`]: the component runtime and the stages.
 //! - [`sinks`]: Pulsar (and, later, Kinesis).
 //! - [`agg`]: the KPL aggregation format.
+//! - [`metrics`], [`health`]: what operators watch (CloudWatch, Prometheus, /ready).
 //! - [`cli`]: the `shardline` command.
 
 pub mod agg;
@@ -16,8 +17,11 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod fanout;
+pub mod health;
+pub mod metrics;
 pub mod produce;
 pub mod producer;
+pub mod progress;
 pub mod sinks;
 pub mod tail;
 pub mod wasm;

@@ -137,6 +137,8 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     let stream = args.stream.clone().unwrap_or_else(|| config.first_stream());
     let sdk = crate::aws::sdk_config(&config.aws).await?;
+    crate::metrics::global().set_level(config.metrics.level);
+    let exporters = crate::metrics::exporters::Exporters::start(&config, &sdk).await?;
     let client = crate::aws::kinesis(&sdk, &config.aws);
     if let Some(shards) = args.create_shards {
         ensure_stream(&client, &stream, shards).await?;
@@ -181,6 +183,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     reader.abort();
     producer.close().await;
+    exporters.stop().await;
     let summary = Summary {
         stats: producer.stats().snapshot(),
         failures,

@@ -7,6 +7,7 @@
 //! against the folder of the config file.
 
 mod locate;
+pub mod metrics;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct Config {
     pub default_sink: Option<String>,
     #[serde(default)]
     pub errors: ErrorsConfig,
+    #[serde(default)]
+    pub metrics: metrics::MetricsConfig,
     /// Folder of the config file; relative paths resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -1128,6 +1131,7 @@ impl Config {
             ),
             _ => {}
         }
+        self.metrics.problems(&mut bad);
         out
     }
 
@@ -1222,6 +1226,14 @@ impl Config {
         self.source
             .fan_out
             .consumer_name
+            .as_deref()
+            .unwrap_or(&self.application)
+    }
+
+    /// The CloudWatch namespace of the metrics.
+    pub fn metrics_namespace(&self) -> &str {
+        self.metrics
+            .namespace
             .as_deref()
             .unwrap_or(&self.application)
     }

@@ -123,6 +123,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                         resync = true; // children may be ready now
                     }
                     ShardExit::LeaseLost => {
+                        crate::metrics::consumer::LeaseMetrics::of(&shared.worker).lost.inc();
                         tracing::warn!(shard = %key, "lease lost");
                         forget(&mut held, &registry, &key);
                     }
@@ -159,6 +160,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
         // Take what balancing says: free and expired leases first, then steal.
         match shared.leases.list().await {
             Ok(mut leases) => {
+                crate::health::readiness().leasing();
                 // Leases of streams this config does not read (any more) are not ours to
                 // balance or take.
                 leases.retain(|l| stream_of(&streams, &l.key).is_some());
@@ -177,6 +179,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                             if reason == Reason::Stolen {
                                 shared.stats.stolen.fetch_add(1, Ordering::Relaxed);
                             }
+                            crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+                                .took(reason == Reason::Stolen);
                             let hl = HeldLease::new(&lease, counter, sent);
                             hl.spawn_watchdog(stop_after);
                             if let Ok(mut r) = registry.lock() {
@@ -210,6 +214,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             Err(e) => tracing::warn!(error = %e, "cannot list leases"),
         }
 
+        crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+            .current
+            .set(held.len() as i64);
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
             last_progress = Instant::now();
             tracing::info!(
@@ -338,6 +345,11 @@ async fn renewer(
             (l, r)
         });
         for (lease, result) in futures::future::join_all(renewals).await {
+            if !matches!(result, Ok(Ok(()))) {
+                crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+                    .renew_failures
+                    .inc();
+            }
             match result {
                 Ok(Ok(())) => {}
                 Ok(Err(LeaseTableError::Conflict(_))) => {

@@ -20,6 +20,9 @@ pub mod attr {
     pub const CHILD_SHARD_IDS: &str = "childShardIds";
     pub const STARTING_HASH_KEY: &str = "startingHashKey";
     pub const ENDING_HASH_KEY: &str = "endingHashKey";
+    /// When the checkpoint was last written (Unix milliseconds, this host's clock). Not a
+    /// KCL attribute: the KCL ignores it; `shardline status` shows its age.
+    pub const CHECKPOINT_TIME: &str = "shardlineCheckpointMillis";
 }
 
 /// One lease item.

@@ -248,12 +248,16 @@ impl LeaseTable {
         children: &[String],
     ) -> Result<i64, LeaseTableError> {
         let next = counter + 1;
+        let started = std::time::Instant::now();
         let mut update = self.owned_update(key, worker, counter);
         update = if children.is_empty() {
-            update.update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero")
+            update
+                .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ct = :ct")
         } else {
             update
-                .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ch = :ch")
+                .update_expression(
+                    "SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ct = :ct, #ch = :ch",
+                )
                 .expression_attribute_names("#ch", attr::CHILD_SHARD_IDS)
                 .expression_attribute_values(":ch", AttributeValue::Ss(children.to_vec()))
         };
@@ -261,6 +265,8 @@ impl LeaseTable {
             .expression_attribute_names("#cp", attr::CHECKPOINT)
             .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
             .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_names("#ct", attr::CHECKPOINT_TIME)
+            .expression_attribute_values(":ct", AttributeValue::N(now_millis().to_string()))
             .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
             .expression_attribute_values(":cp", AttributeValue::S(checkpoint.as_kcl().to_string()))
             .expression_attribute_values(
@@ -270,7 +276,9 @@ impl LeaseTable {
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .send()
             .await;
-        self.conditional(r, key, "UpdateItem (checkpoint)")?;
+        let r = self.conditional(r, key, "UpdateItem (checkpoint)");
+        crate::metrics::consumer::checkpointed(key, started, r.is_ok());
+        r?;
         Ok(next)
     }
 
@@ -345,6 +353,48 @@ impl LeaseTable {
             Ok(_) => Ok(()),
             Err(e) if is_conditional(&e) => Err(LeaseTableError::Conflict(key.to_string())),
             Err(e) => Err(service_err(&self.table, operation, e)),
+        }
+    }
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// When each lease's checkpoint was last written by Shardline (Unix milliseconds), by
+/// lease key; leases a KCL application wrote have none.
+pub async fn checkpoint_times(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<std::collections::HashMap<String, i64>, String> {
+    let mut out = std::collections::HashMap::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .projection_expression("#k, #ct")
+            .expression_attribute_names("#k", attr::LEASE_KEY)
+            .expression_attribute_names("#ct", attr::CHECKPOINT_TIME)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())?;
+        for item in page.items() {
+            if let (Some(AttributeValue::S(k)), Some(AttributeValue::N(t))) =
+                (item.get(attr::LEASE_KEY), item.get(attr::CHECKPOINT_TIME))
+            {
+                if let Ok(t) = t.parse() {
+                    out.insert(k.clone(), t);
+                }
+            }
+        }
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return Ok(out);
         }
     }
 }

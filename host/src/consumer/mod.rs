@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod coordinator;
 pub mod dead_letter;
+pub mod lag;
 pub mod lease;
 pub mod lease_table;
 pub mod lease_taker;

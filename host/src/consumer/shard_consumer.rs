@@ -299,6 +299,7 @@ pub async fn run(
         Err(e) => return ShardExit::Failed(e.to_string()),
     };
     let mut consumer = ShardConsumer {
+        metrics: crate::metrics::consumer::ShardMetrics::new(&stream.name, &shard, &shared.config),
         shared,
         lease,
         stream: stream.name,
@@ -356,6 +357,7 @@ enum Pass {
 }
 
 struct ShardConsumer {
+    metrics: crate::metrics::consumer::ShardMetrics,
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: String,
@@ -488,7 +490,7 @@ impl ShardConsumer {
             };
             let Some(fetched) = fetched else { continue };
             let fetched = match fetched {
-                Ok(f) => f,
+                Ok(f) => f.metered(&self.metrics),
                 Err(e) => {
                     tracing::error!(error = %e, "retrieval failed");
                     return Pass::Exit(self.finish(&flow, ShardExit::Failed(e.to_string())).await);
@@ -687,6 +689,7 @@ impl ShardConsumer {
         if records.is_empty() {
             return Ok(());
         }
+        self.metrics.processed(&records);
         let ctx = BatchContext {
             stream_name: self.stream.clone(),
             shard_id: self.shard.clone(),
@@ -697,6 +700,7 @@ impl ShardConsumer {
         self.refresh(stages);
 
         // The stages run on a blocking thread: a guest call is synchronous CPU work.
+        let started = std::time::Instant::now();
         let (outcome, records) = match stages.take() {
             Some(mut set) => {
                 let ctx2 = ctx.clone();
@@ -716,6 +720,7 @@ impl ShardConsumer {
             }
             None => return Err("stage instances are gone after an earlier failure".into()),
         };
+        self.metrics.staged(records.len(), &outcome, started);
         self.dispatch(flow, &ctx, &records, &metas, outcome).await
     }
 
@@ -827,6 +832,7 @@ impl ShardConsumer {
                         let target = sinks
                             .resolve(&dest)
                             .map_err(|e| format!("{what}; dead letter: {e}"))?;
+                        self.metrics.dead_lettered();
                         tracing::warn!(
                             "{what}; {key} is dead_letter: sent to {} of sink {}",
                             target.topic,

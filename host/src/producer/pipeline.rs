@@ -234,6 +234,7 @@ pub(super) struct Pipeline {
     stream: Arc<str>,
     config: ProducerConfig,
     stats: Arc<ProducerStats>,
+    metrics: Arc<crate::metrics::producer::ProducerMetrics>,
     map: ShardMap,
     shards: HashMap<Arc<str>, ShardQueue>,
     /// Shard ids in hash order, for round-robin collection.
@@ -272,6 +273,9 @@ impl Pipeline {
             max: config.max_retry_backoff,
         };
         let mut p = Self {
+            metrics: Arc::new(crate::metrics::producer::ProducerMetrics::new(
+                &stream, &stats,
+            )),
             client,
             stream,
             config,
@@ -617,7 +621,13 @@ impl Pipeline {
             .kinesis_records
             .fetch_add(batch.len() as u64, Relaxed);
         let mut entries = Vec::with_capacity(batch.len());
+        let now = Instant::now();
         for r in &mut batch {
+            if r.attempts == 0 {
+                self.metrics
+                    .buffering_time
+                    .observe((now - r.arrived).as_millis() as u64);
+            }
             if r.attempts > 0 {
                 self.stats.retries.fetch_add(1, Relaxed);
             } else if r.aggregated {
@@ -638,8 +648,12 @@ impl Pipeline {
             .set_records(Some(entries));
         let timeout = self.config.request_timeout;
         let tx = self.done_tx.clone();
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout, req.send()).await {
+            let sent = std::time::Instant::now();
+            let result = tokio::time::timeout(timeout, req.send()).await;
+            metrics.request_time.observe_since(sent);
+            let result = match result {
                 Ok(Ok(out)) => Ok(out),
                 Ok(Err(e)) => Err(AttemptError::Request {
                     code: e
@@ -728,6 +742,7 @@ impl Pipeline {
         self.stats
             .bytes_stored
             .fetch_add(r.data.len() as u64, Relaxed);
+        self.metrics.stored(r.attempts);
         let aggregated = r.aggregated;
         let attempts = r.attempts;
         for (i, mut m) in r.members.into_iter().enumerate() {
@@ -752,6 +767,7 @@ impl Pipeline {
     /// Schedules another attempt, or gives up on the record.
     fn retry(&mut self, mut r: KinesisRecord, e: AttemptError, now: Instant) {
         use std::sync::atomic::Ordering::Relaxed;
+        self.metrics.error(e.code());
         if e.is_throttling() {
             self.stats.throttled.fetch_add(1, Relaxed);
         }

@@ -25,6 +25,7 @@ pub struct KinesisSink {
     config: KinesisSinkConfig,
     client: aws_sdk_kinesis::Client,
     producers: Mutex<HashMap<String, Arc<Producer>>>,
+    metrics: Arc<crate::metrics::sink::SinkMetrics>,
 }
 
 impl std::fmt::Debug for KinesisSink {
@@ -58,6 +59,7 @@ impl KinesisSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
+            metrics: Arc::new(crate::metrics::sink::SinkMetrics::new(name)),
         };
         sink.producer(&config.stream)
             .await
@@ -98,7 +100,10 @@ impl KinesisSink {
         record: &RecordContext<'_>,
         event: Event,
     ) -> Result<Receipt, SinkError> {
-        let producer = self.producer(stream).await?;
+        let producer = self
+            .producer(stream)
+            .await
+            .inspect_err(|_| self.metrics.refused())?;
         let user = UserRecord {
             partition_key: event
                 .key
@@ -109,14 +114,18 @@ impl KinesisSink {
         let handle = producer
             .put(user)
             .await
-            .map_err(|e| self.err(stream, e.to_string()))?;
+            .map_err(|e| self.err(stream, e.to_string()))
+            .inspect_err(|_| self.metrics.refused())?;
         let (sink, topic) = (self.name.clone(), stream.to_string());
+        let (metrics, started) = (self.metrics.clone(), self.metrics.sent());
         Ok(async move {
-            handle.await.map(|_| ()).map_err(|e| SinkError {
+            let r = handle.await.map(|_| ()).map_err(|e| SinkError {
                 sink,
                 topic,
                 message: e.to_string(),
-            })
+            });
+            metrics.acknowledged(started, r.is_ok());
+            r
         }
         .boxed())
     }

@@ -104,6 +104,7 @@ pub struct PulsarSink {
     opts: MessageOptions,
     client: Pulsar<TokioExecutor>,
     producers: Mutex<HashMap<String, std::sync::Arc<Mutex<Producer<TokioExecutor>>>>>,
+    metrics: std::sync::Arc<crate::metrics::sink::SinkMetrics>,
 }
 
 impl std::fmt::Debug for PulsarSink {
@@ -135,6 +136,7 @@ impl PulsarSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
+            metrics: std::sync::Arc::new(crate::metrics::sink::SinkMetrics::new(name)),
         })
     }
 
@@ -186,17 +188,22 @@ impl PulsarSink {
         extra: &[(&str, &str)],
     ) -> Result<Receipt, SinkError> {
         let msg = message(&self.opts, record, event, extra);
-        let producer = self.producer(topic).await?;
+        let producer = self
+            .producer(topic)
+            .await
+            .inspect_err(|_| self.metrics.refused())?;
         let fut = {
             let mut p = producer.lock().await;
             p.send_non_blocking(msg)
                 .await
-                .map_err(|e| self.err(topic, format!("send failed: {e}")))?
+                .map_err(|e| self.err(topic, format!("send failed: {e}")))
+                .inspect_err(|_| self.metrics.refused())?
         };
         let timeout = self.config.send_timeout;
         let (sink, topic) = (self.name.clone(), topic.to_string());
+        let (metrics, started) = (self.metrics.clone(), self.metrics.sent());
         Ok(async move {
-            match tokio::time::timeout(timeout, fut).await {
+            let r = match tokio::time::timeout(timeout, fut).await {
                 Ok(Ok(_receipt)) => Ok(()),
                 Ok(Err(e)) => Err(SinkError {
                     sink,
@@ -208,7 +215,9 @@ impl PulsarSink {
                     topic,
                     message: format!("no receipt within {timeout:?}"),
                 }),
-            }
+            };
+            metrics.acknowledged(started, r.is_ok());
+            r
         }
         .boxed())
     }

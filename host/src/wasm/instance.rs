@@ -94,6 +94,7 @@ pub(crate) struct Instance {
     deserializer: Option<deserializer::Guest>,
     transformer: Option<transformer::Guest>,
     router: Option<router::Guest>,
+    metrics: crate::metrics::wasm::InstanceMetrics,
 }
 
 impl Instance {
@@ -149,6 +150,7 @@ impl Instance {
             None => None,
         };
         Ok(Self {
+            metrics: crate::metrics::wasm::InstanceMetrics::new(&info.name),
             info,
             settings,
             grants,
@@ -226,6 +228,7 @@ impl Instance {
         self.store
             .set_epoch_deadline(self.info.engine.deadline_ticks());
         let result = f(&mut self.store);
+        self.metrics.called(result.is_err());
         let printed = self.take_output();
         match result {
             Ok(v) => {
@@ -287,6 +290,7 @@ impl Instance {
     }
 
     fn recycle(&mut self) {
+        self.metrics.recycled();
         match Instance::new(
             self.info.clone(),
             self.settings.clone(),

@@ -52,6 +52,7 @@ pub struct PollingFetcher {
     iterator: Option<String>,
     next_call: Instant,
     backoff: Duration,
+    metrics: crate::metrics::consumer::RetrievalMetrics,
 }
 
 impl PollingFetcher {
@@ -75,6 +76,7 @@ impl PollingFetcher {
             iterator: None,
             next_call: Instant::now(),
             backoff,
+            metrics: crate::metrics::consumer::RetrievalMetrics::new(stream, shard),
         }
     }
 
@@ -116,6 +118,7 @@ impl PollingFetcher {
                 .await;
             match r {
                 Ok(out) => {
+                    self.metrics.got_records(sent);
                     self.backoff = self.config.backoff;
                     let records = out.records;
                     self.next_call = sent
@@ -143,10 +146,12 @@ impl PollingFetcher {
                 }
                 Err(e) => match classify(&e) {
                     ErrorClass::ExpiredIterator => {
+                        self.metrics.expired_iterator();
                         tracing::debug!(shard = %self.shard, "iterator expired; getting a new one");
                         self.iterator = None;
                     }
                     ErrorClass::Throttled => {
+                        self.metrics.throttled();
                         tracing::debug!(shard = %self.shard, "GetRecords throttled");
                         self.back_off("GetRecords", "throttled");
                     }
