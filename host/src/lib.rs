@@ -8,6 +8,7 @@
 //! - [`wasm`]: the component runtime and the stages.
 //! - [`sinks`]: Pulsar (and, later, Kinesis).
 //! - [`agg`]: the KPL aggregation format.
+//! - [`migrate`]: configs of Pulsar IO, StateFun, Samza and Flink, converted.
 //! - [`cli`]: the `shardline` command.
 
 pub mod agg;
@@ -15,6 +16,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod consumer;
+pub mod migrate;
 pub mod produce;
 pub mod producer;
 pub mod sinks;
