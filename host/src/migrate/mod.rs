@@ -245,11 +245,10 @@ pub fn convert(
             file: path.display().to_string(),
             source,
         })?;
-        let overlay: Value =
-            serde_yaml::from_str(&otext).map_err(|e| MigrateError::Parse {
-                file: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let overlay: Value = serde_yaml::from_str(&otext).map_err(|e| MigrateError::Parse {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         draft.merge_overlay(overlay, &path.display().to_string());
     }
     draft.unpark_producer();
@@ -396,13 +395,22 @@ impl Draft {
         self.remove(from);
         for (k, v) in parked {
             let k = k.as_str().unwrap_or_default().to_string();
-            let origin = self.origins.remove(&format!("{from}.{k}")).unwrap_or_default();
+            let origin = self
+                .origins
+                .remove(&format!("{from}.{k}"))
+                .unwrap_or_default();
             self.set(&format!("{to}.{k}"), v, &origin);
         }
     }
 
     /// A note; `changed` and `added` notes with a native key also become a comment above it.
-    pub fn note(&mut self, kind: NoteKind, key: &str, native: Option<&str>, text: impl Into<String>) {
+    pub fn note(
+        &mut self,
+        kind: NoteKind,
+        key: &str,
+        native: Option<&str>,
+        text: impl Into<String>,
+    ) {
         let text = text.into();
         if let (Some(n), NoteKind::Changed | NoteKind::Added) = (native, kind) {
             self.comments
@@ -480,9 +488,9 @@ impl Draft {
         if let Some(Value::Mapping(parked)) = self.get("_kinesis_producer").cloned() {
             self.remove("_kinesis_producer");
             let sink = match self.get("sinks").and_then(Value::as_mapping) {
-                Some(sinks) => sinks.iter().find_map(|(name, s)| {
-                    s.get("kinesis").and(name.as_str().map(str::to_string))
-                }),
+                Some(sinks) => sinks
+                    .iter()
+                    .find_map(|(name, s)| s.get("kinesis").and(name.as_str().map(str::to_string))),
                 None => None,
             };
             for (k, v) in parked {
@@ -533,7 +541,12 @@ impl Draft {
                     self.merge_at(&path, inner, origin)
                 }
                 other => {
-                    self.secrets.retain(|s| !s.starts_with(&path));
+                    // What was under the replaced key goes with it.
+                    let under = format!("{path}.");
+                    self.secrets
+                        .retain(|s| *s != path && !s.starts_with(&under));
+                    self.origins.retain(|k, _| !k.starts_with(&under));
+                    self.comments.retain(|k, _| !k.starts_with(&under));
                     self.set(&path, other, origin);
                 }
             }
@@ -547,14 +560,29 @@ impl Draft {
         out
     }
 
-    fn render_map(&self, m: &Mapping, prefix: &str, indent: usize, secrets: bool, out: &mut String) {
+    fn render_map(
+        &self,
+        m: &Mapping,
+        prefix: &str,
+        indent: usize,
+        secrets: bool,
+        out: &mut String,
+    ) {
         let pad = " ".repeat(indent);
         let mut entries: Vec<(&Value, &Value)> = m.iter().collect();
         if prefix.is_empty() {
             // The order of config/full.yaml.
             const ORDER: &[&str] = &[
-                "application", "source", "aws", "leases", "checkpoint", "stages", "wasm",
-                "sinks", "default_sink", "errors",
+                "application",
+                "source",
+                "aws",
+                "leases",
+                "checkpoint",
+                "stages",
+                "wasm",
+                "sinks",
+                "default_sink",
+                "errors",
             ];
             entries.sort_by_key(|(k, _)| {
                 ORDER
@@ -594,7 +622,10 @@ impl Draft {
                                 let mut first = true;
                                 for line in sub.lines() {
                                     if first && !line.trim_start().starts_with('#') {
-                                        out.push_str(&format!("{pad}  - {}\n", &line[indent + 4..]));
+                                        out.push_str(&format!(
+                                            "{pad}  - {}\n",
+                                            &line[indent + 4..]
+                                        ));
                                         first = false;
                                     } else {
                                         out.push_str(line);
@@ -705,8 +736,9 @@ pub fn kpl_property(
     };
     match name {
         "AggregationEnabled" => {
-            let b = boolean(value)
-                .ok_or_else(|| src.invalid(key, format!("expected true or false, got {value:?}")))?;
+            let b = boolean(value).ok_or_else(|| {
+                src.invalid(key, format!("expected true or false, got {value:?}"))
+            })?;
             park(d, "aggregation", Value::Bool(b));
         }
         "AggregationMaxSize" => park(d, "aggregation_max_size", num(value)?.into()),
@@ -737,13 +769,24 @@ pub fn kpl_property(
             "Shardline retries throttled records until record_ttl, then dead-letters them",
         ),
         "MetricsLevel" | "MetricsGranularity" | "MetricsNamespace" | "MetricsUploadDelay"
-        | "CloudwatchEndpoint" | "CloudwatchPort" => {
-            d.ignore(key, "KPL metrics; Shardline's metrics are configured separately")
-        }
-        "ThreadingModel" | "ThreadPoolSize" | "NativeExecutable" | "TempDirectory"
-        | "EnableCoreDumps" | "LogLevel" | "MinConnections" | "ConnectTimeout"
-        | "CredentialsRefreshDelay" | "VerifyCertificate" | "KinesisPort" | "StsEndpoint"
-        | "StsPort" | "UserRecordTimeoutInMillis" => d.ignore(
+        | "CloudwatchEndpoint" | "CloudwatchPort" => d.ignore(
+            key,
+            "KPL metrics; Shardline's metrics are configured separately",
+        ),
+        "ThreadingModel"
+        | "ThreadPoolSize"
+        | "NativeExecutable"
+        | "TempDirectory"
+        | "EnableCoreDumps"
+        | "LogLevel"
+        | "MinConnections"
+        | "ConnectTimeout"
+        | "CredentialsRefreshDelay"
+        | "VerifyCertificate"
+        | "KinesisPort"
+        | "StsEndpoint"
+        | "StsPort"
+        | "UserRecordTimeoutInMillis" => d.ignore(
             key,
             "a setting of the KPL's native process; Shardline's producer runs in-process",
         ),
@@ -798,8 +841,7 @@ pub fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
 /// `T`-separated time with an offset.
 pub fn utc_time(text: &str) -> Option<String> {
     let t = text.trim();
-    let (main, offset_secs) = if let Some(m) = t.strip_suffix('Z').or_else(|| t.strip_suffix('z'))
-    {
+    let (main, offset_secs) = if let Some(m) = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
         (m.trim_end(), 0i64)
     } else {
         // a trailing ±hh:mm or ±hhmm
@@ -844,13 +886,17 @@ mod tests {
 
     #[test]
     fn properties_parse_like_java() {
-        let p = parse_properties(
-            "# c\n// c\na=1\nb : 2\nc 3\nd=multi\\\n  line\n\ne=\n",
-        );
+        let p = parse_properties("# c\n// c\na=1\nb : 2\nc 3\nd=multi\\\n  line\n\ne=\n");
         let kv: Vec<(&str, &str)> = p.iter().map(|(_, k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(
             kv,
-            [("a", "1"), ("b", "2"), ("c", "3"), ("d", "multiline"), ("e", "")]
+            [
+                ("a", "1"),
+                ("b", "2"),
+                ("c", "3"),
+                ("d", "multiline"),
+                ("e", "")
+            ]
         );
         assert_eq!(p[3].0, 6);
     }
