@@ -32,8 +32,7 @@ fn inputs(format: Format) -> Vec<PathBuf> {
 
 fn options(input: &Path) -> Options {
     let args = PathBuf::from(format!("{}.args", input.display()));
-    let text = std::fs::read_to_string(&args)
-        .unwrap_or_else(|e| panic!("{}: {e}", args.display()));
+    let text = std::fs::read_to_string(&args).unwrap_or_else(|e| panic!("{}: {e}", args.display()));
     let mut o = Options::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (k, v) = line.split_once('=').expect("key=value");
@@ -75,9 +74,8 @@ fn foreign_configs_convert_to_the_golden_text() {
                 std::fs::write(&out, &got).expect("write golden file");
                 continue;
             }
-            let want = std::fs::read_to_string(&out).unwrap_or_else(|e| {
-                panic!("{}: {e} (run with SHARDLINE_BLESS=1)", out.display())
-            });
+            let want = std::fs::read_to_string(&out)
+                .unwrap_or_else(|e| panic!("{}: {e} (run with SHARDLINE_BLESS=1)", out.display()));
             if got != want {
                 mismatches.push(format!(
                     "{}:\n--- want\n{want}\n--- got\n{got}",
@@ -93,13 +91,23 @@ fn foreign_configs_convert_to_the_golden_text() {
 fn every_seed_converts_and_every_misspelling_is_an_error_with_a_suggestion() {
     for format in Format::ALL {
         for input in inputs(format) {
-            let name = input.file_name().expect("name").to_string_lossy().into_owned();
+            let name = input
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
             let result = migrate::load(&input, format, &options(&input));
             if name.starts_with("seed-") {
                 let c = result.unwrap_or_else(|e| panic!("{name}: {e}"));
                 let yaml = c.yaml(false);
                 // Secrets never appear in the printed config or the notes.
-                for secret in ["Your secret key", "my_secret_access_key", "YOUR-SECRET-KEY", "aws_secret_key_here", "samza-secret"] {
+                for secret in [
+                    "Your secret key",
+                    "my_secret_access_key",
+                    "YOUR-SECRET-KEY",
+                    "aws_secret_key_here",
+                    "samza-secret",
+                ] {
                     assert!(!yaml.contains(secret), "{name} shows a secret:\n{yaml}");
                     assert!(!format!("{:?}", c.notes).contains(secret), "{name}");
                     assert!(!format!("{:?}", c.config).contains(secret), "{name}");
@@ -116,17 +124,39 @@ fn every_seed_converts_and_every_misspelling_is_an_error_with_a_suggestion() {
 fn the_cli_prints_the_same_conversion_and_exits_2_on_a_typo() {
     let input = dir().join("pulsar-io/seed-minimal.yaml");
     let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
-        .args(["convert", "--from", "pulsar-io", "--to", "persistent://public/default/kinesis-in"])
+        .args([
+            "convert",
+            "--from",
+            "pulsar-io",
+            "--to",
+            "persistent://public/default/kinesis-in",
+        ])
         .arg(&input)
         .output()
         .expect("run shardline convert");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).expect("utf-8");
-    assert_eq!(printed.replace(&dir().display().to_string(), "<golden>"), convert(Format::PulsarIo, &input));
+    assert_eq!(
+        printed.replace(&dir().display().to_string(), "<golden>"),
+        convert(Format::PulsarIo, &input)
+    );
 
     let typo = dir().join("flink/err-misspelled.properties");
     let out = Command::new(env!("CARGO_BIN_EXE_shardline"))
-        .args(["validate", "--from", "flink", "--stream", "s", "--to", "persistent://public/default/x", "--config"])
+        .args([
+            "validate",
+            "--from",
+            "flink",
+            "--stream",
+            "s",
+            "--to",
+            "persistent://public/default/x",
+            "--config",
+        ])
         .arg(&typo)
         .output()
         .expect("run shardline validate");

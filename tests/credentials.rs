@@ -169,7 +169,10 @@ async fn run(args: &[&str], config: &Path, env: &[(&str, String)], home: &Path) 
         .await
         .expect("shardline stops at the refused DynamoDB call")
         .expect("wait");
-    assert!(!out.status.success(), "run cannot succeed against AccessDenied");
+    assert!(
+        !out.status.success(),
+        "run cannot succeed against AccessDenied"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -229,7 +232,11 @@ async fn the_default_chain_reads_the_environment() {
     ];
     let log = run(&[], &config, &env, &dir).await;
     let (ddb, _) = split(&lb.seen());
-    assert_eq!(ddb.first().map(String::as_str), Some("AKIDFROMENV"), "{log}");
+    assert_eq!(
+        ddb.first().map(String::as_str),
+        Some("AKIDFROMENV"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -254,7 +261,11 @@ async fn a_named_profile_is_read_from_the_given_file_or_the_home_folder() {
     );
     let log = run(&[], &config, &[], &dir).await;
     let (ddb, _) = split(&lb.seen());
-    assert_eq!(ddb.first().map(String::as_str), Some("AKIDPROFILEFILE"), "{log}");
+    assert_eq!(
+        ddb.first().map(String::as_str),
+        Some("AKIDPROFILEFILE"),
+        "{log}"
+    );
 
     // Without `file`: ~/.aws/credentials.
     let lb = Loopback::start().await;
@@ -268,11 +279,18 @@ async fn a_named_profile_is_read_from_the_given_file_or_the_home_folder() {
     let config = write(
         &home,
         "c.yaml",
-        &native(&lb.url, "  credentials:\n    type: profile\n    profile: named\n"),
+        &native(
+            &lb.url,
+            "  credentials:\n    type: profile\n    profile: named\n",
+        ),
     );
     let log = run(&[], &config, &[], &home).await;
     let (ddb, _) = split(&lb.seen());
-    assert_eq!(ddb.first().map(String::as_str), Some("AKIDHOMEPROFILE"), "{log}");
+    assert_eq!(
+        ddb.first().map(String::as_str),
+        Some("AKIDHOMEPROFILE"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -284,9 +302,7 @@ async fn assume_role_calls_sts_with_the_base_keys_then_signs_with_the_role() {
         "c.yaml",
         &native(
             &lb.url,
-            &format!(
-                "  credentials:\n    type: assume_role\n    role_arn: arn:aws:iam::123456789012:role/reader\n    session_name: migrated\n    external_id: ext-42\n    duration: 2h\n",
-            ),
+            "  credentials:\n    type: assume_role\n    role_arn: arn:aws:iam::123456789012:role/reader\n    session_name: migrated\n    external_id: ext-42\n    duration: 2h\n",
         )
         .replace("    dynamodb:", &format!("    sts: {}\n    dynamodb:", lb.url)),
     );
@@ -296,7 +312,9 @@ async fn assume_role_calls_sts_with_the_base_keys_then_signs_with_the_role() {
     ];
     let log = run(&[], &config, &env, &dir).await;
     let (ddb, sts) = split(&lb.seen());
-    let call = sts.first().unwrap_or_else(|| panic!("no STS call; log:\n{log}"));
+    let call = sts
+        .first()
+        .unwrap_or_else(|| panic!("no STS call; log:\n{log}"));
     assert_eq!(call.access_key().as_deref(), Some("AKIDBASEFORROLE"));
     for part in [
         "Action=AssumeRole",
@@ -307,7 +325,11 @@ async fn assume_role_calls_sts_with_the_base_keys_then_signs_with_the_role() {
     ] {
         assert!(call.body.contains(part), "{part} missing in {}", call.body);
     }
-    assert_eq!(ddb.first().map(String::as_str), Some("ASIAASSUMEDROLE"), "{log}");
+    assert_eq!(
+        ddb.first().map(String::as_str),
+        Some("ASIAASSUMEDROLE"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -318,16 +340,34 @@ async fn web_identity_comes_through_the_default_chain() {
     let config = write(&dir, "c.yaml", &native(&lb.url, ""));
     let env = [
         ("AWS_WEB_IDENTITY_TOKEN_FILE", token.display().to_string()),
-        ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pod".to_string()),
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/pod".to_string(),
+        ),
         ("AWS_ROLE_SESSION_NAME", "pod-session".to_string()),
         ("AWS_ENDPOINT_URL_STS", lb.url.clone()),
     ];
     let log = run(&[], &config, &env, &dir).await;
     let (ddb, sts) = split(&lb.seen());
-    let call = sts.first().unwrap_or_else(|| panic!("no STS call; log:\n{log}"));
-    assert!(call.body.contains("Action=AssumeRoleWithWebIdentity"), "{}", call.body);
-    assert!(call.body.contains("WebIdentityToken=header.payload.signature"), "{}", call.body);
-    assert_eq!(ddb.first().map(String::as_str), Some("ASIAWEBIDENTITY"), "{log}");
+    let call = sts
+        .first()
+        .unwrap_or_else(|| panic!("no STS call; log:\n{log}"));
+    assert!(
+        call.body.contains("Action=AssumeRoleWithWebIdentity"),
+        "{}",
+        call.body
+    );
+    assert!(
+        call.body
+            .contains("WebIdentityToken=header.payload.signature"),
+        "{}",
+        call.body
+    );
+    assert_eq!(
+        ddb.first().map(String::as_str),
+        Some("ASIAWEBIDENTITY"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -348,9 +388,13 @@ async fn a_proxy_carries_the_signed_requests() {
     );
     let log = run(&[], &config, &[], &dir).await;
     let seen = lb.seen();
-    let first = seen.first().unwrap_or_else(|| panic!("nothing reached the proxy; log:\n{log}"));
+    let first = seen
+        .first()
+        .unwrap_or_else(|| panic!("nothing reached the proxy; log:\n{log}"));
     assert!(
-        first.request_line.contains("http://dynamodb.shardline.invalid:8000/"),
+        first
+            .request_line
+            .contains("http://dynamodb.shardline.invalid:8000/"),
         "not an absolute-form proxy request: {}",
         first.request_line
     );
@@ -367,7 +411,9 @@ async fn migrated_credentials_sign_as_their_source_said() {
         &format!("aws:\n  region: us-east-1\n  endpoints:\n    kinesis: {0}\n    dynamodb: {0}\n    sts: {0}\n", lb.url),
     );
     let overlay = overlay.display().to_string();
-    let cases: [(&str, &str, &str, &[(&str, &str)]); 4] = [
+    // (format, file name, text, environment)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+    let cases: [Case<'_>; 4] = [
         (
             "pulsar-io",
             "pio.json",
@@ -399,17 +445,33 @@ async fn migrated_credentials_sign_as_their_source_said() {
         let file = write(&dir, name, text);
         let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
         let log = run(
-            &["--from", format, "--to", "persistent://public/default/x", "--stream", "s", "--overlay", &overlay],
+            &[
+                "--from",
+                format,
+                "--to",
+                "persistent://public/default/x",
+                "--stream",
+                "s",
+                "--overlay",
+                &overlay,
+            ],
             &file,
             &env,
             &dir,
         )
         .await;
         let (ddb, _) = split(&lb.seen()[before..]);
-        assert_eq!(ddb.first().map(String::as_str), Some(want), "{format} {name}:\n{log}");
+        assert_eq!(
+            ddb.first().map(String::as_str),
+            Some(want),
+            "{format} {name}:\n{log}"
+        );
         for secret in ["pio-secret", "samza-secret", "flink-secret"] {
             assert!(!log.contains(secret), "{format} logged a secret:\n{log}");
         }
-        assert!(log.contains(&format!("converted a {format} config")), "{log}");
+        assert!(
+            log.contains(&format!("converted a {format} config")),
+            "{log}"
+        );
     }
 }

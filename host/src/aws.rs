@@ -103,17 +103,21 @@ fn proxied_http_client(
     if let Some(rules) = &p.no_proxy {
         proxy = proxy.no_proxy(rules);
     }
-    Ok(Builder::new().build_with_connector_fn(move |settings, components| {
-        let mut b = Connector::builder().proxy_config(proxy.clone());
-        if let Some(s) = settings {
-            b = b.connector_settings(s.clone());
-        }
-        if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
-            b = b.sleep_impl(sleep);
-        }
-        b.tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+    Ok(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut b = Connector::builder().proxy_config(proxy.clone());
+            if let Some(s) = settings {
+                b = b.connector_settings(s.clone());
+            }
+            if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
+                b = b.sleep_impl(sleep);
+            }
+            b.tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
             .build()
-    }))
+        }),
+    )
 }
 
 pub fn kinesis(sdk: &SdkConfig, aws: &AwsConfig) -> aws_sdk_kinesis::Client {

@@ -267,10 +267,7 @@ pub enum Credentials {
     },
     /// A named profile of ~/.aws/config and ~/.aws/credentials, or of `file` (a
     /// credentials-format file, as the Java SDK's `ProfileCredentialsProvider(path, name)`).
-    Profile {
-        name: String,
-        file: Option<PathBuf>,
-    },
+    Profile { name: String, file: Option<PathBuf> },
     /// Assume a role with credentials from the default chain (web identity included:
     /// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN are part of that chain).
     AssumeRole {

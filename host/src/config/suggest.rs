@@ -37,8 +37,8 @@ fn distance(a: &[char], b: &[char]) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=m {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=n {
         for j in 1..=m {
@@ -94,16 +94,25 @@ mod tests {
 
     #[test]
     fn finds_typos_swaps_and_other_spellings() {
-        let keys = ["stream", "streams", "initial_position", "receive_queue_size"];
+        let keys = [
+            "stream",
+            "streams",
+            "initial_position",
+            "receive_queue_size",
+        ];
         assert_eq!(nearest("strem", keys), Some("stream"));
         assert_eq!(nearest("initialPosition", keys), Some("initial_position"));
-        assert_eq!(nearest("recieve_queue_size", keys), Some("receive_queue_size"));
+        assert_eq!(
+            nearest("recieve_queue_size", keys),
+            Some("receive_queue_size")
+        );
         assert_eq!(nearest("application", keys), None);
     }
 
     #[test]
     fn annotates_serde_messages() {
-        let m = "source: unknown field `strem`, expected one of `stream`, `streams` at line 3 column 3";
+        let m =
+            "source: unknown field `strem`, expected one of `stream`, `streams` at line 3 column 3";
         assert_eq!(
             annotate_serde_message(m),
             "source: unknown field `strem` (did you mean `stream`?), expected one of `stream`, `streams` at line 3 column 3"

@@ -80,7 +80,9 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             kpl_property(&mut d, src, k, k, v)?;
             continue;
         }
-        if k.starts_with("aws.clientconfig.") || k.starts_with("aws.credentials.provider.role.provider") {
+        if k.starts_with("aws.clientconfig.")
+            || k.starts_with("aws.credentials.provider.role.provider")
+        {
             continue;
         }
         let candidates = KEYS.iter().chain(KPL_PROPERTIES).copied();
@@ -123,13 +125,28 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
     // Start position.
     let initpos = get("flink.stream.initpos");
     match initpos.as_deref() {
-        None => d.set("source.initial_position", "latest", "flink.stream.initpos (default LATEST)"),
+        None => d.set(
+            "source.initial_position",
+            "latest",
+            "flink.stream.initpos (default LATEST)",
+        ),
         Some("LATEST") => d.set("source.initial_position", "latest", "flink.stream.initpos"),
-        Some("TRIM_HORIZON") => d.set("source.initial_position", "trim_horizon", "flink.stream.initpos"),
+        Some("TRIM_HORIZON") => d.set(
+            "source.initial_position",
+            "trim_horizon",
+            "flink.stream.initpos",
+        ),
         Some("AT_TIMESTAMP") => {
-            d.set("source.initial_position", "at_timestamp", "flink.stream.initpos");
+            d.set(
+                "source.initial_position",
+                "at_timestamp",
+                "flink.stream.initpos",
+            );
             let t = get("flink.stream.initpos.timestamp").ok_or_else(|| {
-                src.invalid("flink.stream.initpos.timestamp", "is required with AT_TIMESTAMP")
+                src.invalid(
+                    "flink.stream.initpos.timestamp",
+                    "is required with AT_TIMESTAMP",
+                )
             })?;
             if let Some(f) = get("flink.stream.initpos.timestamp.format") {
                 d.note(
@@ -156,10 +173,16 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
                 .ok_or_else(|| {
                     src.invalid(
                         "flink.stream.initpos.timestamp",
-                        format!("{t:?} is neither epoch seconds nor like 2016-04-04T19:58:46.480-00:00"),
+                        format!(
+                            "{t:?} is neither epoch seconds nor like 2016-04-04T19:58:46.480-00:00"
+                        ),
                     )
                 })?;
-            d.set("source.at_timestamp", rfc.as_str(), "flink.stream.initpos.timestamp");
+            d.set(
+                "source.at_timestamp",
+                rfc.as_str(),
+                "flink.stream.initpos.timestamp",
+            );
         }
         Some(other) => {
             return Err(src.invalid(
@@ -168,19 +191,38 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             ))
         }
     }
-    if initpos.as_deref() != Some("AT_TIMESTAMP") && get("flink.stream.initpos.timestamp").is_some() {
-        d.ignore("flink.stream.initpos.timestamp", "only used with flink.stream.initpos AT_TIMESTAMP");
+    if initpos.as_deref() != Some("AT_TIMESTAMP") && get("flink.stream.initpos.timestamp").is_some()
+    {
+        d.ignore(
+            "flink.stream.initpos.timestamp",
+            "only used with flink.stream.initpos AT_TIMESTAMP",
+        );
     }
 
     match get("flink.stream.recordpublisher").as_deref() {
-        None | Some("POLLING") => d.set("source.retrieval", "polling", "flink.stream.recordpublisher (default POLLING)"),
-        Some("EFO") => d.set("source.retrieval", "fan_out", "flink.stream.recordpublisher"),
+        None | Some("POLLING") => d.set(
+            "source.retrieval",
+            "polling",
+            "flink.stream.recordpublisher (default POLLING)",
+        ),
+        Some("EFO") => d.set(
+            "source.retrieval",
+            "fan_out",
+            "flink.stream.recordpublisher",
+        ),
         Some(other) => {
-            return Err(src.invalid("flink.stream.recordpublisher", format!("{other:?} is not POLLING or EFO")))
+            return Err(src.invalid(
+                "flink.stream.recordpublisher",
+                format!("{other:?} is not POLLING or EFO"),
+            ))
         }
     }
     if let Some(n) = get("flink.stream.efo.consumername") {
-        d.set("source.fan_out.consumer_name", n.as_str(), "flink.stream.efo.consumername");
+        d.set(
+            "source.fan_out.consumer_name",
+            n.as_str(),
+            "flink.stream.efo.consumername",
+        );
     }
     let ms = |k: &str| -> Result<Option<u64>, MigrateError> {
         get(k)
@@ -192,10 +234,18 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             .transpose()
     };
     if let Some(n) = ms("flink.shard.getrecords.maxrecordcount")? {
-        d.set("source.polling.max_records", n, "flink.shard.getrecords.maxrecordcount");
+        d.set(
+            "source.polling.max_records",
+            n,
+            "flink.shard.getrecords.maxrecordcount",
+        );
     }
     if let Some(n) = ms("flink.shard.getrecords.intervalmillis")? {
-        d.set("source.polling.interval", millis(n.max(200)).as_str(), "flink.shard.getrecords.intervalmillis");
+        d.set(
+            "source.polling.interval",
+            millis(n.max(200)).as_str(),
+            "flink.shard.getrecords.intervalmillis",
+        );
         if n < 200 {
             d.note(
                 NoteKind::Changed,
@@ -206,13 +256,25 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         }
     }
     if let Some(n) = ms("flink.shard.getrecords.backoff.base")? {
-        d.set("source.polling.backoff", millis(n).as_str(), "flink.shard.getrecords.backoff.base");
+        d.set(
+            "source.polling.backoff",
+            millis(n).as_str(),
+            "flink.shard.getrecords.backoff.base",
+        );
     }
     if let Some(n) = ms("flink.shard.getrecords.backoff.max")? {
-        d.set("source.polling.max_backoff", millis(n).as_str(), "flink.shard.getrecords.backoff.max");
+        d.set(
+            "source.polling.max_backoff",
+            millis(n).as_str(),
+            "flink.shard.getrecords.backoff.max",
+        );
     }
     if let Some(n) = ms("flink.shard.discovery.intervalmillis")? {
-        d.set("leases.shard_sync_interval", millis(n).as_str(), "flink.shard.discovery.intervalmillis");
+        d.set(
+            "leases.shard_sync_interval",
+            millis(n).as_str(),
+            "flink.shard.discovery.intervalmillis",
+        );
     }
     for (_, k, _) in &props {
         let mapped = [
@@ -229,13 +291,22 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             "flink.shard.getrecords.backoff.max",
             "flink.shard.discovery.intervalmillis",
         ];
-        if mapped.contains(&k.as_str()) || k.starts_with("aws.credentials") || KPL_PROPERTIES.contains(&k.as_str()) {
+        if mapped.contains(&k.as_str())
+            || k.starts_with("aws.credentials")
+            || KPL_PROPERTIES.contains(&k.as_str())
+        {
             continue;
         }
         if k.starts_with("aws.clientconfig") {
-            d.ignore(k, "an AWS Java SDK client setting; Shardline's clients use the Rust SDK's defaults");
+            d.ignore(
+                k,
+                "an AWS Java SDK client setting; Shardline's clients use the Rust SDK's defaults",
+            );
         } else if k.starts_with("flink.watermark") {
-            d.ignore(k, "Flink watermarks; a transform component sets event times in Shardline");
+            d.ignore(
+                k,
+                "Flink watermarks; a transform component sets event times in Shardline",
+            );
         } else {
             d.ignore(k, "a Flink retry/backoff setting; Shardline retries with source.polling.backoff and the SDK's retry policy");
         }
@@ -332,16 +403,29 @@ fn credentials(
             ))
         }
     };
-    for k in KEYS.iter().filter(|k| k.starts_with("aws.credentials.provider.")) {
+    for k in KEYS
+        .iter()
+        .filter(|k| k.starts_with("aws.credentials.provider."))
+    {
         let short = &k[P.len() + 1..];
         if get(k).is_some() && !used.contains(&short) {
-            d.ignore(k, format!("not used with aws.credentials.provider {}", kind.as_deref().unwrap_or("AUTO")));
+            d.ignore(
+                k,
+                format!(
+                    "not used with aws.credentials.provider {}",
+                    kind.as_deref().unwrap_or("AUTO")
+                ),
+            );
         }
     }
     Ok(())
 }
 
-fn basic(src: &Source, d: &mut Draft, get: &dyn Fn(&str) -> Option<String>) -> Result<(), MigrateError> {
+fn basic(
+    src: &Source,
+    d: &mut Draft,
+    get: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), MigrateError> {
     let a = get("aws.credentials.provider.basic.accesskeyid");
     let s = get("aws.credentials.provider.basic.secretkey");
     let (Some(a), Some(s)) = (a, s) else {
@@ -351,10 +435,22 @@ fn basic(src: &Source, d: &mut Draft, get: &dyn Fn(&str) -> Option<String>) -> R
         ));
     };
     d.set("aws.credentials.type", "static", "aws.credentials.provider");
-    d.set("aws.credentials.access_key_id", a.as_str(), "aws.credentials.provider.basic.accesskeyid");
-    d.set_secret("aws.credentials.secret_access_key", s.as_str(), "aws.credentials.provider.basic.secretkey");
+    d.set(
+        "aws.credentials.access_key_id",
+        a.as_str(),
+        "aws.credentials.provider.basic.accesskeyid",
+    );
+    d.set_secret(
+        "aws.credentials.secret_access_key",
+        s.as_str(),
+        "aws.credentials.provider.basic.secretkey",
+    );
     if let Some(t) = get("aws.credentials.provider.basic.sessiontoken") {
-        d.set_secret("aws.credentials.session_token", t.as_str(), "aws.credentials.provider.basic.sessiontoken");
+        d.set_secret(
+            "aws.credentials.session_token",
+            t.as_str(),
+            "aws.credentials.provider.basic.sessiontoken",
+        );
     }
     Ok(())
 }

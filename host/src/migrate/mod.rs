@@ -663,7 +663,7 @@ fn scalar(v: &Value) -> String {
 
 /// Milliseconds as a native duration (`60s`, `1500ms`).
 pub fn millis(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -913,7 +913,7 @@ mod tests {
         );
         assert_eq!(
             utc_time("2020-08-09 19:28:58.5 -0130").as_deref(),
-            Some("2020-08-09T21:58:58.500Z")
+            Some("2020-08-09T20:58:58.500Z")
         );
         assert_eq!(utc_time("yesterday"), None);
     }
@@ -932,7 +932,7 @@ mod tests {
         let text = d.render(false);
         assert_eq!(
             text,
-            "# changed x: differs\napplication: a  # applicationName\naws:\n  credentials:\n    secret_access_key: <redacted>  # secretKey\nsource:\n  streams:\n    - name: s1\n"
+            "# changed x: differs\napplication: a  # applicationName\nsource:\n  streams:\n    - name: s1\naws:\n  credentials:\n    secret_access_key: <redacted>  # secretKey\n"
         );
         assert!(d.render(true).contains("s3cr3t"));
     }

@@ -137,7 +137,12 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         top
     };
 
-    let get = |k: &str| configs.get(k).and_then(text).filter(|s| !s.trim().is_empty());
+    let get = |k: &str| {
+        configs
+            .get(k)
+            .and_then(text)
+            .filter(|s| !s.trim().is_empty())
+    };
     for (k, _) in &configs {
         let k = key(k);
         if !KEYS.contains(&k.as_str()) {
@@ -175,14 +180,26 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
     d.set("source.stream", stream.as_str(), "awsKinesisStreamName");
 
     match get("initialPositionInStream").as_deref() {
-        None => d.set("source.initial_position", "latest", "initialPositionInStream (default LATEST)"),
-        Some("LATEST") => d.set("source.initial_position", "latest", "initialPositionInStream"),
-        Some("TRIM_HORIZON") => {
-            d.set("source.initial_position", "trim_horizon", "initialPositionInStream")
-        }
-        Some("AT_TIMESTAMP") => {
-            d.set("source.initial_position", "at_timestamp", "initialPositionInStream")
-        }
+        None => d.set(
+            "source.initial_position",
+            "latest",
+            "initialPositionInStream (default LATEST)",
+        ),
+        Some("LATEST") => d.set(
+            "source.initial_position",
+            "latest",
+            "initialPositionInStream",
+        ),
+        Some("TRIM_HORIZON") => d.set(
+            "source.initial_position",
+            "trim_horizon",
+            "initialPositionInStream",
+        ),
+        Some("AT_TIMESTAMP") => d.set(
+            "source.initial_position",
+            "at_timestamp",
+            "initialPositionInStream",
+        ),
         Some(other) => {
             return Err(src.invalid(
                 "initialPositionInStream",
@@ -210,16 +227,19 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         if get("initialPositionInStream").as_deref() == Some("AT_TIMESTAMP") {
             d.set("source.at_timestamp", t.as_str(), "startAtTime");
         } else {
-            d.ignore("startAtTime", "only used with initialPositionInStream AT_TIMESTAMP");
+            d.ignore(
+                "startAtTime",
+                "only used with initialPositionInStream AT_TIMESTAMP",
+            );
         }
     }
 
     // Enhanced fan-out is the connector's default.
     let efo = match configs.get("useEnhancedFanOut") {
         None => true,
-        Some(v) => bool_of(v).ok_or_else(|| {
-            src.invalid("useEnhancedFanOut", "expected true or false")
-        })?,
+        Some(v) => {
+            bool_of(v).ok_or_else(|| src.invalid("useEnhancedFanOut", "expected true or false"))?
+        }
     };
     d.set(
         "source.retrieval",
@@ -240,9 +260,17 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
     }
 
     if let Some(ms) = number(src, &configs, "checkpointInterval")? {
-        d.set("checkpoint.interval", millis(ms).as_str(), "checkpointInterval");
+        d.set(
+            "checkpoint.interval",
+            millis(ms).as_str(),
+            "checkpointInterval",
+        );
     } else {
-        d.set("checkpoint.interval", "60s", "checkpointInterval (default 60000)");
+        d.set(
+            "checkpoint.interval",
+            "60s",
+            "checkpointInterval (default 60000)",
+        );
     }
     d.note(
         NoteKind::Changed,
@@ -299,7 +327,12 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             d.set(native, e.as_str(), k);
         }
     }
-    credentials(src, &mut d, get("awsCredentialPluginName"), configs.get("awsCredentialPluginParam"))?;
+    credentials(
+        src,
+        &mut d,
+        get("awsCredentialPluginName"),
+        configs.get("awsCredentialPluginParam"),
+    )?;
 
     message_shape(src, &mut d, &configs)?;
     d.note(
@@ -312,7 +345,10 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
     // Destination: the file's topicName unless --to says otherwise.
     if opts.to.is_none() {
         if let Some(t) = topic_from_file {
-            let url = opts.pulsar_url.as_deref().unwrap_or(super::DEFAULT_PULSAR_URL);
+            let url = opts
+                .pulsar_url
+                .as_deref()
+                .unwrap_or(super::DEFAULT_PULSAR_URL);
             d.set("sinks.main.pulsar.service_url", url, "--pulsar-url");
             d.set("sinks.main.pulsar.topic", t.as_str(), "topicName");
             if opts.pulsar_url.is_none() {
@@ -344,42 +380,37 @@ fn credentials(
     param: Option<&Value>,
 ) -> Result<(), MigrateError> {
     // The parameter is JSON in a string (sometimes written as a map).
-    let param: Option<Mapping> = match param.filter(|v| !is_blank(v)) {
-        None => None,
-        Some(Value::Mapping(m)) => Some(m.clone()),
-        Some(v) => {
-            let s = text(v).unwrap_or_default();
-            match serde_json::from_str::<serde_json::Value>(&s) {
-                Ok(serde_json::Value::Object(o)) => Some(
-                    o.into_iter()
-                        .map(|(k, v)| {
-                            let v = match v {
-                                serde_json::Value::String(s) => s,
-                                other => other.to_string(),
-                            };
-                            (Value::String(k), Value::String(v))
-                        })
-                        .collect(),
-                ),
-                _ => {
-                    return Err(src.invalid(
+    let param: Option<Mapping> =
+        match param.filter(|v| !is_blank(v)) {
+            None => None,
+            Some(Value::Mapping(m)) => Some(m.clone()),
+            Some(v) => {
+                let s = text(v).unwrap_or_default();
+                match serde_json::from_str::<serde_json::Value>(&s) {
+                    Ok(serde_json::Value::Object(o)) => Some(
+                        o.into_iter()
+                            .map(|(k, v)| {
+                                let v = match v {
+                                    serde_json::Value::String(s) => s,
+                                    other => other.to_string(),
+                                };
+                                (Value::String(k), Value::String(v))
+                            })
+                            .collect(),
+                    ),
+                    _ => return Err(src.invalid(
                         "awsCredentialPluginParam",
                         "expected a JSON object, e.g. {\"accessKey\":\"…\",\"secretKey\":\"…\"}",
-                    ))
+                    )),
                 }
             }
-        }
-    };
+        };
     let p = |k: &str| param.as_ref().and_then(|m| m.get(k)).and_then(text);
     let check_keys = |valid: &[&str]| -> Result<(), MigrateError> {
         for (k, _) in param.iter().flatten() {
             let k = key(k);
             if !valid.contains(&k.as_str()) {
-                return Err(src.unknown(
-                    &k,
-                    &format!("awsCredentialPluginParam.{k}"),
-                    valid,
-                ));
+                return Err(src.unknown(&k, &format!("awsCredentialPluginParam.{k}"), valid));
             }
         }
         Ok(())
@@ -425,12 +456,23 @@ fn credentials(
         Some(name) if ASSUME_ROLE_PLUGINS.contains(&name) => {
             check_keys(&["roleArn", "roleSessionName"])?;
             let arn = p("roleArn").ok_or_else(|| {
-                src.invalid("awsCredentialPluginParam", "STSAssumeRoleProviderPlugin needs roleArn")
+                src.invalid(
+                    "awsCredentialPluginParam",
+                    "STSAssumeRoleProviderPlugin needs roleArn",
+                )
             })?;
-            d.set("aws.credentials.type", "assume_role", "awsCredentialPluginName");
+            d.set(
+                "aws.credentials.type",
+                "assume_role",
+                "awsCredentialPluginName",
+            );
             d.set("aws.credentials.role_arn", arn.as_str(), "roleArn");
             if let Some(s) = p("roleSessionName") {
-                d.set("aws.credentials.session_name", s.as_str(), "roleSessionName");
+                d.set(
+                    "aws.credentials.session_name",
+                    s.as_str(),
+                    "roleSessionName",
+                );
             }
         }
         Some(other) => {
@@ -476,7 +518,9 @@ fn message_shape(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), M
         .collect();
     for n in &names {
         match n.as_str() {
-            "kinesis.shard.id" => d.set("_pulsar.shard_id_property", true, "kinesisRecordProperties"),
+            "kinesis.shard.id" => {
+                d.set("_pulsar.shard_id_property", true, "kinesisRecordProperties")
+            }
             "kinesis.millis.behind.latest" => d.set(
                 "_pulsar.millis_behind_latest_property",
                 true,
@@ -504,7 +548,10 @@ fn message_shape(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), M
             NoteKind::Changed,
             "kinesisRecordProperties",
             None,
-            format!("Shardline always sets {}; consumers that do not read them are not affected", left_out.join(", ")),
+            format!(
+                "Shardline always sets {}; consumers that do not read them are not affected",
+                left_out.join(", ")
+            ),
         );
     }
     Ok(())

@@ -93,20 +93,28 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .filter_map(|s| s.split_once('.').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|s| {
+            s.split_once('.')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect();
 
     let mut streams: BTreeMap<String, StreamSettings> = BTreeMap::new();
     let mut client: Vec<(String, String)> = Vec::new();
     for (line, key, val) in &props {
         let plain = key.strip_prefix("sensitive.").unwrap_or(key);
-        let system = systems.iter().find(|s| plain.starts_with(&format!("systems.{s}.")));
+        let system = systems
+            .iter()
+            .find(|s| plain.starts_with(&format!("systems.{s}.")));
         let Some(system) = system else {
             match key.as_str() {
                 "task.inputs" | "job.name" | "job.id" => {}
-                k if k.starts_with("systems.") => d.ignore(k, "a setting of a system that is not Kinesis"),
+                k if k.starts_with("systems.") => {
+                    d.ignore(k, "a setting of a system that is not Kinesis")
+                }
                 k => {
-                    if let Some(near) = crate::config::suggest::nearest(k, JOB_KEYS.iter().copied()) {
+                    if let Some(near) = crate::config::suggest::nearest(k, JOB_KEYS.iter().copied())
+                    {
                         return Err(MigrateError::UnknownKey {
                             file: src.file.clone(),
                             key: k.to_string(),
@@ -137,7 +145,15 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         if let Some(sr) = rest.strip_prefix("streams.") {
             // <stream>.aws.… — stream names may contain dots, the settings start at ".aws.".
             let Some(at) = sr.find(".aws.") else {
-                return Err(unknown(&["aws.region", "aws.accessKey", "aws.secretKey", "aws.kcl.TableName"], sr));
+                return Err(unknown(
+                    &[
+                        "aws.region",
+                        "aws.accessKey",
+                        "aws.secretKey",
+                        "aws.kcl.TableName",
+                    ],
+                    sr,
+                ));
             };
             let (stream, setting) = (&sr[..at], &sr[at + 1..]);
             let s = streams.entry(stream.to_string()).or_default();
@@ -155,7 +171,8 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
                         "Samza reads the secret key only as sensitive.systems…aws.secretKey; taken anyway",
                     );
                 }
-                s.settings.insert(setting.to_string(), (val.clone(), key.clone()));
+                s.settings
+                    .insert(setting.to_string(), (val.clone(), key.clone()));
             } else {
                 return Err(unknown(STREAM_KEYS, setting));
             }
@@ -165,7 +182,10 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             d.ignore(key, "a Samza system setting without a Shardline meaning");
             continue;
         }
-        return Err(unknown(&["samza.factory", "aws.clientConfig.ProxyHost", "streams"], rest));
+        return Err(unknown(
+            &["samza.factory", "aws.clientConfig.ProxyHost", "streams"],
+            rest,
+        ));
     }
 
     // The streams read: task.inputs of Kinesis systems (or every configured stream).
@@ -204,7 +224,11 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
     d.set(
         "application",
         app_name(&tables[0]).as_str(),
-        if has_table { "aws.kcl.TableName" } else { "job.name, job.id, stream" },
+        if has_table {
+            "aws.kcl.TableName"
+        } else {
+            "job.name, job.id, stream"
+        },
     );
     if !has_table {
         d.note(
@@ -213,7 +237,11 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             Some("application"),
             format!(
                 "not set: Samza's default table <job.name>-<job.id>-<stream>{}",
-                if job.is_none() { " (job.name missing: \"samza\")" } else { "" }
+                if job.is_none() {
+                    " (job.name missing: \"samza\")"
+                } else {
+                    ""
+                }
             ),
         );
     }
@@ -228,7 +256,11 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
                 serde_yaml::Value::Mapping(m)
             })
             .collect();
-        d.set("source.streams", serde_yaml::Value::Sequence(items), "task.inputs");
+        d.set(
+            "source.streams",
+            serde_yaml::Value::Sequence(items),
+            "task.inputs",
+        );
         d.note(
             NoteKind::Changed,
             "task.inputs",
@@ -240,13 +272,23 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
     // Per-stream AWS settings: Shardline has one region and one set of credentials.
     let first = |setting: &str| -> Option<(String, String)> {
         read.iter()
-            .filter_map(|s| streams.get(s).and_then(|st| st.settings.get(setting)).cloned())
+            .filter_map(|s| {
+                streams
+                    .get(s)
+                    .and_then(|st| st.settings.get(setting))
+                    .cloned()
+            })
             .next()
     };
     for setting in STREAM_KEYS {
         let values: Vec<&String> = read
             .iter()
-            .filter_map(|s| streams.get(s).and_then(|st| st.settings.get(*setting)).map(|(v, _)| v))
+            .filter_map(|s| {
+                streams
+                    .get(s)
+                    .and_then(|st| st.settings.get(*setting))
+                    .map(|(v, _)| v)
+            })
             .collect();
         if values.windows(2).any(|w| w[0] != w[1]) {
             return Err(src.invalid(
@@ -283,7 +325,10 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         if let Some(st) = streams.get(s) {
             for (k, _, full) in &st.kcl {
                 if k != "TableName" {
-                    d.ignore(full, format!("KCL settings are taken from the first stream ({})", read[0]));
+                    d.ignore(
+                        full,
+                        format!("KCL settings are taken from the first stream ({})", read[0]),
+                    );
                 }
             }
         }
@@ -330,14 +375,20 @@ fn kcl(src: &Source, d: &mut Draft, k: &str, v: &str, full: &str) -> Result<(), 
                     .to_string()
                 })
                 .or_else(|| super::utc_time(v))
-                .ok_or_else(|| src.invalid(full, "expected epoch milliseconds or an ISO-8601 time"))?;
+                .ok_or_else(|| {
+                    src.invalid(full, "expected epoch milliseconds or an ISO-8601 time")
+                })?;
             d.set("source.at_timestamp", t.as_str(), full);
         }
         "FailoverTimeMillis" => d.set("leases.duration", millis(num()?).as_str(), full),
         "MaxRecords" => d.set("source.polling.max_records", num()?, full),
         "IdleTimeBetweenReadsInMillis" => {
             let ms = num()?;
-            d.set("source.polling.interval", millis(ms.max(200)).as_str(), full);
+            d.set(
+                "source.polling.interval",
+                millis(ms.max(200)).as_str(),
+                full,
+            );
             if ms < 200 {
                 d.note(
                     NoteKind::Changed,
@@ -347,7 +398,9 @@ fn kcl(src: &Source, d: &mut Draft, k: &str, v: &str, full: &str) -> Result<(), 
                 );
             }
         }
-        "ShardSyncIntervalMillis" => d.set("leases.shard_sync_interval", millis(num()?).as_str(), full),
+        "ShardSyncIntervalMillis" => {
+            d.set("leases.shard_sync_interval", millis(num()?).as_str(), full)
+        }
         "MaxLeasesForWorker" => d.set("leases.max_per_worker", num()?, full),
         "MaxLeasesToStealAtOneTime" => d.set("leases.max_steal", num()?, full),
         "KinesisEndpoint" => d.set("aws.endpoints.kinesis", v, full),
@@ -368,7 +421,13 @@ pub fn client_config(
     prefix: &str,
     props: &[(String, String)],
 ) -> Result<(), MigrateError> {
-    let get = |k: &str| props.iter().rev().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
+    let get = |k: &str| {
+        props
+            .iter()
+            .rev()
+            .find(|(pk, _)| pk == k)
+            .map(|(_, v)| v.clone())
+    };
     for (k, _) in props {
         if PROXY_KEYS.contains(&k.as_str()) {
             continue;
@@ -389,7 +448,10 @@ pub fn client_config(
     if let Some(host) = get("ProxyHost") {
         let port = get("ProxyPort").unwrap_or_else(|| "80".into());
         port.parse::<u16>().map_err(|_| {
-            src.invalid(&format!("{prefix}ProxyPort"), format!("{port:?} is not a port number"))
+            src.invalid(
+                &format!("{prefix}ProxyPort"),
+                format!("{port:?} is not a port number"),
+            )
         })?;
         d.set(
             "aws.proxy.url",
@@ -397,10 +459,18 @@ pub fn client_config(
             &format!("{prefix}ProxyHost, ProxyPort"),
         );
         if let Some(u) = get("ProxyUsername") {
-            d.set("aws.proxy.username", u.as_str(), &format!("{prefix}ProxyUsername"));
+            d.set(
+                "aws.proxy.username",
+                u.as_str(),
+                &format!("{prefix}ProxyUsername"),
+            );
         }
         if let Some(p) = get("ProxyPassword") {
-            d.set_secret("aws.proxy.password", p.as_str(), &format!("{prefix}ProxyPassword"));
+            d.set_secret(
+                "aws.proxy.password",
+                p.as_str(),
+                &format!("{prefix}ProxyPassword"),
+            );
         }
         if let Some(n) = get("NonProxyHosts") {
             // Java separates with '|', NO_PROXY with ','.
@@ -411,7 +481,12 @@ pub fn client_config(
             );
         }
     } else {
-        for k in ["ProxyPort", "ProxyUsername", "ProxyPassword", "NonProxyHosts"] {
+        for k in [
+            "ProxyPort",
+            "ProxyUsername",
+            "ProxyPassword",
+            "NonProxyHosts",
+        ] {
             if get(k).is_some() {
                 d.ignore(&format!("{prefix}{k}"), "no ProxyHost: no proxy is used");
             }

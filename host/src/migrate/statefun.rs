@@ -65,7 +65,10 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         let path = format!("module.spec.ingresses.{i}.ingress");
         let (kind, id, spec) = io_item(src, item, "ingress", &path)?;
         if !INGRESS_TYPES.contains(&kind.as_str()) {
-            d.ignore(&format!("ingress {id}"), format!("type {kind} is not a Kinesis ingress"));
+            d.ignore(
+                &format!("ingress {id}"),
+                format!("type {kind} is not a Kinesis ingress"),
+            );
             continue;
         }
         if ingress_seen {
@@ -81,7 +84,10 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         let path = format!("module.spec.egresses.{i}.egress");
         let (kind, id, spec) = io_item(src, item, "egress", &path)?;
         if !EGRESS_TYPES.contains(&kind.as_str()) {
-            d.ignore(&format!("egress {id}"), format!("type {kind} is not a Kinesis egress"));
+            d.ignore(
+                &format!("egress {id}"),
+                format!("type {kind} is not a Kinesis egress"),
+            );
             continue;
         }
         egress(src, &mut d, &id, spec, &path, ingress_seen)?;
@@ -155,7 +161,11 @@ fn ingress(
     }
 
     match spec.get("startupPosition") {
-        None => d.set("source.initial_position", "latest", "startupPosition (default latest)"),
+        None => d.set(
+            "source.initial_position",
+            "latest",
+            "startupPosition (default latest)",
+        ),
         Some(p) => {
             let ppath = format!("{path}.spec.startupPosition");
             let m = map(src, p, &ppath)?;
@@ -166,17 +176,26 @@ fn ingress(
                     d.set("source.initial_position", "trim_horizon", "startupPosition")
                 }
                 Some("date") => {
-                    let date = m.get("date").and_then(text).ok_or_else(|| {
-                        src.invalid("startupPosition", "type date needs date")
-                    })?;
+                    let date = m
+                        .get("date")
+                        .and_then(text)
+                        .ok_or_else(|| src.invalid("startupPosition", "type date needs date"))?;
                     let t = super::utc_time(&date).ok_or_else(|| {
-                        src.invalid("date", format!("{date:?} is not like 2020-02-01 04:15:00.00 Z"))
+                        src.invalid(
+                            "date",
+                            format!("{date:?} is not like 2020-02-01 04:15:00.00 Z"),
+                        )
                     })?;
                     d.set("source.initial_position", "at_timestamp", "startupPosition");
                     d.set("source.at_timestamp", t.as_str(), "startupPosition.date");
                 }
                 other => {
-                    return Err(unknown_value(src, "startupPosition.type", other, &["latest", "earliest", "date"]))
+                    return Err(unknown_value(
+                        src,
+                        "startupPosition.type",
+                        other,
+                        &["latest", "earliest", "date"],
+                    ))
                 }
             }
         }
@@ -209,10 +228,20 @@ fn egress(
         let n = text(v)
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or_else(|| src.invalid("maxOutstandingRecords", "expected a whole number"))?;
-        d.set(&format!("{sink}.max_outstanding_records"), n, "maxOutstandingRecords");
+        d.set(
+            &format!("{sink}.max_outstanding_records"),
+            n,
+            "maxOutstandingRecords",
+        );
     }
     if has_ingress {
-        region(src, d, spec.get("awsRegion"), &format!("{path}.spec"), Some(&sink))?;
+        region(
+            src,
+            d,
+            spec.get("awsRegion"),
+            &format!("{path}.spec"),
+            Some(&sink),
+        )?;
         if spec.contains_key("awsCredentials") {
             d.ignore(
                 "egress awsCredentials",
@@ -258,17 +287,29 @@ fn region(
     check(src, m, &rpath, &["type", "id", "endpoint"])?;
     let (region_key, endpoint_key) = match sink {
         Some(s) => (format!("{s}.region"), format!("{s}.endpoint")),
-        None => ("aws.region".to_string(), "aws.endpoints.kinesis".to_string()),
+        None => (
+            "aws.region".to_string(),
+            "aws.endpoints.kinesis".to_string(),
+        ),
     };
     match m.get("type").and_then(text).as_deref() {
         Some("default") => {}
         Some("specific") => {
-            let id = m.get("id").and_then(text).ok_or_else(|| src.invalid("awsRegion", "type specific needs id"))?;
+            let id = m
+                .get("id")
+                .and_then(text)
+                .ok_or_else(|| src.invalid("awsRegion", "type specific needs id"))?;
             d.set(&region_key, id.as_str(), "awsRegion.id");
         }
         Some("custom-endpoint") => {
-            let id = m.get("id").and_then(text).ok_or_else(|| src.invalid("awsRegion", "type custom-endpoint needs id"))?;
-            let e = m.get("endpoint").and_then(text).ok_or_else(|| src.invalid("awsRegion", "type custom-endpoint needs endpoint"))?;
+            let id = m
+                .get("id")
+                .and_then(text)
+                .ok_or_else(|| src.invalid("awsRegion", "type custom-endpoint needs id"))?;
+            let e = m
+                .get("endpoint")
+                .and_then(text)
+                .ok_or_else(|| src.invalid("awsRegion", "type custom-endpoint needs endpoint"))?;
             d.set(&region_key, id.as_str(), "awsRegion.id");
             d.set(&endpoint_key, e.as_str(), "awsRegion.endpoint");
             if sink.is_none() {
@@ -281,14 +322,24 @@ fn region(
             }
         }
         other => {
-            return Err(unknown_value(src, "awsRegion.type", other, &["default", "specific", "custom-endpoint"]))
+            return Err(unknown_value(
+                src,
+                "awsRegion.type",
+                other,
+                &["default", "specific", "custom-endpoint"],
+            ))
         }
     }
     Ok(())
 }
 
 /// awsCredentials: default | basic | profile.
-fn credentials(src: &Source, d: &mut Draft, v: Option<&Value>, path: &str) -> Result<(), MigrateError> {
+fn credentials(
+    src: &Source,
+    d: &mut Draft,
+    v: Option<&Value>,
+    path: &str,
+) -> Result<(), MigrateError> {
     let Some(v) = v else { return Ok(()) };
     let cpath = format!("{path}.awsCredentials");
     let m = map(src, v, &cpath)?;
@@ -296,7 +347,13 @@ fn credentials(src: &Source, d: &mut Draft, v: Option<&Value>, path: &str) -> Re
         src,
         m,
         &cpath,
-        &["type", "accessKeyId", "secretAccessKey", "profileName", "profilePath"],
+        &[
+            "type",
+            "accessKeyId",
+            "secretAccessKey",
+            "profileName",
+            "profilePath",
+        ],
     )?;
     match m.get("type").and_then(text).as_deref() {
         Some("default") => d.set("aws.credentials.type", "default", "awsCredentials"),
@@ -312,12 +369,17 @@ fn credentials(src: &Source, d: &mut Draft, v: Option<&Value>, path: &str) -> Re
             };
             d.set("aws.credentials.type", "static", "awsCredentials");
             d.set("aws.credentials.access_key_id", a.as_str(), "accessKeyId");
-            d.set_secret("aws.credentials.secret_access_key", s.as_str(), "secretAccessKey");
+            d.set_secret(
+                "aws.credentials.secret_access_key",
+                s.as_str(),
+                "secretAccessKey",
+            );
         }
         Some("profile") => {
-            let name = m.get("profileName").and_then(text).ok_or_else(|| {
-                src.invalid("awsCredentials", "type profile needs profileName")
-            })?;
+            let name = m
+                .get("profileName")
+                .and_then(text)
+                .ok_or_else(|| src.invalid("awsCredentials", "type profile needs profileName"))?;
             d.set("aws.credentials.type", "profile", "awsCredentials");
             d.set("aws.credentials.profile", name.as_str(), "profileName");
             if let Some(p) = m.get("profilePath").and_then(text) {
@@ -325,14 +387,24 @@ fn credentials(src: &Source, d: &mut Draft, v: Option<&Value>, path: &str) -> Re
             }
         }
         other => {
-            return Err(unknown_value(src, "awsCredentials.type", other, &["default", "basic", "profile"]))
+            return Err(unknown_value(
+                src,
+                "awsCredentials.type",
+                other,
+                &["default", "basic", "profile"],
+            ))
         }
     }
     Ok(())
 }
 
 /// The ingress's AWS client properties: the proxy is mapped, the rest noted.
-fn client_properties(src: &Source, d: &mut Draft, v: Option<&Value>, _egress: bool) -> Result<(), MigrateError> {
+fn client_properties(
+    src: &Source,
+    d: &mut Draft,
+    v: Option<&Value>,
+    _egress: bool,
+) -> Result<(), MigrateError> {
     let mut props = Vec::new();
     for (i, p) in seq(v).iter().enumerate() {
         for (k, v) in map(src, p, &format!("clientConfigProperties.{i}"))? {
@@ -360,7 +432,12 @@ fn io_item<'a>(
     path: &str,
 ) -> Result<(String, String, &'a Mapping), MigrateError> {
     let outer = map(src, item, path)?;
-    check(src, outer, path.rsplit_once('.').map(|(p, _)| p).unwrap_or(path), &[what])?;
+    check(
+        src,
+        outer,
+        path.rsplit_once('.').map(|(p, _)| p).unwrap_or(path),
+        &[what],
+    )?;
     let m = map(src, field(src, outer, path, what)?, path)?;
     check(src, m, path, &["meta", "spec"])?;
     let meta = map(src, field(src, m, path, "meta")?, &format!("{path}.meta"))?;
@@ -375,7 +452,11 @@ fn check(src: &Source, m: &Mapping, path: &str, valid: &[&str]) -> Result<(), Mi
     for (k, _) in m {
         let k = text(k).unwrap_or_default();
         if !valid.contains(&k.as_str()) {
-            let shown = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+            let shown = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
             return Err(src.unknown(&k, &shown, valid));
         }
     }
@@ -385,7 +466,11 @@ fn check(src: &Source, m: &Mapping, path: &str, valid: &[&str]) -> Result<(), Mi
 fn field<'a>(src: &Source, m: &'a Mapping, path: &str, k: &str) -> Result<&'a Value, MigrateError> {
     m.get(k).ok_or_else(|| {
         src.invalid(
-            &if path.is_empty() { k.to_string() } else { format!("{path}.{k}") },
+            &if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            },
             "is required",
         )
     })
