@@ -1,5 +1,10 @@
 //! AWS clients from the config: region, credentials (default chain, static keys, profile,
-//! assume-role) and per-service endpoint overrides for local stacks and VPC endpoints.
+//! assume-role), per-service endpoint overrides for local stacks and VPC endpoints, and an
+//! HTTP proxy.
+//!
+//! Web identity (EKS service accounts) is part of the default chain: with
+//! `AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN` set, `type: default` assumes the role
+//! with the token (its STS endpoint follows `AWS_ENDPOINT_URL_STS`).
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
@@ -8,6 +13,9 @@ use crate::config::{AwsConfig, Credentials};
 /// The shared SDK configuration.
 pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(p) = &aws.proxy {
+        loader = loader.http_client(proxied_http_client(p)?);
+    }
     if let Some(r) = &aws.region {
         loader = loader.region(Region::new(r.clone()));
     }
@@ -26,7 +34,21 @@ pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
                 "shardline-config",
             ));
         }
-        Credentials::Profile { name } => loader = loader.profile_name(name),
+        Credentials::Profile { name, file: None } => loader = loader.profile_name(name),
+        Credentials::Profile {
+            name,
+            file: Some(file),
+        } => {
+            use aws_runtime::env_config::file::{EnvConfigFileKind, EnvConfigFiles};
+            let files = EnvConfigFiles::builder()
+                .with_file(EnvConfigFileKind::Credentials, file)
+                .build();
+            let provider = aws_config::profile::ProfileFileCredentialsProvider::builder()
+                .profile_files(files)
+                .profile_name(name)
+                .build();
+            loader = loader.credentials_provider(provider);
+        }
     }
     let base = loader.load().await;
     if base.region().is_none() {
@@ -38,6 +60,7 @@ pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
         role_arn,
         session_name,
         external_id,
+        duration,
     } = &aws.credentials
     {
         let mut b = aws_config::sts::AssumeRoleProvider::builder(role_arn.clone())
@@ -45,7 +68,15 @@ pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
         if let Some(id) = external_id {
             b = b.external_id(id.clone());
         }
-        let provider = b.configure(&base).build().await;
+        if let Some(d) = duration {
+            b = b.session_length(*d);
+        }
+        // The STS client is built from this config: an endpoint set here reaches STS only.
+        let sts_conf = match &aws.endpoints.sts {
+            Some(e) => base.to_builder().endpoint_url(e).build(),
+            None => base.clone(),
+        };
+        let provider = b.configure(&sts_conf).build().await;
         return Ok(base
             .into_builder()
             .credentials_provider(
@@ -54,6 +85,39 @@ pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
             .build());
     }
     Ok(base)
+}
+
+/// An HTTPS client (rustls, as the SDK's default) that sends every request through the
+/// configured proxy: plain HTTP as absolute-URI requests, HTTPS through CONNECT.
+fn proxied_http_client(
+    p: &crate::config::ProxyConfig,
+) -> anyhow::Result<aws_smithy_runtime_api::client::http::SharedHttpClient> {
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, Builder, Connector};
+    let mut proxy = ProxyConfig::all(p.url.as_str())
+        .map_err(|e| anyhow::anyhow!("aws.proxy.url {:?}: {e}", p.url))?;
+    match (&p.username, &p.password) {
+        (Some(u), Some(pw)) => proxy = proxy.with_basic_auth(u, pw),
+        (None, None) => {}
+        _ => anyhow::bail!("aws.proxy: username and password go together"),
+    }
+    if let Some(rules) = &p.no_proxy {
+        proxy = proxy.no_proxy(rules);
+    }
+    Ok(
+        Builder::new().build_with_connector_fn(move |settings, components| {
+            let mut b = Connector::builder().proxy_config(proxy.clone());
+            if let Some(s) = settings {
+                b = b.connector_settings(s.clone());
+            }
+            if let Some(sleep) = components.and_then(|c| c.sleep_impl()) {
+                b = b.sleep_impl(sleep);
+            }
+            b.tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .build()
+        }),
+    )
 }
 
 pub fn kinesis(sdk: &SdkConfig, aws: &AwsConfig) -> aws_sdk_kinesis::Client {

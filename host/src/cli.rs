@@ -1,5 +1,5 @@
 //! The `shardline` command line: `run`, `validate`, `check-guest`, `status`, `produce`,
-//! `tail`.
+//! `tail`, `convert`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -53,11 +53,15 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
+        #[command(flatten)]
+        from: crate::migrate::cli::FromArgs,
     },
     /// Parse the config, load every component and check its exports; start nothing.
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        #[command(flatten)]
+        from: crate::migrate::cli::FromArgs,
     },
     /// Check a component: print its exports and imports, then one line per problem (what it
     /// lacks for the world, imports the host does not provide); exit 2 on problems.
@@ -80,6 +84,9 @@ enum Command {
     Tail(crate::tail::TailArgs),
     /// Enhanced fan-out consumers: list them, deregister the application's.
     Fanout(crate::fanout::FanoutArgs),
+    /// Print the Shardline config equivalent to a Pulsar IO, StateFun, Samza or Flink config,
+    /// with a comment on every key that was ignored or changed meaning.
+    Convert(crate::migrate::cli::ConvertArgs),
 }
 
 /// Entry point of the binary.
@@ -98,8 +105,8 @@ pub fn main() -> ExitCode {
     };
     let result = rt.block_on(async move {
         match cli.command {
-            Command::Run { config } => run(&config).await,
-            Command::Validate { config } => validate(&config).await,
+            Command::Run { config, from } => run(&config, &from).await,
+            Command::Validate { config, from } => validate(&config, &from).await,
             Command::Status { config } => status(&config).await,
             Command::CheckGuest { file, world } => check_guest(&file, world).await,
             Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
@@ -111,6 +118,9 @@ pub fn main() -> ExitCode {
                     Failure::Runtime(e)
                 }
             }),
+            Command::Convert(args) => {
+                crate::migrate::cli::convert(&args).map_err(|e| Failure::Invalid(e.into()))
+            }
         }
     });
     // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,
@@ -168,8 +178,8 @@ struct Prepared {
     plan: Arc<StagePlan>,
 }
 
-async fn prepare(path: &Path) -> Result<Prepared, Failure> {
-    let config = Config::load(path).map_err(|e| Failure::Invalid(e.into()))?;
+async fn prepare(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<Prepared, Failure> {
+    let config = from.load(path).map_err(|e| Failure::Invalid(e.into()))?;
     crate::metrics::global().set_level(config.metrics.level);
     let engine = WasmEngine::new(
         config
@@ -200,8 +210,8 @@ async fn prepare(path: &Path) -> Result<Prepared, Failure> {
     })
 }
 
-async fn validate(path: &Path) -> Result<(), Failure> {
-    let p = prepare(path).await?;
+async fn validate(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Failure> {
+    let p = prepare(path, from).await?;
     println!("{}: valid", path.display());
     for line in p.plan.describe() {
         println!("  {line}");
@@ -266,10 +276,10 @@ async fn check_guest(file: &Path, world: Option<World>) -> Result<(), Failure> {
     )))
 }
 
-async fn run(path: &Path) -> Result<(), Failure> {
+async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Failure> {
     // Before anything slow: a SIGHUP sent while starting must not end the worker.
     let hangup = crate::wasm::reload::listen_for_hangup();
-    let p = prepare(path).await?;
+    let p = prepare(path, from).await?;
     let config = p.config;
     let rt = |e: anyhow::Error| Failure::Runtime(e);
 

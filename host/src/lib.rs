@@ -6,9 +6,10 @@
 //! - [`config`]: the YAML file.
 //! - [`consumer`]: leases, shard sync, retrieval, shard consumers, checkpoints.
 //! - [`wasm`]: the component runtime and the stages.
-//! - [`sinks`]: Pulsar (and, later, Kinesis).
+//! - [`sinks`]: Pulsar and Kinesis.
 //! - [`agg`]: the KPL aggregation format.
 //! - [`metrics`], [`health`]: what operators watch (CloudWatch, Prometheus, /ready).
+//! - [`migrate`]: configs of Pulsar IO, StateFun, Samza and Flink, converted.
 //! - [`cli`]: the `shardline` command.
 
 pub mod agg;
@@ -19,6 +20,7 @@ pub mod consumer;
 pub mod fanout;
 pub mod health;
 pub mod metrics;
+pub mod migrate;
 pub mod produce;
 pub mod producer;
 pub mod progress;

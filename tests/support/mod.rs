@@ -518,9 +518,15 @@ pub struct Host {
 
 impl Host {
     pub fn start(config: &Path) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// `shardline run --config CONFIG ARGS…` (e.g. `--from pulsar-io --to TOPIC`).
+    pub fn start_with(config: &Path, args: &[&str]) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
             .args(["run", "--config"])
             .arg(config)
+            .args(args)
             .env("SHARDLINE_LOG", "info,shardline=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -6,8 +6,9 @@
 //! written with a unit (`200ms`, `10s`, `5m`), sizes like `64MiB`. Relative paths resolve
 //! against the folder of the config file.
 
-mod locate;
+pub(crate) mod locate;
 pub mod metrics;
+pub mod suggest;
 pub mod units;
 
 use std::collections::BTreeMap;
@@ -220,6 +221,37 @@ pub struct AwsConfig {
     pub credentials: Credentials,
     #[serde(default)]
     pub endpoints: Endpoints,
+    /// An HTTP proxy for every AWS call (Kinesis, DynamoDB, CloudWatch, STS).
+    #[serde(default)]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// `aws.proxy`: requests to AWS go through this HTTP proxy (HTTPS is tunnelled with
+/// CONNECT). Without it, no proxy is used, whatever HTTP(S)_PROXY say.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// `http://host:port`.
+    pub url: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Hosts reached directly, comma-separated (`localhost,*.internal`), as NO_PROXY.
+    #[serde(default)]
+    pub no_proxy: Option<String>,
+}
+
+impl fmt::Debug for ProxyConfig {
+    /// The password never reaches a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 /// Where credentials come from. In YAML: `type: default | static | profile | assume_role`
@@ -236,13 +268,17 @@ pub enum Credentials {
         secret_access_key: String,
         session_token: Option<String>,
     },
-    /// A named profile of ~/.aws/config.
-    Profile { name: String },
-    /// Assume a role with credentials from the default chain.
+    /// A named profile of ~/.aws/config and ~/.aws/credentials, or of `file` (a
+    /// credentials-format file, as the Java SDK's `ProfileCredentialsProvider(path, name)`).
+    Profile { name: String, file: Option<PathBuf> },
+    /// Assume a role with credentials from the default chain (web identity included:
+    /// AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN are part of that chain).
     AssumeRole {
         role_arn: String,
         session_name: Option<String>,
         external_id: Option<String>,
+        /// Session length (STS `DurationSeconds`, 15m to 12h); STS's default (1h) when absent.
+        duration: Option<Duration>,
     },
 }
 
@@ -270,11 +306,15 @@ struct CredentialsYaml {
     #[serde(default)]
     profile: Option<String>,
     #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
     role_arn: Option<String>,
     #[serde(default)]
     session_name: Option<String>,
     #[serde(default)]
     external_id: Option<String>,
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    duration: Option<Duration>,
 }
 
 impl TryFrom<CredentialsYaml> for Credentials {
@@ -287,19 +327,22 @@ impl TryFrom<CredentialsYaml> for Credentials {
                 "static",
                 &["access_key_id", "secret_access_key", "session_token"],
             ),
-            CredentialsType::Profile => ("profile", &["profile"]),
-            CredentialsType::AssumeRole => {
-                ("assume_role", &["role_arn", "session_name", "external_id"])
-            }
+            CredentialsType::Profile => ("profile", &["profile", "file"]),
+            CredentialsType::AssumeRole => (
+                "assume_role",
+                &["role_arn", "session_name", "external_id", "duration"],
+            ),
         };
         let given = [
             ("access_key_id", c.access_key_id.is_some()),
             ("secret_access_key", c.secret_access_key.is_some()),
             ("session_token", c.session_token.is_some()),
             ("profile", c.profile.is_some()),
+            ("file", c.file.is_some()),
             ("role_arn", c.role_arn.is_some()),
             ("session_name", c.session_name.is_some()),
             ("external_id", c.external_id.is_some()),
+            ("duration", c.duration.is_some()),
         ];
         if let Some((k, _)) = given.iter().find(|(k, set)| *set && !used.contains(k)) {
             return Err(format!("credentials of type {kind} do not use {k}"));
@@ -316,12 +359,24 @@ impl TryFrom<CredentialsYaml> for Credentials {
             },
             CredentialsType::Profile => Credentials::Profile {
                 name: need(c.profile, "profile")?,
+                file: c.file,
             },
-            CredentialsType::AssumeRole => Credentials::AssumeRole {
-                role_arn: need(c.role_arn, "role_arn")?,
-                session_name: c.session_name,
-                external_id: c.external_id,
-            },
+            CredentialsType::AssumeRole => {
+                if let Some(d) = c.duration {
+                    if d < Duration::from_secs(900) || d > Duration::from_secs(12 * 3600) {
+                        return Err(format!(
+                            "credentials of type assume_role need a duration between 15m and 12h (STS limits), got {}",
+                            humantime::format_duration(d)
+                        ));
+                    }
+                }
+                Credentials::AssumeRole {
+                    role_arn: need(c.role_arn, "role_arn")?,
+                    session_name: c.session_name,
+                    external_id: c.external_id,
+                    duration: c.duration,
+                }
+            }
         })
     }
 }
@@ -337,16 +392,22 @@ impl fmt::Debug for Credentials {
                 .field("secret_access_key", &"<redacted>")
                 .field("session_token", &"<redacted>")
                 .finish(),
-            Self::Profile { name } => f.debug_struct("Profile").field("name", name).finish(),
+            Self::Profile { name, file } => f
+                .debug_struct("Profile")
+                .field("name", name)
+                .field("file", file)
+                .finish(),
             Self::AssumeRole {
                 role_arn,
                 session_name,
                 external_id,
+                duration,
             } => f
                 .debug_struct("AssumeRole")
                 .field("role_arn", role_arn)
                 .field("session_name", session_name)
                 .field("external_id", &external_id.as_ref().map(|_| "<redacted>"))
+                .field("duration", duration)
                 .finish(),
         }
     }
@@ -362,6 +423,9 @@ pub struct Endpoints {
     pub dynamodb: Option<String>,
     #[serde(default)]
     pub cloudwatch: Option<String>,
+    /// STS, for `assume_role` (the default chain's web identity reads AWS_ENDPOINT_URL_STS).
+    #[serde(default)]
+    pub sts: Option<String>,
 }
 
 /// The DynamoDB lease table.
@@ -833,7 +897,7 @@ impl Config {
     pub fn from_yaml(text: &str, file: &str, base_dir: PathBuf) -> Result<Self, ConfigError> {
         let mut config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_string(),
-            message: e.to_string(),
+            message: suggest::annotate_serde_message(&e.to_string()),
         })?;
         config.base_dir = base_dir;
         let problems = config.problems(text);
