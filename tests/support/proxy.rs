@@ -321,8 +321,13 @@ impl Upstream {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str(&format!("content-length: {}\r\n\r\n", req.body.len()));
-        // A kept-alive connection the emulator closed while idle fails on first use:
-        // nothing was processed, so send again on a new one.
+        // A kept-alive connection the emulator closed while idle fails on first use; a
+        // read-only call is then sent again on a new one. A put is not: the emulator may
+        // have stored it before the connection broke, and sending it again would store
+        // it twice behind the producer's back (the failure reaches the producer instead).
+        let resendable = !req
+            .header("x-amz-target")
+            .is_some_and(|t| t.contains(".PutRecord"));
         let mut status_line = String::new();
         for attempt in 0..2 {
             let reused = self.conn.is_some();
@@ -345,10 +350,7 @@ impl Upstream {
             .await;
             match sent {
                 Ok(()) => break,
-                Err(e) if reused && attempt == 0 => {
-                    let _ = e;
-                    self.conn = None;
-                }
+                Err(_) if reused && resendable && attempt == 0 => self.conn = None,
                 Err(e) => panic!("upstream: {e}"),
             }
         }
