@@ -240,14 +240,8 @@ where
     E: aws_sdk_cloudwatch::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    match e.as_service_error() {
-        Some(se) => format!(
-            "{}: {}",
-            se.code().unwrap_or("error"),
-            se.message().unwrap_or_default()
-        ),
-        None => aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
-    }
+    // The same SDK error and metadata types as Kinesis's, re-exported.
+    crate::aws::describe(e)
 }
 
 /// The CloudWatch client: the shared AWS settings, `aws.endpoints.cloudwatch` if given.
