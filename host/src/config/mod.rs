@@ -878,18 +878,24 @@ pub enum ConfigError {
     },
 }
 
+/// A config file's text and the folder its relative paths resolve against.
+pub(crate) fn read_source(path: &Path) -> std::io::Result<(String, PathBuf)> {
+    let text = std::fs::read_to_string(path)?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok((text, base_dir))
+}
+
 impl Config {
     /// Reads, parses and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let (text, base_dir) = read_source(path).map_err(|source| ConfigError::Read {
             file: file.clone(),
             source,
         })?;
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
         Self::from_yaml(&text, &file, base_dir)
     }
 

@@ -277,6 +277,16 @@ impl Series {
 
 type Key = (&'static str, Vec<(&'static str, String)>);
 
+/// A series' identity: the metric's name and its dimensions' CloudWatch names and values.
+fn key(def: &Def, dims: &Dims) -> Key {
+    (
+        def.name,
+        dims.iter()
+            .map(|(d, v)| (d.cloudwatch, v.clone()))
+            .collect(),
+    )
+}
+
 /// Every series of the process.
 #[derive(Debug)]
 pub struct Registry {
@@ -328,12 +338,7 @@ impl Registry {
         if !self.enabled(def) {
             return None;
         }
-        let key: Key = (
-            def.name,
-            dims.iter()
-                .map(|(d, v)| (d.cloudwatch, v.clone()))
-                .collect(),
-        );
+        let key = key(def, &dims);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(&i) = inner.index.get(&key) {
             return Some(inner.series[i].value.clone());
@@ -381,12 +386,7 @@ impl Registry {
         if !self.enabled(def) {
             return;
         }
-        let key: Key = (
-            def.name,
-            dims.iter()
-                .map(|(d, v)| (d.cloudwatch, v.clone()))
-                .collect(),
-        );
+        let key = key(def, &dims);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(&i) = inner.index.get(&key) {
             if let Value::Observed(sources) = &mut inner.series[i].value {

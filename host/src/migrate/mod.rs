@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 
-use crate::config::{suggest, Config, ConfigError};
+use crate::config::{read_source, suggest, Config, ConfigError};
 
 /// A configuration format users come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,14 +210,10 @@ impl Converted {
 /// Reads `path` as `format` and converts it.
 pub fn load(path: &Path, format: Format, opts: &Options) -> Result<Converted, MigrateError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| MigrateError::Read {
+    let (text, base_dir) = read_source(path).map_err(|source| MigrateError::Read {
         file: file.clone(),
         source,
     })?;
-    let base_dir = path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
     convert(&text, &file, base_dir, format, opts)
 }
 
@@ -658,6 +654,16 @@ fn scalar(v: &Value) -> String {
         _ => serde_yaml::to_string(v)
             .map(|s| s.trim_end().to_string())
             .unwrap_or_default(),
+    }
+}
+
+/// A YAML scalar as text (strings, numbers, booleans); `None` for anything else.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

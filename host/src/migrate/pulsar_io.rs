@@ -10,7 +10,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{app_name, millis, Destination, Draft, MigrateError, NoteKind, Options, Source};
+use super::{app_name, millis, text, Destination, Draft, MigrateError, NoteKind, Options, Source};
 
 /// Every key of the connector's config.
 pub const KEYS: &[&str] = &[
@@ -559,15 +559,6 @@ fn message_shape(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), M
 
 fn key(k: &Value) -> String {
     text(k).unwrap_or_default()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 fn is_blank(v: &Value) -> bool {

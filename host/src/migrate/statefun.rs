@@ -8,7 +8,7 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{app_name, kpl_property, Draft, MigrateError, NoteKind, Options, Source};
+use super::{app_name, kpl_property, text, Draft, MigrateError, NoteKind, Options, Source};
 
 const INGRESS_TYPES: &[&str] = &[
     "statefun.kinesis.io/routable-protobuf-ingress",
@@ -483,13 +483,4 @@ fn map<'a>(src: &Source, v: &'a Value, path: &str) -> Result<&'a Mapping, Migrat
 
 fn seq(v: Option<&Value>) -> Vec<Value> {
     v.and_then(Value::as_sequence).cloned().unwrap_or_default()
-}
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
