@@ -6,8 +6,13 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/shardline/ci-target}
 STACK_HOME=${SHARDLINE_STACK_HOME:-$HOME/.cache/shardline/stack}
 FAST_PORT=${SHARDLINE_BENCH_FERRO_PORT:-4570}
 
-# Builds the release binary; sets $bin.
+# Builds the release binary; sets $bin. SHARDLINE_BENCH_BIN=PATH uses that binary instead
+# (a saved copy, to compare a change against it without rebuilding).
 build_release() {
+  if [[ -n ${SHARDLINE_BENCH_BIN:-} ]]; then
+    bin=$SHARDLINE_BENCH_BIN
+    return
+  fi
   cargo build --release --locked -p shardline >&2
   bin=$CARGO_TARGET_DIR/release/shardline
 }
