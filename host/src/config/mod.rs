@@ -717,6 +717,41 @@ pub struct PulsarSinkConfig {
     /// Longest wait for a send receipt before the send is retried.
     #[serde(default = "defaults::send_timeout", deserialize_with = "duration")]
     pub send_timeout: Duration,
+    /// Producer batching, on by default as in the Pulsar Java client (and so in Pulsar IO).
+    #[serde(default)]
+    pub batching: PulsarBatching,
+}
+
+/// Pulsar producer batching: several messages travel and are acknowledged as one entry.
+///
+/// Consumers still see one message per event, keys and properties included. A batch mixes
+/// keys, so a `Key_Shared` subscription on the topic should turn it off (the Java client's
+/// key-based batcher has no equivalent in the Rust client).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PulsarBatching {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// A batch is sent when it holds this many messages …
+    #[serde(default = "defaults::batch_max_messages")]
+    pub max_messages: u32,
+    /// … or this many bytes …
+    #[serde(default = "defaults::batch_max_bytes", deserialize_with = "size")]
+    pub max_bytes: u64,
+    /// … or when its first message has waited this long.
+    #[serde(default = "defaults::batch_max_delay", deserialize_with = "duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for PulsarBatching {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_messages: defaults::batch_max_messages(),
+            max_bytes: defaults::batch_max_bytes(),
+            max_delay: defaults::batch_max_delay(),
+        }
+    }
 }
 
 /// What happens to a record a stage refuses or cannot process.
@@ -838,6 +873,16 @@ mod defaults {
     }
     pub fn send_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    /// The Pulsar Java client's batching defaults: 1,000 messages, 128 KiB, 1 ms.
+    pub fn batch_max_messages() -> u32 {
+        1000
+    }
+    pub fn batch_max_bytes() -> u64 {
+        128 << 10
+    }
+    pub fn batch_max_delay() -> Duration {
+        Duration::from_millis(1)
     }
 }
 
@@ -1148,6 +1193,35 @@ impl Config {
                             &format!("sinks.{name}.pulsar.topic"),
                             "must not be empty".into(),
                         );
+                    }
+                    let b = &p.batching;
+                    if b.enabled {
+                        if b.max_messages == 0 {
+                            bad(
+                                &format!("sinks.{name}.pulsar.batching.max_messages"),
+                                "must be at least 1".into(),
+                            );
+                        }
+                        // Pulsar's default maxMessageSize is 5 MiB; a batch is one entry.
+                        if b.max_bytes == 0 || b.max_bytes > 5 << 20 {
+                            bad(
+                                &format!("sinks.{name}.pulsar.batching.max_bytes"),
+                                format!(
+                                    "must be between 1 byte and 5MiB (the broker's default \
+                                     maxMessageSize), got {}",
+                                    b.max_bytes
+                                ),
+                            );
+                        }
+                        if b.max_delay.is_zero() || b.max_delay > Duration::from_secs(10) {
+                            bad(
+                                &format!("sinks.{name}.pulsar.batching.max_delay"),
+                                format!(
+                                    "must be between 1ms and 10s, got {:?}",
+                                    b.max_delay
+                                ),
+                            );
+                        }
                     }
                 }
             }

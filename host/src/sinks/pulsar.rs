@@ -97,6 +97,26 @@ pub fn java_instant(millis: i64) -> String {
     }
 }
 
+/// The producer settings of a sink.
+///
+/// A full send queue makes the send wait (backpressure on the shard) instead of failing with
+/// SlowDown, which would rewind the shard and resend everything since its checkpoint.
+/// Batching turns many sends into one broker entry and one receipt: the client keeps one
+/// task per entry awaiting its receipt, so without it every message in flight costs about
+/// a kilobyte of the host's memory, and the broker does the per-entry work per message.
+pub fn producer_options(config: &PulsarSinkConfig) -> pulsar::producer::ProducerOptions {
+    let b = &config.batching;
+    pulsar::producer::ProducerOptions {
+        block_queue_if_full: true,
+        batch_size: b.enabled.then_some(b.max_messages),
+        batch_byte_size: b
+            .enabled
+            .then(|| usize::try_from(b.max_bytes).unwrap_or(usize::MAX)),
+        batch_timeout: b.enabled.then_some(b.max_delay),
+        ..Default::default()
+    }
+}
+
 /// A connected Pulsar client with a producer per topic.
 pub struct PulsarSink {
     name: String,
@@ -164,13 +184,7 @@ impl PulsarSink {
             .client
             .producer()
             .with_topic(topic)
-            // A full send queue makes the send wait (backpressure on the shard) instead of
-            // failing with SlowDown, which would rewind the shard and resend everything
-            // since its checkpoint.
-            .with_options(pulsar::producer::ProducerOptions {
-                block_queue_if_full: true,
-                ..Default::default()
-            })
+            .with_options(producer_options(&self.config))
             .build()
             .await
             .map_err(|e| self.err(topic, format!("cannot create producer: {e}")))?;
@@ -283,6 +297,39 @@ mod tests {
         assert_eq!(p[ENCRYPTION_TYPE], "NONE");
         assert!(!p.contains_key(SHARD_ID) && !p.contains_key(MILLIS_BEHIND_LATEST));
         assert_eq!(p.len(), 4);
+    }
+
+    fn sink_config(batching: &str) -> PulsarSinkConfig {
+        serde_yaml::from_str(&format!(
+            "{{service_url: 'pulsar://127.0.0.1:6650', topic: t, batching: {batching}}}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn batching_on_by_default_with_the_java_clients_limits() {
+        let o = producer_options(&sink_config("{}"));
+        assert_eq!(o.batch_size, Some(1000));
+        assert_eq!(o.batch_byte_size, Some(128 << 10));
+        assert_eq!(o.batch_timeout, Some(Duration::from_millis(1)));
+        assert!(o.block_queue_if_full);
+        let o = producer_options(&sink_config(
+            "{max_messages: 10, max_bytes: 1MiB, max_delay: 20ms}",
+        ));
+        assert_eq!(
+            (o.batch_size, o.batch_byte_size, o.batch_timeout),
+            (Some(10), Some(1 << 20), Some(Duration::from_millis(20)))
+        );
+    }
+
+    #[test]
+    fn batching_off_sends_message_by_message() {
+        let o = producer_options(&sink_config("{enabled: false}"));
+        assert_eq!(
+            (o.batch_size, o.batch_byte_size, o.batch_timeout),
+            (None, None, None)
+        );
+        assert!(o.block_queue_if_full);
     }
 
     #[test]
