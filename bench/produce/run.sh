@@ -138,7 +138,10 @@ vs_kpl() { # size
   local size=$1 keys=10000 shards=16
   local tls_port=${SHARDLINE_BENCH_TLS_PORT:-$((FAST_PORT + 1))}
   local stream out time_line line emu0 emu1 tls0 tls1 cpu rss
-  mvn -s dev/stack.d/maven-settings.xml -q -f bench/kpl package >&2
+  if ! out=$(mvn -s dev/stack.d/maven-settings.xml -B -q -f bench/kpl package 2>&1); then
+    echo "$out" >&2
+    exit 1
+  fi
   local kpl_version
   kpl_version=$(grep -o '<kpl.version>[^<]*' bench/kpl/pom.xml | cut -d'>' -f2)
 
