@@ -8,8 +8,9 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
+use support::metrics::{endpoint_of, get, prometheus_total};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 const LONG: Duration = Duration::from_secs(180);
 
@@ -79,45 +80,6 @@ async fn wait_for_table(table: &str) {
         table_exists(table).await.then_some(())
     })
     .await;
-}
-
-/// One HTTP GET on the worker's endpoint: status code and body.
-async fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-/// The sum of every sample of a Prometheus family (all label sets).
-fn prometheus_total(text: &str, family: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(family)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
-/// The endpoint address the worker logged.
-async fn endpoint_of(host: &mut Host) -> String {
-    host.wait_log("metrics endpoint listening on http://", LONG)
-        .await;
-    let log = host.log();
-    let at = log
-        .find("metrics endpoint listening on http://")
-        .expect("logged");
-    log[at + "metrics endpoint listening on http://".len()..]
-        .split_whitespace()
-        .next()
-        .expect("address")
-        .to_string()
 }
 
 /// A config reading `stream` from kinesis-local into a Kinesis sink (the KPL-grade

@@ -214,7 +214,7 @@ async fn injected_failures_are_retried_and_receipts_are_exact() {
             refuse_records: 0.3,
             fail_requests: 0.1,
             drop_connections: 0.05,
-            refuse_all: false,
+            ..Faults::default()
         },
         7,
     )

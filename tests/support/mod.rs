@@ -3,6 +3,7 @@
 //! as a child process, and waits on conditions (never bare sleeps).
 #![allow(dead_code)]
 
+pub mod metrics;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -802,4 +803,47 @@ pub async fn table_exists(table: &str) -> bool {
 /// Kinesis sequence numbers compare as integers (they are up to 56 digits).
 pub fn seq_le(a: &str, b: &str) -> bool {
     (a.len(), a) <= (b.len(), b)
+}
+
+/// What a run did with the records put: the figures every chaos test prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub put: usize,
+    /// Records put that arrived at least once.
+    pub delivered: usize,
+    /// Records put that never arrived.
+    pub lost: usize,
+    /// Arrivals beyond the first of a record.
+    pub duplicated: usize,
+}
+
+/// Matches arrivals to the records put (by sequence number and payload) and prints
+/// `<label>: put=… delivered=… lost=… duplicated=…`.
+pub fn tally(label: &str, puts: &[Put], got: &[Received]) -> Tally {
+    let mut seen: HashMap<(&str, &[u8]), usize> = HashMap::new();
+    for m in got {
+        *seen
+            .entry((m.prop("kinesis.sequence.number"), m.payload.as_slice()))
+            .or_default() += 1;
+    }
+    let mut t = Tally {
+        put: puts.len(),
+        delivered: 0,
+        lost: 0,
+        duplicated: 0,
+    };
+    for p in puts {
+        match seen.get(&(p.sequence.as_str(), p.data.as_slice())) {
+            Some(&n) => {
+                t.delivered += 1;
+                t.duplicated += n - 1;
+            }
+            None => t.lost += 1,
+        }
+    }
+    println!(
+        "{label}: put={} delivered={} lost={} duplicated={}",
+        t.put, t.delivered, t.lost, t.duplicated
+    );
+    t
 }

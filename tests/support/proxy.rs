@@ -1,9 +1,10 @@
 //! A fault-injecting HTTP proxy in front of a Kinesis emulator, for the producer's retry
-//! tests. Emulators fail on their own only by throttling; this proxy adds the other
-//! failures AWS produces — records refused with `InternalFailure` or
-//! `ProvisionedThroughputExceededException` inside a successful PutRecords answer, whole
+//! tests and the consumer's chaos tests. Emulators fail on their own only by throttling;
+//! this proxy adds the other failures AWS produces — records refused with `InternalFailure`
+//! or `ProvisionedThroughputExceededException` inside a successful PutRecords answer, whole
 //! requests answered 500, connections closed without an answer — and can hold requests to
-//! stall the producer.
+//! stall the producer. GetRecords can be throttled, failed, dropped, answered with an
+//! expired iterator or slowed ([`ReadFaults`]).
 //!
 //! Refused records are removed from the request before it is forwarded, and the answer
 //! gets an error entry in their place, so a refused record is really not stored: a test
@@ -34,6 +35,25 @@ pub struct Faults {
     pub drop_connections: f64,
     /// Refuse every record (for TTL tests).
     pub refuse_all: bool,
+    /// What happens to GetRecords requests.
+    pub reads: ReadFaults,
+}
+
+/// Faults for GetRecords, as AWS produces them. Shares are of requests, drawn in this order;
+/// a request gets at most one fault.
+#[derive(Debug, Clone, Default)]
+pub struct ReadFaults {
+    /// Answered 400 `ProvisionedThroughputExceededException` (nothing forwarded).
+    pub throttle: f64,
+    /// Answered 500 `InternalFailure` (nothing forwarded).
+    pub fail: f64,
+    /// Connection closed without an answer (nothing forwarded).
+    pub drop: f64,
+    /// Answered 400 `ExpiredIteratorException` (nothing forwarded).
+    pub expire: f64,
+    /// Forwarded after `delay` (a slow answer).
+    pub slow: f64,
+    pub delay: std::time::Duration,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -43,6 +63,12 @@ pub struct ProxyCounts {
     pub requests_failed: u64,
     pub connections_dropped: u64,
     pub records_forwarded: u64,
+    pub get_records_requests: u64,
+    pub reads_throttled: u64,
+    pub reads_failed: u64,
+    pub reads_dropped: u64,
+    pub reads_expired: u64,
+    pub reads_slowed: u64,
 }
 
 struct State {
@@ -185,6 +211,26 @@ async fn serve(
         let is_put = req
             .header("x-amz-target")
             .is_some_and(|t| t.ends_with(".PutRecords"));
+        let is_get = req
+            .header("x-amz-target")
+            .is_some_and(|t| t.ends_with(".GetRecords"));
+        if is_get {
+            match read_fault(&state) {
+                Some(ReadFault::Drop) => return, // closes the connection, unanswered
+                Some(ReadFault::Answer(status, code)) => {
+                    let body = json!({"__type": code, "message": "injected by the fault proxy"});
+                    if respond(&mut wr, status, body.to_string().as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Some(ReadFault::Slow(d)) => tokio::time::sleep(d).await,
+                None => {}
+            }
+        }
         if !is_put {
             let (status, body) = up.forward(&req).await;
             if respond(&mut wr, status, &body).await.is_err() {
@@ -298,6 +344,42 @@ async fn serve(
             return;
         }
     }
+}
+
+enum ReadFault {
+    Drop,
+    Answer(u16, &'static str),
+    Slow(std::time::Duration),
+}
+
+/// Draws the fate of one GetRecords request and counts it.
+fn read_fault(state: &Mutex<State>) -> Option<ReadFault> {
+    let mut s = state.lock().expect("proxy state");
+    s.counts.get_records_requests += 1;
+    let f = s.faults.reads.clone();
+    let mut draw = |p: f64| s.rng.random_bool(p.clamp(0.0, 1.0));
+    let fault = if draw(f.throttle) {
+        ReadFault::Answer(400, "ProvisionedThroughputExceededException")
+    } else if draw(f.fail) {
+        ReadFault::Answer(500, "InternalFailure")
+    } else if draw(f.drop) {
+        ReadFault::Drop
+    } else if draw(f.expire) {
+        ReadFault::Answer(400, "ExpiredIteratorException")
+    } else if draw(f.slow) {
+        ReadFault::Slow(f.delay)
+    } else {
+        return None;
+    };
+    let c = &mut s.counts;
+    match fault {
+        ReadFault::Answer(_, "ProvisionedThroughputExceededException") => c.reads_throttled += 1,
+        ReadFault::Answer(_, "InternalFailure") => c.reads_failed += 1,
+        ReadFault::Answer(..) => c.reads_expired += 1,
+        ReadFault::Drop => c.reads_dropped += 1,
+        ReadFault::Slow(_) => c.reads_slowed += 1,
+    }
+    Some(fault)
 }
 
 /// One kept-alive connection to the emulator, opened when first needed.
