@@ -16,6 +16,9 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(240);
 
+/// The tests of this file run one at a time: one restarts Pulsar, which all of them use.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// `n` records over 40 keys, each payload unique.
 fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
@@ -33,6 +36,7 @@ fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 /// count the throttling and the expired iterators it recovered from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kinesis_read_faults_lose_nothing_and_show_in_metrics() {
+    let _serial = SERIAL.lock().await; // Pulsar may be restarting for another test
     let stream = unique("chaos-reads");
     let topic = format!("persistent://public/default/{}", unique("chaos-reads"));
     create_stream_on(&ferrokinesis(), &stream, 2).await;
@@ -108,6 +112,78 @@ async fn kinesis_read_faults_lose_nothing_and_show_in_metrics() {
         prometheus_total(&text, "shardline_get_records_throttled_total"),
         prometheus_total(&text, "shardline_expired_iterator_total")
     );
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+}
+
+/// Runs `dev/stack ARGS…` (the script that started the stack) and demands success.
+async fn stack(args: &[&str]) {
+    let out = tokio::process::Command::new(repo().join("dev/stack"))
+        .args(args)
+        .output()
+        .await
+        .expect("run dev/stack");
+    assert!(
+        out.status.success(),
+        "dev/stack {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pulsar standalone stopped and started again while records flow: the worker's sends
+/// fail or wait, the producer reconnects, and every record arrives. Records keep being put
+/// during the outage, so some are read while the broker is away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulsar_broker_restart_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stream = unique("chaos-pulsar");
+    let topic = format!("persistent://public/default/{}", unique("chaos-pulsar"));
+    create_stream_on(&ferrokinesis(), &stream, 2).await;
+    let config = ferro_stack_config(&unique("chaos-pulsar"), &stream, &topic, "");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut host = Host::start(&write_config(&config));
+    host.wait_log("processing shard", LONG).await;
+
+    let mut puts = put_records_on(&ferrokinesis(), &stream, &records("before", 1000)).await;
+    collector.wait_for_distinct(500, LONG).await;
+    // Keep putting through the outage.
+    let writer = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let mut puts = Vec::new();
+            for round in 0..20 {
+                let batch = records(&format!("during-{round:02}"), 100);
+                puts.extend(put_records_on(&ferrokinesis(), &stream, &batch).await);
+                tokio::time::sleep(Duration::from_millis(500)).await; // pacing, not waiting
+            }
+            puts
+        })
+    };
+    println!(
+        "restarting pulsar; {} records arrived so far",
+        collector.count()
+    );
+    stack(&["restart", "pulsar"]).await;
+    println!(
+        "pulsar started again; {} records arrived so far",
+        collector.count()
+    );
+    puts.extend(writer.await.expect("writer"));
+    puts.extend(put_records_on(&ferrokinesis(), &stream, &records("after", 500)).await);
+
+    let got = collector.wait_for_distinct(puts.len(), LONG).await;
+    let t = tally("pulsar broker restart", &puts, &got);
+    assert_eq!(t.lost, 0, "{t:?}");
+    // The producer went through its reconnection (not a fresh client), and whatever it
+    // could not resend made the shard read again from its checkpoint.
+    let log = host.log();
+    let reconnects = log.matches("reconnecting producer").count();
+    let rewinds = log
+        .matches("reading the shard again from the last checkpoint")
+        .count();
+    println!("producer reconnections={reconnects} shard rewinds={rewinds}");
+    assert!(reconnects > 0, "the producer never reconnected:\n{log}");
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
 }
