@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use support::metrics::{endpoint_of, get, prometheus_total};
 use support::proxy::{FaultProxy, Faults, ReadFaults};
+use support::relay::Relay;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(240);
@@ -186,4 +187,144 @@ async fn pulsar_broker_restart_loses_nothing() {
     assert!(reconnects > 0, "the producer never reconnected:\n{log}");
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+}
+
+/// How long the lease table stays unreachable: 10 s in the test command (over three lease
+/// durations of 3 s), `SHARDLINE_CHAOS_OUTAGE=30` for the 30 s.
+fn outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("SHARDLINE_CHAOS_OUTAGE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(10),
+    )
+}
+
+fn log_time(line: &str) -> Option<std::time::SystemTime> {
+    let t: humantime::Timestamp = line.split_whitespace().next()?.parse().ok()?;
+    Some(t.into())
+}
+
+/// Times of the log lines containing `text`.
+fn times(log: &str, text: &str) -> Vec<std::time::SystemTime> {
+    log.lines()
+        .filter(|l| l.contains(text))
+        .filter_map(log_time)
+        .collect()
+}
+
+/// DynamoDB unreachable for both workers (every connection to it cut) while records flow:
+/// each worker stops its shards once its leases could have expired, nothing is delivered
+/// while nobody holds a lease, no checkpoint goes backwards, and after the table is back
+/// every shard is taken by exactly one worker and every record arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_outage_stops_workers_and_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let stream = unique("chaos-ddb");
+    let topic = format!("persistent://public/default/{}", unique("chaos-ddb"));
+    let app = unique("chaos-ddb");
+    create_stream_on(&ferrokinesis(), &stream, 4).await;
+    let mut relay = Relay::start();
+    // No stealing: leases move only when they expire, so a move is a fault's doing.
+    let config = ferro_stack_config(&app, &stream, &topic, "")
+        .replace(
+            &format!("dynamodb: {}", dynamodb_endpoint()),
+            &format!("dynamodb: {}", relay.endpoint()),
+        )
+        .replace(
+            "leases:\n  duration: 3s\n",
+            "leases:\n  duration: 3s\n  max_steal: 0\n",
+        );
+    assert!(config.contains("max_steal: 0") && config.contains(&relay.endpoint()));
+    let config = write_config(&config);
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut a = Host::start(&config);
+    let mut b = Host::start(&config);
+    wait_for("4 leases held", LONG, || {
+        let app = app.clone();
+        async move {
+            (table_exists(&app).await && lease_owners(&app).await.len() == 4).then_some(())
+        }
+    })
+    .await;
+    let mut puts = put_records_on(&ferrokinesis(), &stream, &records("before", 800)).await;
+    collector.wait_for_distinct(puts.len(), LONG).await;
+    let before = checkpoints(&app).await;
+
+    let writer = {
+        let stream = stream.clone();
+        tokio::spawn(async move {
+            let mut puts = Vec::new();
+            for round in 0..(outage().as_secs() + 4) {
+                let batch = records(&format!("during-{round:02}"), 50);
+                puts.extend(put_records_on(&ferrokinesis(), &stream, &batch).await);
+                tokio::time::sleep(Duration::from_secs(1)).await; // pacing, not waiting
+            }
+            puts
+        })
+    };
+    let cut_at = std::time::SystemTime::now();
+    relay.cut();
+    // Both workers stop all four shards (they cannot renew), well before the outage ends.
+    wait_for("every shard stopped", LONG, || {
+        let n = times(
+            &a.log(),
+            "stopping the shard before another worker can take it",
+        )
+        .len()
+            + times(
+                &b.log(),
+                "stopping the shard before another worker can take it",
+            )
+            .len();
+        async move { (n >= 4).then_some(()) }
+    })
+    .await;
+    let stopped_at = std::time::SystemTime::now();
+    let delivered_when_stopped = collector.count();
+    let outage_left = outage().saturating_sub(cut_at.elapsed().unwrap_or_default());
+    tokio::time::sleep(outage_left).await; // the outage is a duration, not a condition
+    let delivered_during_outage = collector.count() - delivered_when_stopped;
+    relay.restore();
+    let restored_at = std::time::SystemTime::now();
+    println!(
+        "lease table cut for {:?}; all shards stopped after {:?}",
+        restored_at.duration_since(cut_at).unwrap_or_default(),
+        stopped_at.duration_since(cut_at).unwrap_or_default()
+    );
+    puts.extend(writer.await.expect("writer"));
+
+    let got = collector.wait_for_distinct(puts.len(), LONG).await;
+    let t = tally("dynamodb outage", &puts, &got);
+    assert_eq!(t.lost, 0, "{t:?}");
+    assert_eq!(
+        delivered_during_outage, 0,
+        "records were delivered while no worker could hold a lease"
+    );
+    // Nobody checkpointed stale: every checkpoint is at or after where it was.
+    let after = checkpoints(&app).await;
+    for (shard, old) in &before {
+        let new = after.get(shard).expect("the lease is still there");
+        if old.chars().all(|c| c.is_ascii_digit()) && new.chars().all(|c| c.is_ascii_digit()) {
+            assert!(
+                seq_le(old, new),
+                "{shard}: checkpoint went from {old} back to {new}"
+            );
+        }
+    }
+    // After the outage each shard was taken up again exactly once, by one worker.
+    let resumed: usize = [&a, &b]
+        .iter()
+        .map(|h| {
+            times(&h.log(), "processing shard")
+                .into_iter()
+                .filter(|t| *t >= restored_at)
+                .count()
+        })
+        .sum();
+    assert_eq!(resumed, 4, "worker a:\n{}\nworker b:\n{}", a.log(), b.log());
+    for h in [&mut a, &mut b] {
+        h.signal("TERM");
+        assert_eq!(h.wait_exit(LONG).await, Some(0), "{}", h.log());
+    }
 }

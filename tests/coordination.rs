@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use support::relay::Relay;
 use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
@@ -260,59 +261,6 @@ async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
         expected,
         "nothing before the KCL checkpoint, nothing twice"
     );
-}
-
-/// A TCP relay to DynamoDB that the test can cut.
-struct Relay {
-    child: std::process::Child,
-    port: u16,
-    cut: bool,
-}
-
-impl Relay {
-    fn start() -> Self {
-        use std::os::unix::process::CommandExt;
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let target = dynamodb_endpoint()
-            .trim_start_matches("http://")
-            .to_string();
-        let child = std::process::Command::new("socat")
-            .arg(format!("TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr"))
-            .arg(format!("TCP:{target}"))
-            .process_group(0)
-            .spawn()
-            .expect("socat (installed by dev/setup)");
-        Self {
-            child,
-            port,
-            cut: false,
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Kills the relay and every connection it forked.
-    fn cut(&mut self) {
-        if std::mem::replace(&mut self.cut, true) {
-            return;
-        }
-        let pgid = self.child.id();
-        let _ = std::process::Command::new("kill")
-            .args(["-s", "KILL", "--", &format!("-{pgid}")])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-    }
 }
 
 fn log_time(line: &str) -> Option<humantime::Timestamp> {

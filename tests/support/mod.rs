@@ -5,6 +5,7 @@
 
 pub mod metrics;
 pub mod proxy;
+pub mod relay;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
