@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use support::metrics::{endpoint_of, get, prometheus_total};
@@ -327,4 +328,102 @@ async fn dynamodb_outage_stops_workers_and_loses_nothing() {
         h.signal("TERM");
         assert_eq!(h.wait_exit(LONG).await, Some(0), "{}", h.log());
     }
+}
+
+/// The component cache on a full disk (a 16 KiB tmpfs in the worker's own mount namespace,
+/// so it works as root too): the worker says it cannot cache the compiled component, runs
+/// it compiled in memory, and delivers every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cache_disk_costs_a_warning_not_a_record() {
+    let _serial = SERIAL.lock().await;
+    let stream = unique("chaos-disk");
+    let topic = format!("persistent://public/default/{}", unique("chaos-disk"));
+    create_stream_on(&ferrokinesis(), &stream, 1).await;
+    let puts = put_records_on(&ferrokinesis(), &stream, &records("disk", 300)).await;
+    let cache = std::env::temp_dir().join(unique("chaos-cache"));
+    std::fs::create_dir_all(&cache).expect("cache folder");
+    let config = write_config(&ferro_stack_config(
+        &unique("chaos-disk"),
+        &stream,
+        &topic,
+        &format!(
+            "stages:\n  pipeline:\n    component: {}\n",
+            guest("passthrough").display()
+        ),
+    ));
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut command = tokio::process::Command::new("unshare");
+    command
+        .args(["-m", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=16k tmpfs "$1" && shift && exec "$@""#)
+        .args(["sh", cache.to_str().expect("utf-8 path")])
+        .arg(env!("CARGO_BIN_EXE_shardline"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("XDG_CACHE_HOME", &cache);
+    let mut host = Host::spawn(command, &config);
+    host.wait_log("cannot cache the compiled component", LONG)
+        .await;
+    let got = collector.wait_for_distinct(puts.len(), LONG).await;
+    let t = tally("component cache on a full disk", &puts, &got);
+    assert_eq!(t.lost, 0, "{t:?}");
+    let log = host.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("cannot cache the compiled component"))
+        .expect("warned");
+    println!("{warning}");
+    assert!(
+        warning.contains("No space left on device"),
+        "the warning names the cause: {warning}"
+    );
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "{log}");
+}
+
+/// The log written to a full disk (stderr is /dev/full: every write fails with ENOSPC):
+/// logging is lost, records are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_log_disk_loses_no_record() {
+    let _serial = SERIAL.lock().await;
+    let stream = unique("chaos-log");
+    let topic = format!("persistent://public/default/{}", unique("chaos-log"));
+    create_stream_on(&ferrokinesis(), &stream, 1).await;
+    let puts = put_records_on(&ferrokinesis(), &stream, &records("log", 300)).await;
+    let config = write_config(&ferro_stack_config(
+        &unique("chaos-log"),
+        &stream,
+        &topic,
+        &format!(
+            "stages:\n  pipeline:\n    component: {}\n",
+            guest("passthrough").display()
+        ),
+    ));
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("SHARDLINE_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(full)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start shardline");
+    let got = collector.wait_for_distinct(puts.len(), LONG).await;
+    let t = tally("log on a full disk", &puts, &got);
+    assert_eq!(t.lost, 0, "{t:?}");
+    let pid = child.id().expect("running").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = tokio::time::timeout(LONG, child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0), "a clean stop despite the lost log");
 }

@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
+            crate::report!("error: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -129,12 +129,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Invalid(e)) => {
-            eprintln!("error: {e:#}");
+            crate::report!("error: {e:#}");
             ExitCode::from(EXIT_INVALID)
         }
         Err(Failure::Runtime(e)) => {
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            crate::report!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -161,8 +161,12 @@ fn init_logging(format: LogFormat) {
             !std::io::stderr().is_terminal() && std::env::var_os("SHARDLINE_LOG_JSON").is_some()
         }
     };
+    // A log line that cannot be written is dropped: tracing-subscriber would otherwise
+    // report it on stderr with an unwrap, which panics when stderr itself is what failed
+    // (a full disk under the log file) and stops the pipeline over a log line.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .log_internal_errors(false)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

@@ -12,6 +12,25 @@
 //! - [`migrate`]: configs of Pulsar IO, StateFun, Samza and Flink, converted.
 //! - [`cli`]: the `shardline` command.
 
+/// `eprintln!` that cannot panic. `eprintln!` panics when stderr fails (a full disk under
+/// the log file, a closed terminal), and a panic would stop the pipeline over a log line.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that cannot panic (see [`report!`]).
+#[macro_export]
+macro_rules! report_inline {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod agg;
 pub mod aws;
 pub mod cli;

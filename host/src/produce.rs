@@ -198,7 +198,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     }
     if summary.stats.user_records_failed > 0 {
         for f in summary.failures.iter().take(5) {
-            eprintln!("  {f}");
+            crate::report!("  {f}");
         }
         bail!(
             "{} of {} records were not stored in {stream}",
@@ -273,10 +273,10 @@ async fn report_progress(producer: Arc<Producer>, every: Duration) {
             producer.outstanding_records()
         );
         if tty {
-            eprint!("\r{line}   ");
+            crate::report_inline!("\r{line}   ");
             let _ = std::io::stderr().flush();
         } else {
-            eprintln!("{line}");
+            crate::report!("{line}");
         }
     }
 }
@@ -285,9 +285,9 @@ fn print_summary(stream: &str, s: &Summary) {
     let st = &s.stats;
     let (rps, mbps) = rate(st, s.elapsed);
     if std::io::stderr().is_terminal() {
-        eprintln!();
+        crate::report!();
     }
-    eprintln!(
+    crate::report!(
         "produce: stream={stream} records={} stored={} failed={} expired={} requests={} kinesis_records={} aggregates={} retries={} throttled={} wrong_shard={} seconds={:.3} records_per_sec={rps:.0} mb_per_sec={mbps:.3}",
         st.user_records,
         st.user_records_ok,
@@ -482,7 +482,7 @@ async fn ensure_stream(
         }
     };
     if !exists {
-        eprintln!("creating stream {stream} with {shards} shards");
+        crate::report!("creating stream {stream} with {shards} shards");
         client
             .create_stream()
             .stream_name(stream)

@@ -60,7 +60,7 @@ pub fn spawn_for_run(shutdown: CancellationToken) {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.cancelled() => {
                     if terminal {
-                        eprintln!();
+                        crate::report!();
                     }
                     crate::health::readiness().draining();
                     return;
@@ -72,7 +72,7 @@ pub fn spawn_for_run(shutdown: CancellationToken) {
             (last_records, last) = (records, Instant::now());
             let line = describe(records, per_sec, lag);
             if terminal {
-                eprint!("\r{line}   ");
+                crate::report_inline!("\r{line}   ");
                 let _ = std::io::stderr().flush();
             } else {
                 tracing::info!(

@@ -64,7 +64,7 @@ pub async fn run(args: TailArgs) -> anyhow::Result<()> {
         .build()
         .await
         .context("cannot subscribe")?;
-    eprintln!("subscribed to {} topic(s)", args.topics.len());
+    crate::report!("subscribed to {} topic(s)", args.topics.len());
     let tty = std::io::stderr().is_terminal();
     let mut per_topic: BTreeMap<String, usize> = BTreeMap::new();
     let mut seen = 0usize;
@@ -107,13 +107,13 @@ fn report(per_topic: &BTreeMap<String, usize>, seen: usize, tty: bool, last: boo
     let parts: Vec<String> = per_topic.iter().map(|(t, n)| format!("{t}: {n}")).collect();
     let line = format!("{seen} messages ({})", parts.join(", "));
     if tty {
-        eprint!("\r{line}   ");
+        crate::report_inline!("\r{line}   ");
         if last {
-            eprintln!();
+            crate::report!();
         }
         let _ = std::io::stderr().flush();
     } else {
-        eprintln!("{line}");
+        crate::report!("{line}");
     }
 }
 

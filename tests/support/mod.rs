@@ -525,10 +525,15 @@ impl Host {
 
     /// `shardline run --config CONFIG ARGS…` (e.g. `--from pulsar-io --to TOPIC`).
     pub fn start_with(config: &Path, args: &[&str]) -> Self {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"))
-            .args(["run", "--config"])
-            .arg(config)
-            .args(args)
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_shardline"));
+        command.args(["run", "--config"]).arg(config).args(args);
+        Self::spawn(command, config)
+    }
+
+    /// Starts `command` (`shardline run`, however wrapped; it must end up as the child's
+    /// own process for [`signal`](Self::signal)) with its stderr as the log.
+    pub fn spawn(mut command: tokio::process::Command, config: &Path) -> Self {
+        let mut child = command
             .env("SHARDLINE_LOG", "info,shardline=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
