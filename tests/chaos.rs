@@ -427,3 +427,79 @@ async fn full_log_disk_loses_no_record() {
         .expect("wait");
     assert_eq!(status.code(), Some(0), "a clean stop despite the lost log");
 }
+
+/// Misbehaving guest code under load: among 4,000 records on 4 shards, 8 make the guest
+/// trap, 8 spin forever (interrupted at the call deadline), 8 allocate past the memory cap
+/// and 8 are rejected. With `errors.policy: dead_letter` the worker stays up, every other
+/// record is delivered, and every bad one is dead-lettered with its kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misbehaving_guests_under_load_cost_only_their_records() {
+    let _serial = SERIAL.lock().await;
+    let stream = unique("chaos-guests");
+    let topic = format!("persistent://public/default/{}", unique("chaos-guests"));
+    let dlq = format!("persistent://public/default/{}", unique("chaos-guests-dlq"));
+    create_stream_on(&ferrokinesis(), &stream, 4).await;
+    let bad = ["POISON", "SPIN", "HOG", "REJECT"];
+    let mut records = records("good", 4000);
+    for (i, word) in bad.iter().enumerate() {
+        for j in 0..8 {
+            let at = 97 + (i * 8 + j) * 120;
+            records[at].1 = format!("bad-{j}-{word}").into_bytes();
+        }
+    }
+    let puts = put_records_on(&ferrokinesis(), &stream, &records).await;
+    let (good, bad_puts): (Vec<Put>, Vec<Put>) =
+        puts.into_iter().partition(|p| p.data.starts_with(b"good"));
+    let extra = format!(
+        "stages:\n  pipeline:\n    component: {}\n    settings:\n      panic_on: POISON\n      \
+         loop_on: SPIN\n      alloc_on: HOG\n      reject_on: REJECT\n\
+         wasm:\n  call_timeout: 1s\n  memory_limit: 16MiB\n\
+         errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        guest("passthrough").display()
+    );
+    let config = write_config(&ferro_stack_config(
+        &unique("chaos-guests"),
+        &stream,
+        &topic,
+        &extra,
+    ));
+    let mut main = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let mut host = Host::start(&config);
+
+    let got = main.wait_for_distinct(good.len(), LONG).await;
+    let dl = dead.wait_for_distinct(bad_puts.len(), LONG).await;
+    let t = tally("misbehaving guests, delivered", &good, &got);
+    let d = tally("misbehaving guests, dead-lettered", &bad_puts, &dl);
+    assert_eq!((t.lost, d.lost), (0, 0), "{t:?} {d:?}");
+    assert!(
+        got.iter().all(|m| m.payload.starts_with(b"good")),
+        "a bad record reached the main topic"
+    );
+    let mut kinds = std::collections::BTreeMap::new();
+    for m in &dl {
+        let word = bad
+            .iter()
+            .find(|w| m.payload.ends_with(w.as_bytes()))
+            .expect("only bad records are dead-lettered");
+        kinds
+            .entry((*word, m.prop("shardline.error.kind").to_string()))
+            .and_modify(|n| *n += 1)
+            .or_insert(1usize);
+    }
+    println!("dead letters by record and kind: {kinds:?}");
+    let expected: std::collections::BTreeMap<_, _> = [
+        (("HOG", "memory".to_string()), 8),
+        (("POISON", "trap".to_string()), 8),
+        (("REJECT", "rejected".to_string()), 8),
+        (("SPIN", "timeout".to_string()), 8),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        kinds, expected,
+        "each bad record dead-lettered with its own kind"
+    );
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+}
