@@ -576,6 +576,23 @@ impl Host {
         }
     }
 
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
     pub fn signal(&self, sig: &str) {
         let pid = self.child.id().expect("running");
         let ok = std::process::Command::new("kill")
