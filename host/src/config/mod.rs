@@ -8,6 +8,7 @@
 
 pub(crate) mod locate;
 pub mod metrics;
+pub mod nesting;
 pub mod suggest;
 pub mod units;
 
@@ -946,6 +947,10 @@ impl Config {
 
     /// Parses and checks config text; `file` names it in errors.
     pub fn from_yaml(text: &str, file: &str, base_dir: PathBuf) -> Result<Self, ConfigError> {
+        nesting::check(text).map_err(|message| ConfigError::Parse {
+            file: file.to_string(),
+            message,
+        })?;
         let mut config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
             file: file.to_string(),
             message: suggest::annotate_serde_message(&e.to_string()),

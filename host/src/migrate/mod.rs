@@ -241,10 +241,7 @@ pub fn convert(
             file: path.display().to_string(),
             source,
         })?;
-        let overlay: Value = serde_yaml::from_str(&otext).map_err(|e| MigrateError::Parse {
-            file: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let overlay = yaml_value(&otext, &path.display().to_string())?;
         draft.merge_overlay(overlay, &path.display().to_string());
     }
     draft.unpark_producer();
@@ -280,6 +277,16 @@ pub fn convert(
         draft,
         header,
     })
+}
+
+/// YAML text as a tree, its flow nesting bounded first (see [`crate::config::nesting`]).
+pub(crate) fn yaml_value(text: &str, file: &str) -> Result<Value, MigrateError> {
+    let parse = |message| MigrateError::Parse {
+        file: file.to_string(),
+        message,
+    };
+    crate::config::nesting::check(text).map_err(parse)?;
+    serde_yaml::from_str(text).map_err(|e| parse(e.to_string()))
 }
 
 /// The source text and its name, for errors with lines.

@@ -78,10 +78,7 @@ const ALWAYS_PROPERTIES: &[&str] = &[
 ];
 
 pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
-    let doc: Value = serde_yaml::from_str(&src.text).map_err(|e| MigrateError::Parse {
-        file: src.file.clone(),
-        message: e.to_string(),
-    })?;
+    let doc = super::yaml_value(&src.text, &src.file)?;
     let Value::Mapping(top) = doc else {
         return Err(src.invalid("(top level)", "expected a map of connector settings"));
     };

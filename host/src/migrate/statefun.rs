@@ -31,10 +31,7 @@ const EGRESS_KEYS: &[&str] = &[
 ];
 
 pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
-    let doc: Value = serde_yaml::from_str(&src.text).map_err(|e| MigrateError::Parse {
-        file: src.file.clone(),
-        message: e.to_string(),
-    })?;
+    let doc = super::yaml_value(&src.text, &src.file)?;
     let top = map(src, &doc, "(top level)")?;
     check(src, top, "", &["version", "module"])?;
     let module = map(src, field(src, top, "", "module")?, "module")?;
