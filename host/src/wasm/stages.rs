@@ -410,7 +410,7 @@ impl StageSet {
         // A record with a failure anywhere delivers none of its events.
         failures.sort_by_key(|f| f.index);
         let failed = |i: u32| failures.binary_search_by_key(&i, |f| f.index).is_ok();
-        let outputs = events
+        let mut outputs: Vec<Output> = events
             .into_iter()
             .zip(origin)
             .zip(destinations)
@@ -423,6 +423,11 @@ impl StageSet {
                 })
             })
             .collect();
+        // A transform may list its events out of input order; the consumer's dispatch
+        // walks records and outputs together and would silently drop an output whose
+        // record it has passed (found by fuzz/wit_values). Stable: a record's events keep
+        // their order.
+        outputs.sort_by_key(|o| o.index);
         Ok(BatchOutcome { outputs, failures })
     }
 }
