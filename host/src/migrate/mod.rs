@@ -200,7 +200,8 @@ impl Converted {
         if !ignored.is_empty() {
             out.push_str("\n# Not carried over:\n");
             for n in ignored {
-                out.push_str(&format!("#   {} {}: {}\n", n.kind.label(), n.key, n.text));
+                let line = format!("{} {}: {}", n.kind.label(), n.key, n.text);
+                out.push_str(&format!("#   {}\n", comment(&line)));
             }
         }
         out
@@ -266,9 +267,10 @@ pub fn convert(
     }
     let rendered = draft.render(true);
     let header = format!(
-        "# Shardline config converted from {format} config {file}.\n\
+        "# Shardline config converted from {format} config {}.\n\
          # Each key says where it came from; a key that was ignored or changed meaning\n\
-         # has a comment (`changed`, `added`, `ignored`).\n"
+         # has a comment (`changed`, `added`, `ignored`).\n",
+        comment(file)
     );
     let config = Config::from_yaml(&rendered, &format!("{file} (as converted)"), base_dir)?;
     Ok(Converted {
@@ -602,12 +604,12 @@ impl Draft {
                 format!("{prefix}.{key}")
             };
             for c in self.comments.get(&path).into_iter().flatten() {
-                out.push_str(&format!("{pad}# {c}\n"));
+                out.push_str(&format!("{pad}# {}\n", comment(c)));
             }
             let trailing = self
                 .origins
                 .get(&path)
-                .map(|o| format!("  # {o}"))
+                .map(|o| format!("  # {}", comment(o)))
                 .unwrap_or_default();
             match v {
                 Value::Mapping(inner) if !inner.is_empty() => {
@@ -651,6 +653,22 @@ impl Draft {
             }
         }
     }
+}
+
+/// Text for a `#` comment: one line, without the characters YAML refuses in a file
+/// (control characters, U+FFFE, U+FFFF), which are shown escaped (`\n`, `\0`). Keys
+/// and values of the source config end up in comments; oddly spelled ones must neither end
+/// the comment early nor make the printed config unreadable (found by fuzz/config_parse).
+fn comment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// One YAML scalar (or `{}` / `[]`), quoted where YAML needs it.
@@ -929,6 +947,41 @@ mod tests {
             Some("2020-08-09T20:58:58.500Z")
         );
         assert_eq!(utc_time("yesterday"), None);
+    }
+
+    #[test]
+    fn odd_characters_in_source_keys_stay_inside_their_comments() {
+        // A control character in an ignored key made the printed config unreadable; a line
+        // break would have ended the comment and put the rest in the config.
+        let text = "systems.k.samza.factory=org.apache.samza.system.kinesis.KinesisSystemFactory\n\
+                    task.inputs=k.in\n\
+                    systems.k.streams.in.aws.region=eu-west-1\n\
+                    job.sys\u{0}tem.x=1\n";
+        let opts = Options {
+            to: Some(Destination::Pulsar("out".into())),
+            ..Options::default()
+        };
+        let converted = convert(
+            text,
+            "job\n.properties",
+            PathBuf::from("."),
+            Format::Samza,
+            &opts,
+        )
+        .expect("converts");
+        let yaml = converted.yaml(true);
+        assert!(yaml.contains("job.sys\\0tem.x"), "{yaml}");
+        assert!(yaml.contains("config job\\n.properties."), "{yaml}");
+        Config::from_yaml(&yaml, "printed", PathBuf::from(".")).expect("reads back");
+
+        let mut d = Draft::default();
+        d.set("application", "a", "app\nsinks: {}");
+        d.note(NoteKind::Changed, "x", Some("application"), "two\nlines");
+        let rendered = d.render(true);
+        assert_eq!(
+            rendered,
+            "# changed x: two\\nlines\napplication: a  # app\\nsinks: {}\n"
+        );
     }
 
     #[test]
