@@ -21,16 +21,20 @@ const LONG: Duration = Duration::from_secs(240);
 /// The tests of this file run one at a time: one restarts Pulsar, which all of them use.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// `n` records over 40 keys, each payload unique.
-fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            (
-                format!("key-{}", i % 40),
-                format!("{prefix}-{i:05}").into_bytes(),
-            )
-        })
-        .collect()
+/// Seconds from the environment variable `var`, or `default`.
+fn secs_from_env(var: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(var)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
+/// SIGTERM, and a clean exit.
+async fn stop(mut host: Host) {
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
 }
 
 /// GetRecords throttled, failed with 500, dropped, answered with an expired iterator and
@@ -114,8 +118,7 @@ async fn kinesis_read_faults_lose_nothing_and_show_in_metrics() {
         prometheus_total(&text, "shardline_get_records_throttled_total"),
         prometheus_total(&text, "shardline_expired_iterator_total")
     );
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+    stop(host).await;
 }
 
 /// Runs `dev/stack ARGS…` (the script that started the stack) and demands success.
@@ -186,19 +189,13 @@ async fn pulsar_broker_restart_loses_nothing() {
         .count();
     println!("producer reconnections={reconnects} shard rewinds={rewinds}");
     assert!(reconnects > 0, "the producer never reconnected:\n{log}");
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+    stop(host).await;
 }
 
 /// How long the lease table stays unreachable: 10 s in the test command (over three lease
 /// durations of 3 s), `SHARDLINE_CHAOS_OUTAGE=30` for the 30 s.
 fn outage() -> Duration {
-    Duration::from_secs(
-        std::env::var("SHARDLINE_CHAOS_OUTAGE")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10),
-    )
+    secs_from_env("SHARDLINE_CHAOS_OUTAGE", 10)
 }
 
 fn log_time(line: &str) -> Option<std::time::SystemTime> {
@@ -239,8 +236,8 @@ async fn dynamodb_outage_stops_workers_and_loses_nothing() {
     assert!(config.contains("max_steal: 0") && config.contains(&relay.endpoint()));
     let config = write_config(&config);
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
-    let mut a = Host::start(&config);
-    let mut b = Host::start(&config);
+    let a = Host::start(&config);
+    let b = Host::start(&config);
     wait_for("4 leases held", LONG, || {
         let app = app.clone();
         async move {
@@ -324,10 +321,8 @@ async fn dynamodb_outage_stops_workers_and_loses_nothing() {
         })
         .sum();
     assert_eq!(resumed, 4, "worker a:\n{}\nworker b:\n{}", a.log(), b.log());
-    for h in [&mut a, &mut b] {
-        h.signal("TERM");
-        assert_eq!(h.wait_exit(LONG).await, Some(0), "{}", h.log());
-    }
+    stop(a).await;
+    stop(b).await;
 }
 
 /// The component cache on a full disk (a 16 KiB tmpfs in the worker's own mount namespace,
@@ -465,7 +460,7 @@ async fn misbehaving_guests_under_load_cost_only_their_records() {
     ));
     let mut main = Collector::start(std::slice::from_ref(&topic)).await;
     let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
-    let mut host = Host::start(&config);
+    let host = Host::start(&config);
 
     let got = main.wait_for_distinct(good.len(), LONG).await;
     let dl = dead.wait_for_distinct(bad_puts.len(), LONG).await;
@@ -500,19 +495,13 @@ async fn misbehaving_guests_under_load_cost_only_their_records() {
         kinds, expected,
         "each bad record dead-lettered with its own kind"
     );
-    host.signal("TERM");
-    assert_eq!(host.wait_exit(LONG).await, Some(0), "{}", host.log());
+    stop(host).await;
 }
 
 /// How long the soak runs: 60 s in the test command, `SHARDLINE_SOAK_SECS=1800` for the
 /// issue's 30 minutes (README, "Long reliability runs").
 fn soak_duration() -> Duration {
-    Duration::from_secs(
-        std::env::var("SHARDLINE_SOAK_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
-    )
+    secs_from_env("SHARDLINE_SOAK_SECS", 60)
 }
 
 /// Three workers under steady load (kinesis-local, for its resharding), one of them killed
@@ -533,13 +522,13 @@ async fn soak_kills_and_a_reshard_lose_nothing() {
     let witness = Host::start(&config);
     let mut others = vec![Host::start(&config), Host::start(&config)];
 
-    let stop = tokio_util::sync::CancellationToken::new();
+    let writing = tokio_util::sync::CancellationToken::new();
     let writer = {
-        let (stream, stop) = (stream.clone(), stop.clone());
+        let (stream, writing) = (stream.clone(), writing.clone());
         tokio::spawn(async move {
             let mut puts = Vec::new();
             let mut round = 0u64;
-            while !stop.is_cancelled() {
+            while !writing.is_cancelled() {
                 let batch = records(&format!("soak-{round:06}"), 10);
                 puts.extend(put_records(&stream, &batch).await);
                 round += 1;
@@ -567,7 +556,7 @@ async fn soak_kills_and_a_reshard_lose_nothing() {
             others.push(Host::start(&config));
         }
     }
-    stop.cancel();
+    writing.cancel();
     let puts = writer.await.expect("writer");
     let got = collector.wait_for_distinct(puts.len(), LONG).await;
     let t = tally(&format!("soak {total:?}, {kills} kill -9"), &puts, &got);
@@ -581,9 +570,7 @@ async fn soak_kills_and_a_reshard_lose_nothing() {
             "the witness's memory grew from {middle:.0} KiB to {last:.0} KiB"
         );
     }
-    let mut witness = witness;
-    witness.signal("TERM");
-    assert_eq!(witness.wait_exit(LONG).await, Some(0), "{}", witness.log());
+    stop(witness).await;
 }
 
 /// SplitShard of shard 0 at the middle of its hash range, waiting until the stream is

@@ -52,18 +52,6 @@ async fn owners(table: &str) -> HashMap<String, usize> {
     m
 }
 
-/// Puts `n` records with distinct payloads, spread over keys.
-fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            (
-                format!("key-{}", i % 53),
-                format!("{prefix}-{i}").into_bytes(),
-            )
-        })
-        .collect()
-}
-
 /// Two workers of one application on a new four-shard stream, balanced 2/2 before any
 /// record is put (stealing while they converge may redeliver; these tests measure
 /// handoffs, not convergence). The stream is named after the application.

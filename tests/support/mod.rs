@@ -870,3 +870,15 @@ pub fn tally(label: &str, puts: &[Put], got: &[Received]) -> Tally {
     );
     t
 }
+
+/// Puts `n` records with distinct payloads, spread over keys.
+pub fn records(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("key-{}", i % 53),
+                format!("{prefix}-{i}").into_bytes(),
+            )
+        })
+        .collect()
+}
