@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::lease_table::LeaseTable;
-use crate::consumer::{coordinator, Shared, Stats};
+use crate::consumer::{coordinator, Shared, Stats, WorkerQueue};
 use crate::sinks::Sinks;
 use crate::wasm::inspect::World;
 use crate::wasm::reload::Plans;
@@ -321,6 +321,11 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         hangup,
         shutdown.clone(),
     ));
+    let receive_queue = WorkerQueue::new(config.source.max_in_flight_bytes).with_gauge(
+        crate::metrics::consumer::LeaseMetrics::of(&worker)
+            .receive_queue_bytes
+            .clone(),
+    );
     let shared = Arc::new(Shared {
         config: config.clone(),
         kinesis,
@@ -329,6 +334,7 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         sinks: Arc::new(sinks),
         plans,
         stats: Arc::new(Stats::default()),
+        receive_queue: Arc::new(receive_queue),
     });
     let result = coordinator::run(shared, shutdown).await;
     exporters.stop().await;

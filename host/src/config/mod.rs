@@ -83,6 +83,15 @@ pub struct SourceConfig {
     /// reaching it pauses fetching (backpressure), as Pulsar IO's `receiveQueueSize`.
     #[serde(default = "defaults::receive_queue_size")]
     pub receive_queue_size: usize,
+    /// Most bytes (data and partition keys) of one shard's records fetched and not yet
+    /// acknowledged, as the KCL's prefetch `maxByteSize`; a fetch asks for no more records
+    /// than fit at the shard's average record size.
+    #[serde(default = "defaults::receive_queue_bytes", deserialize_with = "size")]
+    pub receive_queue_bytes: u64,
+    /// Most bytes of records fetched and not yet acknowledged across every shard this
+    /// worker holds: the worker's memory does not grow with its shard count.
+    #[serde(default = "defaults::max_in_flight_bytes", deserialize_with = "size")]
+    pub max_in_flight_bytes: u64,
 }
 
 /// One stream of a multi-stream application.
@@ -826,6 +835,12 @@ mod defaults {
     pub fn receive_queue_size() -> usize {
         10_000
     }
+    pub fn receive_queue_bytes() -> u64 {
+        8 << 20
+    }
+    pub fn max_in_flight_bytes() -> u64 {
+        64 << 20
+    }
     pub fn max_records() -> i32 {
         10_000
     }
@@ -1110,6 +1125,23 @@ impl Config {
         }
         if self.source.receive_queue_size == 0 {
             bad("source.receive_queue_size", "must be at least 1".into());
+        }
+        for (key, v) in [
+            (
+                "source.receive_queue_bytes",
+                self.source.receive_queue_bytes,
+            ),
+            (
+                "source.max_in_flight_bytes",
+                self.source.max_in_flight_bytes,
+            ),
+        ] {
+            if v < crate::producer::MAX_RECORD_BYTES as u64 {
+                bad(
+                    key,
+                    "must be at least 1MiB, the largest Kinesis record".into(),
+                );
+            }
         }
         if self.leases.duration < Duration::from_secs(1) {
             bad("leases.duration", "must be at least 1s".into());

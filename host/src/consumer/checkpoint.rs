@@ -78,6 +78,8 @@ struct Entry {
     sequence: String,
     sub: u64,
     pending: u32,
+    /// The record's size (data and partition key) while it is not done; 0 once done.
+    bytes: u32,
 }
 
 /// Tracks outstanding deliveries per record and the checkpointable prefix.
@@ -88,6 +90,9 @@ pub struct AckTracker {
     entries: VecDeque<Entry>,
     /// End of the done prefix, if anything was completed since creation.
     done: Option<(String, u64)>,
+    /// Bytes of the records not done yet (done ones after a gap are not counted: their
+    /// deliveries, and so their data, are gone).
+    held_bytes: u64,
 }
 
 impl AckTracker {
@@ -96,38 +101,57 @@ impl AckTracker {
     }
 
     /// Registers the next record (in shard order) with the number of deliveries it waits
-    /// for. Zero means done at once (filtered out, skipped).
-    pub fn push(&mut self, sequence: String, sub: u64, pending: u32) -> RecordId {
+    /// for and its size in bytes. Zero deliveries means done at once (filtered out,
+    /// skipped).
+    pub fn push(&mut self, sequence: String, sub: u64, pending: u32, bytes: u32) -> RecordId {
         let id = RecordId(self.base + self.entries.len() as u64);
+        let bytes = if pending == 0 { 0 } else { bytes };
+        self.held_bytes += u64::from(bytes);
         self.entries.push_back(Entry {
             sequence,
             sub,
             pending,
+            bytes,
         });
         self.advance();
         id
     }
 
-    /// One delivery of `id` was acknowledged.
+    /// One delivery of `id` was acknowledged. Returns the bytes this released: the
+    /// record's size when it was its last delivery, else 0.
     ///
     /// # Panics
     /// Never on valid ids; an id acknowledged more often than it was registered for is a
     /// bug and is ignored with an error log rather than corrupting the prefix.
-    pub fn ack(&mut self, id: RecordId) {
+    pub fn ack(&mut self, id: RecordId) -> u64 {
         let Some(idx) = id.0.checked_sub(self.base) else {
             tracing::error!(?id, "acknowledgement for a record already completed");
-            return;
+            return 0;
         };
-        match self.entries.get_mut(idx as usize) {
-            Some(e) if e.pending > 0 => e.pending -= 1,
+        let released = match self.entries.get_mut(idx as usize) {
+            Some(e) if e.pending > 0 => {
+                e.pending -= 1;
+                if e.pending == 0 {
+                    std::mem::take(&mut e.bytes)
+                } else {
+                    0
+                }
+            }
             _ => {
                 tracing::error!(?id, "unexpected acknowledgement");
-                return;
+                return 0;
             }
-        }
+        };
+        self.held_bytes -= u64::from(released);
         if idx == 0 {
             self.advance();
         }
+        u64::from(released)
+    }
+
+    /// Bytes of the records registered and not done.
+    pub fn held_bytes(&self) -> u64 {
+        self.held_bytes
     }
 
     fn advance(&mut self) {
@@ -167,9 +191,9 @@ mod tests {
     #[test]
     fn prefix_stops_at_first_gap() {
         let mut t = AckTracker::new();
-        let a = t.push("1".into(), 0, 1);
-        let b = t.push("2".into(), 0, 2);
-        let c = t.push("3".into(), 0, 1);
+        let a = t.push("1".into(), 0, 1, 10);
+        let b = t.push("2".into(), 0, 2, 10);
+        let c = t.push("3".into(), 0, 1, 10);
         assert_eq!(t.checkpointable(), None);
         t.ack(c);
         assert_eq!(t.checkpointable(), None, "3 is done but 1 and 2 are not");
@@ -189,10 +213,10 @@ mod tests {
     #[test]
     fn records_with_nothing_to_deliver_are_done_at_once() {
         let mut t = AckTracker::new();
-        t.push("1".into(), 0, 0);
+        t.push("1".into(), 0, 0, 10);
         assert_eq!(t.checkpointable(), seq("1"));
-        let b = t.push("2".into(), 0, 1);
-        t.push("3".into(), 0, 0);
+        let b = t.push("2".into(), 0, 1, 10);
+        t.push("3".into(), 0, 0, 10);
         assert_eq!(t.checkpointable(), seq("1"));
         t.ack(b);
         assert_eq!(t.checkpointable(), seq("3"));
@@ -201,8 +225,8 @@ mod tests {
     #[test]
     fn sub_sequence_numbers_are_kept() {
         let mut t = AckTracker::new();
-        let a = t.push("9".into(), 0, 1);
-        let b = t.push("9".into(), 1, 1);
+        let a = t.push("9".into(), 0, 1, 10);
+        let b = t.push("9".into(), 1, 1, 10);
         t.ack(a);
         t.ack(b);
         assert_eq!(
@@ -215,10 +239,29 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_held_until_the_last_delivery_of_a_record() {
+        let mut t = AckTracker::new();
+        let a = t.push("1".into(), 0, 2, 100);
+        let b = t.push("2".into(), 0, 1, 30);
+        t.push("3".into(), 0, 0, 7);
+        assert_eq!(
+            t.held_bytes(),
+            130,
+            "a record with nothing to deliver holds nothing"
+        );
+        assert_eq!(t.ack(b), 30, "done after a gap: its bytes are released");
+        assert_eq!(t.held_bytes(), 100);
+        assert_eq!(t.ack(a), 0, "one of two deliveries");
+        assert_eq!(t.ack(a), 100);
+        assert_eq!(t.held_bytes(), 0);
+        assert_eq!(t.ack(a), 0, "an extra acknowledgement releases nothing");
+    }
+
+    #[test]
     fn extra_acks_do_not_move_the_prefix() {
         let mut t = AckTracker::new();
-        let a = t.push("1".into(), 0, 1);
-        let _b = t.push("2".into(), 0, 1);
+        let a = t.push("1".into(), 0, 1, 10);
+        let _b = t.push("2".into(), 0, 1, 10);
         t.ack(a);
         t.ack(a); // duplicate: ignored
         assert_eq!(t.checkpointable(), seq("1"));
@@ -252,12 +295,24 @@ mod tests {
             let n = rng.random_range(1..40u64);
             let mut pending = Vec::new();
             let mut ids = Vec::new();
+            let mut sizes = Vec::new();
             for i in 0..n {
                 let k = rng.random_range(0..3u32);
-                let id = t.push(i.to_string(), 0, k);
+                let bytes = rng.random_range(1..2_000u32);
+                let id = t.push(i.to_string(), 0, k, bytes);
                 ids.push((id, i));
                 pending.push(k);
+                sizes.push(bytes);
             }
+            let held = |pending: &[u32]| -> u64 {
+                pending
+                    .iter()
+                    .zip(&sizes)
+                    .filter(|(&k, _)| k > 0)
+                    .map(|(_, &b)| u64::from(b))
+                    .sum()
+            };
+            assert_eq!(t.held_bytes(), held(&pending));
             let mut acks: Vec<usize> = pending
                 .iter()
                 .enumerate()
@@ -265,8 +320,11 @@ mod tests {
                 .collect();
             acks.shuffle(&mut rng);
             for i in acks {
-                t.ack(ids[i].0);
+                let released = t.ack(ids[i].0);
                 pending[i] -= 1;
+                let expect_released = if pending[i] == 0 { sizes[i] } else { 0 };
+                assert_eq!(released, u64::from(expect_released));
+                assert_eq!(t.held_bytes(), held(&pending), "bytes of records not done");
                 let first_pending = pending.iter().position(|&k| k > 0).unwrap_or(n as usize);
                 let expected = first_pending.checked_sub(1).map(|j| j.to_string());
                 assert_eq!(t.checkpointable().map(|c| c.as_kcl().to_string()), expected);

@@ -8,9 +8,11 @@ pub mod lag;
 pub mod lease;
 pub mod lease_table;
 pub mod lease_taker;
+pub mod receive_queue;
 pub mod retrieval;
 pub mod shard_consumer;
 pub mod shard_sync;
 
 pub use coordinator::Stats;
+pub use receive_queue::WorkerQueue;
 pub use shard_consumer::Shared;

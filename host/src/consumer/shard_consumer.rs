@@ -21,6 +21,7 @@ use super::checkpoint::{AckTracker, Checkpoint, RecordId};
 use super::dead_letter;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
+use super::receive_queue::{self, RecordSize, Reservation, WorkerQueue};
 use super::retrieval::{ConsumerRegistration, FanOutFetcher, Fetched, Fetcher, PollingFetcher};
 use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
@@ -40,6 +41,8 @@ pub struct Shared {
     /// The components in use; replaced by hot reload.
     pub plans: Arc<Plans>,
     pub stats: Arc<super::Stats>,
+    /// The bytes of records every shard of the worker holds.
+    pub receive_queue: Arc<WorkerQueue>,
 }
 
 /// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
@@ -206,9 +209,12 @@ pub enum ShardExit {
 }
 
 /// Deliveries in flight for one pass over the shard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Flow {
     stats: Arc<super::Stats>,
+    /// Where the bytes of this pass's records are counted for the whole worker; what is
+    /// still held when the pass is gone (records never acknowledged) is given back then.
+    worker_queue: Arc<WorkerQueue>,
     tracker: Mutex<AckTracker>,
     /// Delivery tasks not finished (acknowledged or failed).
     outstanding: AtomicUsize,
@@ -217,8 +223,24 @@ struct Flow {
 }
 
 impl Flow {
+    fn new(stats: Arc<super::Stats>, worker_queue: Arc<WorkerQueue>) -> Self {
+        Self {
+            stats,
+            worker_queue,
+            tracker: Mutex::default(),
+            outstanding: AtomicUsize::new(0),
+            failure: Mutex::default(),
+            changed: Notify::new(),
+        }
+    }
+
     fn in_flight(&self) -> usize {
         self.tracker.lock().map(|t| t.in_flight()).unwrap_or(0)
+    }
+
+    /// Bytes of this pass's records not done yet.
+    fn held_bytes(&self) -> u64 {
+        self.tracker.lock().map(|t| t.held_bytes()).unwrap_or(0)
     }
 
     fn checkpointable(&self) -> Option<Checkpoint> {
@@ -243,16 +265,44 @@ impl Flow {
         self.changed.notify_one();
     }
 
-    fn push(&self, sequence: &str, sub: u64, pending: u32) -> RecordId {
+    /// Registers a record handed to the sinks: `pending` deliveries, `bytes` of data and
+    /// key held (out of the fetch's `reservation`) until the last of them is acknowledged.
+    fn push(
+        &self,
+        sequence: &str,
+        sub: u64,
+        pending: u32,
+        bytes: u32,
+        reservation: &mut Reservation,
+    ) -> RecordId {
         let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        t.push(sequence.to_string(), sub, pending)
+        let id = t.push(sequence.to_string(), sub, pending, bytes);
+        if pending > 0 {
+            reservation.take(u64::from(bytes));
+        }
+        id
     }
 
     fn ack(&self, id: RecordId) {
-        if let Ok(mut t) = self.tracker.lock() {
-            t.ack(id);
-        }
+        let released = match self.tracker.lock() {
+            Ok(mut t) => t.ack(id),
+            Err(_) => 0,
+        };
+        self.worker_queue.release(released);
         self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Flow {
+    /// Records of a pass that ended (rewind, lease lost, shutdown) before all their
+    /// deliveries were acknowledged: nothing holds their data any more.
+    fn drop(&mut self) {
+        let held = self
+            .tracker
+            .get_mut()
+            .map(|t| t.held_bytes())
+            .unwrap_or_else(|p| p.into_inner().held_bytes());
+        self.worker_queue.release(held);
     }
 }
 
@@ -263,6 +313,8 @@ struct Meta {
     /// Position inside a KPL aggregate; `None` for a plain record.
     sub: Option<u64>,
     encryption: Option<String>,
+    /// The record's size in the receive queue.
+    bytes: u32,
 }
 
 /// Runs one shard until it ends, its lease is lost, or `shutdown` is cancelled.
@@ -292,7 +344,8 @@ pub async fn run(
         return ShardExit::ShardEnd;
     }
 
-    // Initializing.
+    // Initializing. From here the shard counts in the receive queue's fair share.
+    let _slot = shared.receive_queue.join();
     let (generation, plan) = shared.plans.current();
     let mut stages = match plan.instantiate() {
         Ok(s) => Some(s),
@@ -308,6 +361,7 @@ pub async fn run(
         shard,
         shutdown,
         generation: AtomicU64::new(generation),
+        record_size: RecordSize::default(),
     };
     let mut rewinds = 0u32;
     loop {
@@ -368,6 +422,8 @@ struct ShardConsumer {
     shutdown: CancellationToken,
     /// Generation of the plan `stages` were instantiated from.
     generation: AtomicU64,
+    /// Recent record sizes, to turn the receive queue's byte room into a record count.
+    record_size: RecordSize,
 }
 
 impl ShardConsumer {
@@ -431,10 +487,10 @@ impl ShardConsumer {
             Checkpoint::Sequence { sequence, sub } => Some((sequence.clone(), *sub)),
             _ => None,
         };
-        let flow = Arc::new(Flow {
-            stats: self.shared.stats.clone(),
-            ..Flow::default()
-        });
+        let flow = Arc::new(Flow::new(
+            self.shared.stats.clone(),
+            self.shared.receive_queue.clone(),
+        ));
         let interval = cfg.checkpoint.interval;
         let mut next_checkpoint = Instant::now() + interval;
 
@@ -454,21 +510,38 @@ impl ShardConsumer {
                 self.checkpoint(&flow).await;
                 next_checkpoint = Instant::now() + interval;
             }
-            // Backpressure: at most `receive_queue_size` records fetched and not yet
-            // acknowledged; each fetch asks for no more than the room left.
-            let room = cfg
+            // Backpressure (the receive queue): at most `receive_queue_size` records and
+            // `receive_queue_bytes` of this shard, and `max_in_flight_bytes` of the whole
+            // worker, fetched and not yet acknowledged. A fetch reserves its bytes of the
+            // worker's queue first and asks for no more records than fit in them at the
+            // recent record size. The worker's wait is created before the reservation is
+            // tried, so a release in between still wakes it.
+            let queue = self.shared.receive_queue.clone();
+            let worker_below_limit = queue.below_limit();
+            let records_room = cfg
                 .source
                 .receive_queue_size
                 .saturating_sub(flow.in_flight());
-            if room == 0 {
+            let shard_bytes_room = cfg
+                .source
+                .receive_queue_bytes
+                .saturating_sub(flow.held_bytes());
+            let reservation = (records_room > 0 && shard_bytes_room > 0)
+                .then(|| queue.reserve(shard_bytes_room.min(queue.fair_share())))
+                .flatten();
+            let Some(mut reservation) = reservation else {
+                let worker_full = records_room > 0 && shard_bytes_room > 0;
                 tokio::select! {
                     _ = flow.changed.notified() => {}
+                    _ = worker_below_limit, if worker_full => {}
                     _ = tokio::time::sleep_until(next_checkpoint) => {}
                     _ = self.shutdown.cancelled() => {}
                     _ = self.lease.lost.cancelled() => {}
                 }
                 continue;
-            }
+            };
+            drop(worker_below_limit);
+            let room = self.record_size.limit(records_room, reservation.bytes());
             // The fetch is kept (not restarted) while checkpoints fall due: a fan-out
             // subscription may deliver nothing for seconds, and the acknowledged prefix
             // must still be written on time.
@@ -501,7 +574,10 @@ impl ShardConsumer {
                 children = fetched.child_shards.clone();
             }
             if !fetched.records.is_empty() {
-                if let Err(fatal) = self.deliver(stages, &flow, fetched, &mut skip).await {
+                if let Err(fatal) = self
+                    .deliver(stages, &flow, fetched, &mut skip, &mut reservation)
+                    .await
+                {
                     return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
                 }
             }
@@ -611,11 +687,12 @@ impl ShardConsumer {
     /// Runs the stages over one batch and enqueues its deliveries. `Err` is fatal (error
     /// policy `fail`); delivery problems are reported through `flow`.
     async fn deliver(
-        &self,
+        &mut self,
         stages: &mut Option<StageSet>,
         flow: &Arc<Flow>,
         fetched: Fetched,
         skip: &mut Option<(String, u64)>,
+        reservation: &mut Reservation,
     ) -> Result<(), String> {
         let n = fetched.records.len();
         self.shared
@@ -652,6 +729,7 @@ impl ShardConsumer {
                             sequence: r.sequence_number.clone(),
                             sub: Some(u.sub_sequence),
                             encryption: encryption.clone(),
+                            bytes: receive_queue::record_bytes(u.partition_key, u.data),
                         });
                         records.push(SourceRecord {
                             partition_key: u.partition_key.to_string(),
@@ -675,13 +753,15 @@ impl ShardConsumer {
             if done_up_to.is_some() {
                 continue;
             }
+            let partition_key = r.partition_key.unwrap_or_default();
             metas.push(Meta {
                 sequence: r.sequence_number,
                 sub: None,
                 encryption,
+                bytes: receive_queue::record_bytes(&partition_key, &data),
             });
             records.push(SourceRecord {
-                partition_key: r.partition_key.unwrap_or_default(),
+                partition_key,
                 arrival_millis: arrival,
                 data,
             });
@@ -689,6 +769,8 @@ impl ShardConsumer {
         if records.is_empty() {
             return Ok(());
         }
+        self.record_size
+            .observe(metas.len(), metas.iter().map(|m| u64::from(m.bytes)).sum());
         self.metrics.processed(&records);
         let ctx = BatchContext {
             stream_name: self.stream.clone(),
@@ -721,7 +803,8 @@ impl ShardConsumer {
             None => return Err("stage instances are gone after an earlier failure".into()),
         };
         self.metrics.staged(records.len(), &outcome, started);
-        self.dispatch(flow, &ctx, &records, &metas, outcome).await
+        self.dispatch(flow, &ctx, &records, &metas, outcome, reservation)
+            .await
     }
 
     async fn dispatch(
@@ -731,12 +814,13 @@ impl ShardConsumer {
         records: &[SourceRecord],
         metas: &[Meta],
         outcome: BatchOutcome,
+        reservation: &mut Reservation,
     ) -> Result<(), String> {
         let sinks = &self.shared.sinks;
         let mut outputs = outcome.outputs.into_iter().peekable();
         let mut failures = outcome.failures.into_iter().peekable();
         for (i, (rec, meta)) in records.iter().zip(metas).enumerate() {
-            let i = i as u32;
+            let (i, bytes) = (i as u32, meta.bytes);
             let rc = RecordContext {
                 stream: &self.stream,
                 shard_id: &self.shard,
@@ -817,7 +901,7 @@ impl ShardConsumer {
                     }
                     ErrorPolicy::Skip => {
                         tracing::warn!("{what}; {key} is skip: record skipped");
-                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0);
+                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0, bytes, reservation);
                     }
                     ErrorPolicy::DeadLetter => {
                         let Some(dl) = &self.config().errors.dead_letter else {
@@ -838,7 +922,8 @@ impl ShardConsumer {
                             target.topic,
                             target.sink
                         );
-                        let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1);
+                        let id =
+                            flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1, bytes, reservation);
                         // A Kinesis record has no properties: it carries a JSON envelope.
                         let payload = if sinks.is_kinesis(&target.sink) {
                             let max = dead_letter::max_envelope_len(&rec.partition_key);
@@ -868,7 +953,13 @@ impl ShardConsumer {
                 continue;
             }
 
-            let id = flow.push(&meta.sequence, meta.sub.unwrap_or(0), sends.len() as u32);
+            let id = flow.push(
+                &meta.sequence,
+                meta.sub.unwrap_or(0),
+                sends.len() as u32,
+                bytes,
+                reservation,
+            );
             for (target, event) in sends {
                 if !self.send(flow, id, &target, &rc, event, &[]).await {
                     return Ok(());

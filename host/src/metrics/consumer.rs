@@ -147,6 +147,8 @@ pub fn checkpointed(key: &str, started: Instant, ok: bool) {
 #[derive(Debug, Clone)]
 pub struct LeaseMetrics {
     pub current: Arc<Gauge>,
+    /// Bytes of records the worker holds (the receive queue).
+    pub receive_queue_bytes: Arc<Gauge>,
     pub taken: Arc<Counter>,
     pub stolen: Arc<Counter>,
     pub lost: Arc<Counter>,
@@ -164,6 +166,7 @@ impl LeaseMetrics {
         };
         Self {
             current: r.gauge(&defs::CURRENT_LEASES, dims("RenewAllLeases")),
+            receive_queue_bytes: r.gauge(&defs::RECEIVE_QUEUE_BYTES, dims("ProcessTask")),
             taken: r.counter(&defs::TAKEN_LEASES, dims("TakeLeases")),
             stolen: r.counter(&defs::STOLEN_LEASES, dims("TakeLeases")),
             lost: r.counter(&defs::LOST_LEASES, dims("RenewAllLeases")),

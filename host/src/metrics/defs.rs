@@ -4,7 +4,7 @@
 //! | area | CloudWatch dimensions | metrics |
 //! |---|---|---|
 //! | consumer | `Operation=ProcessTask`, `StreamName`, `ShardId` (detailed) | `RecordsProcessed`, `DataBytesProcessed`, `MillisBehindLatest`, `GetRecords.Success`, `GetRecords.Time`, `ExpiredIterator`, `GetRecords.Throttled`, `Checkpoint.Time`, `Checkpoint.Failures` |
-//! | leases | `Operation=RenewAllLeases`/`TakeLeases`, `WorkerIdentifier` | `CurrentLeases`, `TakenLeases`, `StolenLeases`, `LostLeases`, `RenewLease.Failures` |
+//! | leases | `Operation=RenewAllLeases`/`TakeLeases`, `WorkerIdentifier` | `CurrentLeases`, `ReceiveQueue.Bytes`, `TakenLeases`, `StolenLeases`, `LostLeases`, `RenewLease.Failures` |
 //! | producer | `StreamName` (+ `ErrorCode`) | `UserRecordsReceived`, `UserRecordsPut`, `KinesisRecordsPut`, `KinesisRecordsDataPut`, `UserRecordExpired`, `RetriesPerRecord`, `BufferingTime`, `RequestTime`, `AllErrors`, `ErrorsByCode` |
 //! | Wasm | `Component` (+ `ErrorKind`) | `Wasm.Calls`, `Wasm.RecordsIn`, `Wasm.RecordsOut`, `Wasm.Errors`, `Wasm.Traps`, `Wasm.BatchTime`, `Wasm.InstanceRecycles`, `DeadLetters` (`StreamName`) |
 //! | sinks | `Sink` | `Sink.Sends`, `Sink.Failures`, `Sink.InFlight`, `Sink.AckLatency` |
@@ -189,6 +189,15 @@ pub const CURRENT_LEASES: Def = gauge(
     "Leases this worker holds.",
     Summary,
 );
+pub const RECEIVE_QUEUE_BYTES: Def = Def {
+    unit: Bytes,
+    ..gauge(
+        "ReceiveQueue.Bytes",
+        "shardline_receive_queue_bytes",
+        "Bytes of records fetched and not yet acknowledged by every sink, all shards of the worker (source.max_in_flight_bytes bounds it).",
+        Summary,
+    )
+};
 pub const TAKEN_LEASES: Def = counter(
     "TakenLeases",
     "shardline_leases_taken_total",
@@ -417,6 +426,7 @@ pub const ALL: &[&Def] = &[
     &CHECKPOINT_TIME,
     &CHECKPOINT_FAILURES,
     &CURRENT_LEASES,
+    &RECEIVE_QUEUE_BYTES,
     &TAKEN_LEASES,
     &STOLEN_LEASES,
     &LOST_LEASES,
