@@ -39,6 +39,8 @@
 #   in_pulsar                Pulsar's msgInCounter at the end (> RECORDS: duplicates)
 #
 # SHARDLINE_BENCH_QUEUE            source.receive_queue_size (default 10000, the product's)
+# SHARDLINE_BENCH_QUEUE_BYTES      source.receive_queue_bytes (default: the product's)
+# SHARDLINE_BENCH_IN_FLIGHT_BYTES  source.max_in_flight_bytes (default: the product's)
 # SHARDLINE_BENCH_KCL=0            skip the KCL phase (and its Maven build)
 # SHARDLINE_BENCH_KCL_JAVA_OPTS    JVM flags for the KCL (default none: the JVM's defaults)
 # SHARDLINE_BENCH_KCL_BATCHING=true  Pulsar producer batching on for the KCL (default off,
@@ -51,6 +53,8 @@ N=${1:-500000}
 SHARDS=${2:-8}
 SIZE=${3:-100}
 QUEUE=${SHARDLINE_BENCH_QUEUE:-10000} # source.receive_queue_size
+QUEUE_BYTES=${SHARDLINE_BENCH_QUEUE_BYTES:-}
+IN_FLIGHT_BYTES=${SHARDLINE_BENCH_IN_FLIGHT_BYTES:-}
 KCL=${SHARDLINE_BENCH_KCL:-1}
 KCL_JAVA_OPTS=${SHARDLINE_BENCH_KCL_JAVA_OPTS:-}
 KCL_BATCHING=${SHARDLINE_BENCH_KCL_BATCHING:-false}
@@ -63,7 +67,9 @@ source:
   stream: $2
   initial_position: trim_horizon
   receive_queue_size: $QUEUE
-aws:
+${QUEUE_BYTES:+  receive_queue_bytes: $QUEUE_BYTES
+}${IN_FLIGHT_BYTES:+  max_in_flight_bytes: $IN_FLIGHT_BYTES
+}aws:
   region: us-east-1
   credentials: {type: static, access_key_id: test, secret_access_key: test}
   endpoints: {kinesis: "$FAST_ENDPOINT", dynamodb: "$SHARDLINE_DYNAMODB_ENDPOINT"}

@@ -9,9 +9,10 @@
 //! A record's size is its data plus its partition key, counted from the moment it is handed
 //! to the sinks until its last delivery is acknowledged (or its pass over the shard ends).
 //! Before a fetch a shard *reserves* bytes of the worker's queue — at most its own byte
-//! room and its fair share of the worker's bound (the bound divided by the shards the
-//! worker runs), so that shards starting together cannot all take the same room, and an
-//! idle shard waiting on a subscription cannot hold what busy ones need — and asks for no
+//! room, its fair share of the worker's bound (the bound divided by the shards the worker
+//! runs), so that shards starting together cannot all take the same room and an idle shard
+//! waiting on a subscription cannot hold what busy ones need, and [`MAX_FETCH_BYTES`] (a
+//! shard's read throughput per second, so that batches stay small) — and asks for no
 //! more records than fit in the reservation at the average size of its recent records
 //! (GetRecords and SubscribeToShard take a record count, not a byte count). The records it
 //! gets are held out of the reservation; what is left of it is given back. So a bound is
@@ -147,6 +148,12 @@ impl WorkerQueue {
         }
     }
 }
+
+/// Most bytes one fetch reserves. Kinesis serves at most 2 MiB/s of reads per shard, so a
+/// larger batch buys no throughput against AWS, and it costs memory several times over: the
+/// response body, the records decoded from it, and the component's linear memory, which
+/// grows to hold the largest batch in and out and never shrinks.
+pub const MAX_FETCH_BYTES: u64 = 2 << 20;
 
 /// A shard consumer counted in the worker's fair share.
 #[derive(Debug)]

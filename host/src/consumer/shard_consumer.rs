@@ -527,7 +527,12 @@ impl ShardConsumer {
                 .receive_queue_bytes
                 .saturating_sub(flow.held_bytes());
             let reservation = (records_room > 0 && shard_bytes_room > 0)
-                .then(|| queue.reserve(shard_bytes_room.min(queue.fair_share())))
+                .then(|| {
+                    let want = shard_bytes_room
+                        .min(queue.fair_share())
+                        .min(receive_queue::MAX_FETCH_BYTES);
+                    queue.reserve(want)
+                })
                 .flatten();
             let Some(mut reservation) = reservation else {
                 let worker_full = records_room > 0 && shard_bytes_room > 0;
@@ -573,13 +578,16 @@ impl ShardConsumer {
             if shard_end {
                 children = fetched.child_shards.clone();
             }
-            if !fetched.records.is_empty() {
-                if let Err(fatal) = self
-                    .deliver(stages, &flow, fetched, &mut skip, &mut reservation)
+            let delivered = if fetched.records.is_empty() {
+                Ok(())
+            } else {
+                self.deliver(stages, &flow, fetched, &mut skip, &mut reservation)
                     .await
-                {
-                    return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
-                }
+            };
+            // What the batch did not take goes back before anything waits.
+            drop(reservation);
+            if let Err(fatal) = delivered {
+                return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
             }
             if shard_end {
                 // Shard end: wait for every delivery, then record SHARD_END.
