@@ -43,8 +43,11 @@
 # SHARDLINE_BENCH_IN_FLIGHT_BYTES  source.max_in_flight_bytes (default: the product's)
 # SHARDLINE_BENCH_KCL=0            skip the KCL phase (and its Maven build)
 # SHARDLINE_BENCH_KCL_JAVA_OPTS    JVM flags for the KCL (default none: the JVM's defaults)
-# SHARDLINE_BENCH_KCL_BATCHING=true  Pulsar producer batching on for the KCL (default off,
-#                                  like Shardline's sink: one message per send)
+# SHARDLINE_BENCH_KCL_PROPERTIES=none  the KCL sends key and data only (default pulsar-io:
+#                                  the four kinesis.* properties and event time, as Shardline
+#                                  and the Pulsar IO Kinesis source do)
+# SHARDLINE_BENCH_KCL_BATCHING=false  Pulsar producer batching off for the KCL (default on,
+#                                  as in Shardline's sink, the Java client and Pulsar IO)
 # Needs `dev/stack up`, the test guests (`guest-examples/build.sh`) and, for the KCL phase,
 # Java 17 and Maven (bench/kcl is built here from Maven Central).
 set -euo pipefail
@@ -57,7 +60,8 @@ QUEUE_BYTES=${SHARDLINE_BENCH_QUEUE_BYTES:-}
 IN_FLIGHT_BYTES=${SHARDLINE_BENCH_IN_FLIGHT_BYTES:-}
 KCL=${SHARDLINE_BENCH_KCL:-1}
 KCL_JAVA_OPTS=${SHARDLINE_BENCH_KCL_JAVA_OPTS:-}
-KCL_BATCHING=${SHARDLINE_BENCH_KCL_BATCHING:-false}
+KCL_BATCHING=${SHARDLINE_BENCH_KCL_BATCHING:-true}
+KCL_PROPERTIES=${SHARDLINE_BENCH_KCL_PROPERTIES:-pulsar-io}
 source bench/lib.sh
 
 config() { # app stream topic
@@ -148,11 +152,11 @@ build_kcl() {
     echo "$out" >&2
     exit 1
   fi
-  printf 'setup     kcl=%s pulsar_client=%s java=%s java_opts="%s" jvm="%s" kcl_batching=%s\n' \
+  printf 'setup     kcl=%s pulsar_client=%s java=%s java_opts="%s" jvm="%s" kcl_batching=%s kcl_properties=%s\n' \
     "$(grep -o '<kcl.version>[^<]*' bench/kcl/pom.xml | cut -d'>' -f2)" \
     "$(grep -o '<pulsar.version>[^<]*' bench/kcl/pom.xml | cut -d'>' -f2)" \
     "$(java -version 2>&1 | head -1 | grep -o '"[^"]*"' | tr -d '"')" \
-    "$KCL_JAVA_OPTS" "$(jvm_defaults)" "$KCL_BATCHING"
+    "$KCL_JAVA_OPTS" "$(jvm_defaults)" "$KCL_BATCHING" "$KCL_PROPERTIES"
 }
 
 # Watches PID fill TOPIC until it holds N records; prints the phase line and keeps the
@@ -254,7 +258,8 @@ kcl_phase() {
   java $KCL_JAVA_OPTS -cp 'bench/kcl/target/classes:bench/kcl/target/lib/*' bench.KclPassthrough \
     --stream "$stream" --application "$app" --topic "persistent://public/default/$topic" \
     --kinesis-endpoint "$FAST_ENDPOINT" --dynamodb-endpoint "$SHARDLINE_DYNAMODB_ENDPOINT" \
-    --pulsar-url "$SHARDLINE_PULSAR_URL" --batching "$KCL_BATCHING" 2>"$work/kcl.log" &
+    --pulsar-url "$SHARDLINE_PULSAR_URL" --batching "$KCL_BATCHING" --properties "$KCL_PROPERTIES" \
+    2>"$work/kcl.log" &
   measure kcl kcl $! "$topic" "$work/kcl.log" "$t_start" "$emu_start"
   delete_table "$app"
 }

@@ -3,6 +3,7 @@ package bench;
 import java.net.URI;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.CompletableFuture;
@@ -10,6 +11,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.pulsar.client.api.Producer;
 import org.apache.pulsar.client.api.PulsarClient;
 import org.apache.pulsar.client.api.Schema;
+import org.apache.pulsar.client.api.TypedMessageBuilder;
 import software.amazon.awssdk.auth.credentials.AwsBasicCredentials;
 import software.amazon.awssdk.auth.credentials.StaticCredentialsProvider;
 import software.amazon.awssdk.http.Protocol;
@@ -58,10 +60,17 @@ import software.amazon.kinesis.retrieval.polling.PollingConfig;
  *
  * <p>The Pulsar producer sends one message per send (batching off), blocking when its queue
  * is full, like Shardline's Pulsar sink; --batching turns the Java client's batching on.
+ *
+ * <p>Messages are shaped as the Pulsar IO Kinesis source shapes them, as Shardline's are:
+ * key = partition key, event time = approximate arrival, and the properties
+ * kinesis.partition.key, kinesis.sequence.number, kinesis.arrival.timestamp
+ * (Instant.toString()) and kinesis.encryption.type. --properties none sends the key and data
+ * only (what the first comparisons in BENCHMARKS.md measured).
  */
 public final class KclPassthrough {
   private static Producer<byte[]> producer;
   private static long checkpointNanos = TimeUnit.SECONDS.toNanos(10);
+  private static boolean pulsarIoProperties = true;
 
   public static void main(String[] argv) throws Exception {
     // The KCL logs every lease renewal and fetch at INFO; -Dorg.slf4j.simpleLogger.defaultLogLevel=info
@@ -78,11 +87,17 @@ public final class KclPassthrough {
     String topic = a.get("topic");
     boolean batching = Boolean.parseBoolean(a.getOrDefault("batching", "false"));
     checkpointNanos = TimeUnit.SECONDS.toNanos(Long.parseLong(a.getOrDefault("checkpoint-seconds", "10")));
+    String properties = a.getOrDefault("properties", "pulsar-io");
+    if (!properties.equals("pulsar-io") && !properties.equals("none")) {
+      System.err.println("--properties must be pulsar-io or none, not " + properties);
+      System.exit(2);
+    }
+    pulsarIoProperties = properties.equals("pulsar-io");
     if (stream == null || app == null || topic == null || kinesisEndpoint == null
         || dynamodbEndpoint == null || pulsarUrl == null) {
       System.err.println("usage: KclPassthrough --stream S --application A --topic T"
           + " [--kinesis-endpoint URL] [--dynamodb-endpoint URL] [--pulsar-url URL]"
-          + " [--batching true] [--checkpoint-seconds 10]\n"
+          + " [--batching true] [--checkpoint-seconds 10] [--properties pulsar-io|none]\n"
           + "  endpoints default to $SHARDLINE_KINESIS_ENDPOINT, $SHARDLINE_DYNAMODB_ENDPOINT,"
           + " $SHARDLINE_PULSAR_URL");
       System.exit(2);
@@ -176,7 +191,7 @@ public final class KclPassthrough {
           ByteBuffer data = r.data();
           byte[] bytes = new byte[data.remaining()];
           data.get(bytes);
-          acks.add(producer.newMessage().key(r.partitionKey()).value(bytes).sendAsync());
+          acks.add(message(r, bytes).sendAsync());
         }
         List<KinesisClientRecord> failed = new ArrayList<>();
         for (int i = 0; i < acks.size(); i++) {
@@ -195,6 +210,21 @@ public final class KclPassthrough {
         }
         pending = failed;
       }
+    }
+
+    /** The message of one record: as the Pulsar IO Kinesis source builds it, or key and data. */
+    private static TypedMessageBuilder<byte[]> message(KinesisClientRecord r, byte[] bytes) {
+      TypedMessageBuilder<byte[]> m = producer.newMessage().key(r.partitionKey()).value(bytes);
+      if (!pulsarIoProperties) {
+        return m;
+      }
+      Map<String, String> p = new HashMap<>(8);
+      p.put("kinesis.partition.key", r.partitionKey());
+      p.put("kinesis.sequence.number", r.sequenceNumber());
+      p.put("kinesis.arrival.timestamp", r.approximateArrivalTimestamp().toString());
+      p.put("kinesis.encryption.type",
+          r.encryptionType() == null ? "NONE" : r.encryptionType().toString());
+      return m.properties(p).eventTime(r.approximateArrivalTimestamp().toEpochMilli());
     }
 
     private void checkpoint(RecordProcessorCheckpointer checkpointer, KinesisClientRecord last) {
