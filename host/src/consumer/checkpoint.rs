@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 /// A position in a shard, as the KCL stores it: a sequence number and a sub-sequence number
 /// (the user record inside a KPL aggregate), or one of the special values.
@@ -75,7 +76,8 @@ pub struct RecordId(u64);
 
 #[derive(Debug)]
 struct Entry {
-    sequence: String,
+    /// Shared by the user records of one KPL aggregate.
+    sequence: Arc<str>,
     sub: u64,
     pending: u32,
     /// The record's size (data and partition key) while it is not done; 0 once done.
@@ -89,7 +91,7 @@ pub struct AckTracker {
     base: u64,
     entries: VecDeque<Entry>,
     /// End of the done prefix, if anything was completed since creation.
-    done: Option<(String, u64)>,
+    done: Option<(Arc<str>, u64)>,
     /// Bytes of the records not done yet (done ones after a gap are not counted: their
     /// deliveries, and so their data, are gone).
     held_bytes: u64,
@@ -103,7 +105,7 @@ impl AckTracker {
     /// Registers the next record (in shard order) with the number of deliveries it waits
     /// for and its size in bytes. Zero deliveries means done at once (filtered out,
     /// skipped).
-    pub fn push(&mut self, sequence: String, sub: u64, pending: u32, bytes: u32) -> RecordId {
+    pub fn push(&mut self, sequence: Arc<str>, sub: u64, pending: u32, bytes: u32) -> RecordId {
         let id = RecordId(self.base + self.entries.len() as u64);
         let bytes = if pending == 0 { 0 } else { bytes };
         self.held_bytes += u64::from(bytes);
@@ -171,7 +173,7 @@ impl AckTracker {
     /// The position every record up to which is done, if any record completed.
     pub fn checkpointable(&self) -> Option<Checkpoint> {
         self.done.as_ref().map(|(s, sub)| Checkpoint::Sequence {
-            sequence: s.clone(),
+            sequence: s.to_string(),
             sub: *sub,
         })
     }
@@ -299,7 +301,7 @@ mod tests {
             for i in 0..n {
                 let k = rng.random_range(0..3u32);
                 let bytes = rng.random_range(1..2_000u32);
-                let id = t.push(i.to_string(), 0, k, bytes);
+                let id = t.push(i.to_string().into(), 0, k, bytes);
                 ids.push((id, i));
                 pending.push(k);
                 sizes.push(bytes);

@@ -25,7 +25,7 @@ use super::receive_queue::{self, RecordSize, Reservation, WorkerQueue};
 use super::retrieval::{ConsumerRegistration, FanOutFetcher, Fetched, Fetcher, PollingFetcher};
 use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
-use crate::sinks::{RecordContext, Sinks, Target};
+use crate::sinks::{Delivery, Receipt, RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
 use crate::wasm::reload::Plans;
 use crate::wasm::{BatchOutcome, RecordFailure, StageSet};
@@ -269,27 +269,45 @@ impl Flow {
     /// key held (out of the fetch's `reservation`) until the last of them is acknowledged.
     fn push(
         &self,
-        sequence: &str,
+        sequence: &Arc<str>,
         sub: u64,
         pending: u32,
         bytes: u32,
         reservation: &mut Reservation,
     ) -> RecordId {
         let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        let id = t.push(sequence.to_string(), sub, pending, bytes);
+        let id = t.push(sequence.clone(), sub, pending, bytes);
         if pending > 0 {
             reservation.take(u64::from(bytes));
         }
         id
     }
 
-    fn ack(&self, id: RecordId) {
+    /// One delivery of each of `ids` was acknowledged.
+    fn ack_all(&self, ids: &[RecordId]) {
         let released = match self.tracker.lock() {
-            Ok(mut t) => t.ack(id),
+            Ok(mut t) => ids.iter().map(|&id| t.ack(id)).sum(),
             Err(_) => 0,
         };
         self.worker_queue.release(released);
-        self.stats.deliveries.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .deliveries
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Waits for a receipt on a task of its own: it acknowledges one delivery of each of
+    /// `ids`, or fails the flow (the shard rewinds to the acknowledged prefix).
+    fn await_receipt(self: &Arc<Self>, receipt: Receipt, ids: Vec<RecordId>) {
+        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let flow = self.clone();
+        tokio::spawn(async move {
+            match receipt.await {
+                Ok(()) => flow.ack_all(&ids),
+                Err(e) => flow.fail(e.to_string()),
+            }
+            flow.outstanding.fetch_sub(1, Ordering::AcqRel);
+            flow.wake();
+        });
     }
 }
 
@@ -309,10 +327,11 @@ impl Drop for Flow {
 /// The per-record data the host keeps out of the guest.
 #[derive(Debug)]
 struct Meta {
-    sequence: String,
+    /// Shared by the user records of one KPL aggregate, and with the ack tracker.
+    sequence: Arc<str>,
     /// Position inside a KPL aggregate; `None` for a plain record.
     sub: Option<u64>,
-    encryption: Option<String>,
+    encryption: Option<aws_sdk_kinesis::types::EncryptionType>,
     /// The record's size in the receive queue.
     bytes: u32,
 }
@@ -718,7 +737,7 @@ impl ShardConsumer {
                 .approximate_arrival_timestamp
                 .and_then(|t| t.to_millis().ok())
                 .unwrap_or(now_millis);
-            let encryption = r.encryption_type.map(|e| e.as_str().to_string());
+            let encryption = r.encryption_type;
             // After a restart the iterator starts AT the checkpointed record: what of it
             // was done (all of a plain record, sub-records up to the checkpoint of an
             // aggregate) is skipped.
@@ -726,6 +745,7 @@ impl ShardConsumer {
                 Some((seq, sub)) if seq == r.sequence_number => Some(sub),
                 _ => None,
             };
+            let sequence: Arc<str> = r.sequence_number.into();
             let data = r.data.into_inner();
             match agg::deaggregate(&data) {
                 Deaggregated::Aggregate(users) => {
@@ -734,7 +754,7 @@ impl ShardConsumer {
                             continue;
                         }
                         metas.push(Meta {
-                            sequence: r.sequence_number.clone(),
+                            sequence: sequence.clone(),
                             sub: Some(u.sub_sequence),
                             encryption: encryption.clone(),
                             bytes: receive_queue::record_bytes(u.partition_key, u.data),
@@ -753,7 +773,7 @@ impl ShardConsumer {
                         .stats
                         .corrupt_aggregates
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard = %self.shard, sequence = %r.sequence_number, %reason,
+                    tracing::warn!(shard = %self.shard, %sequence, %reason,
                         "record has the KPL aggregate magic but cannot be read; delivering it whole");
                 }
                 Deaggregated::Plain(_) => {}
@@ -763,7 +783,7 @@ impl ShardConsumer {
             }
             let partition_key = r.partition_key.unwrap_or_default();
             metas.push(Meta {
-                sequence: r.sequence_number,
+                sequence,
                 sub: None,
                 encryption,
                 bytes: receive_queue::record_bytes(&partition_key, &data),
@@ -827,6 +847,19 @@ impl ShardConsumer {
         let sinks = &self.shared.sinks;
         let mut outputs = outcome.outputs.into_iter().peekable();
         let mut failures = outcome.failures.into_iter().peekable();
+        // The batch's deliveries by target, each in record order; sent after the loop.
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        // The destination resolved last and its group: most batches go to one place.
+        let mut last: Option<(Destination, usize)> = None;
+        let default_destination = Destination {
+            sink: None,
+            topic: None,
+            partition_key: None,
+            explicit_hash_key: None,
+        };
+        // Every event of the current record: (group, event).
+        let mut sends: Vec<(usize, Event)> = Vec::new();
+        let mut fatal = None;
         for (i, (rec, meta)) in records.iter().zip(metas).enumerate() {
             let (i, bytes) = (i as u32, meta.bytes);
             let rc = RecordContext {
@@ -836,7 +869,7 @@ impl ShardConsumer {
                 sequence_number: &meta.sequence,
                 sub_sequence_number: meta.sub,
                 arrival_millis: rec.arrival_millis,
-                encryption_type: meta.encryption.as_deref(),
+                encryption_type: meta.encryption.as_ref().map(|e| e.as_str()),
                 millis_behind_latest: ctx.millis_behind_latest.map(|m| m as i64),
             };
             let mut failure: Option<RecordFailure> = None;
@@ -846,28 +879,29 @@ impl ShardConsumer {
             if failures.peek().is_some_and(|f| f.index == i) {
                 failure = failures.next();
             }
-            // Every event of this record, with its resolved destinations.
-            let mut sends: Vec<(Target, Event)> = Vec::new();
+            sends.clear();
             while let Some(o) = outputs.next_if(|o| o.index <= i) {
                 if o.index < i || failure.is_some() {
                     continue;
                 }
                 let dests = if o.destinations.is_empty() {
-                    vec![Destination {
-                        sink: None,
-                        topic: None,
-                        partition_key: None,
-                        explicit_hash_key: None,
-                    }]
+                    std::slice::from_ref(&default_destination)
                 } else {
-                    o.destinations
+                    &o.destinations[..]
                 };
-                let last = dests.len() - 1;
                 let mut event = Some(o.event);
                 for (k, d) in dests.iter().enumerate() {
-                    match sinks.resolve(d) {
-                        Ok(target) => {
-                            let ev = if k == last {
+                    let group = match &last {
+                        Some((prev, g)) if same_destination(prev, d) => Ok(*g),
+                        _ => sinks.resolve(d).map(|target| {
+                            let g = group_of(&mut groups, target);
+                            last = Some((d.clone(), g));
+                            g
+                        }),
+                    };
+                    match group {
+                        Ok(g) => {
+                            let ev = if k + 1 == dests.len() {
                                 event.take()
                             } else {
                                 event.clone()
@@ -876,7 +910,7 @@ impl ShardConsumer {
                                 if let Some(key) = &d.partition_key {
                                     ev.key = Some(key.clone());
                                 }
-                                sends.push((target, ev));
+                                sends.push((g, ev));
                             }
                         }
                         Err(reason) => {
@@ -905,7 +939,8 @@ impl ShardConsumer {
                         tracing::error!(
                             "{what}; {key} is fail: stopping without checkpointing past it"
                         );
-                        return Err(what);
+                        fatal = Some(what);
+                        break;
                     }
                     ErrorPolicy::Skip => {
                         tracing::warn!("{what}; {key} is skip: record skipped");
@@ -913,7 +948,8 @@ impl ShardConsumer {
                     }
                     ErrorPolicy::DeadLetter => {
                         let Some(dl) = &self.config().errors.dead_letter else {
-                            return Err(what);
+                            fatal = Some(what);
+                            break;
                         };
                         let dest = Destination {
                             sink: dl.sink.clone(),
@@ -921,9 +957,13 @@ impl ShardConsumer {
                             partition_key: None,
                             explicit_hash_key: None,
                         };
-                        let target = sinks
-                            .resolve(&dest)
-                            .map_err(|e| format!("{what}; dead letter: {e}"))?;
+                        let target = match sinks.resolve(&dest) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                fatal = Some(format!("{what}; dead letter: {e}"));
+                                break;
+                            }
+                        };
                         self.metrics.dead_lettered();
                         tracing::warn!(
                             "{what}; {key} is dead_letter: sent to {} of sink {}",
@@ -950,12 +990,9 @@ impl ShardConsumer {
                             properties: Vec::new(),
                             event_time_millis: None,
                         };
-                        let props = dead_letter::properties(&f, &rc);
-                        let extra: Vec<(&str, &str)> =
-                            props.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                        if !self.send(flow, id, &target, &rc, event, &extra).await {
-                            return Ok(());
-                        }
+                        let extra = dead_letter::properties(&f, &rc);
+                        let g = group_of(&mut groups, target);
+                        groups[g].add(id, rc, event, extra);
                     }
                 }
                 continue;
@@ -968,44 +1005,68 @@ impl ShardConsumer {
                 bytes,
                 reservation,
             );
-            for (target, event) in sends {
-                if !self.send(flow, id, &target, &rc, event, &[]).await {
-                    return Ok(());
+            for (g, event) in sends.drain(..) {
+                groups[g].add(id, rc, event, Vec::new());
+            }
+        }
+        // Under a `fail` policy what came before the failed record is still delivered
+        // (and may be checkpointed); nothing after it is.
+        for g in groups {
+            match sinks.send_all(&g.target, g.deliveries).await {
+                Ok(receipt) => flow.await_receipt(receipt, g.ids),
+                Err(e) => {
+                    // The shard will rewind; later groups are read and sent again.
+                    flow.fail(e.to_string());
+                    break;
                 }
             }
         }
-        Ok(())
+        fatal.map_or(Ok(()), Err)
     }
+}
 
-    /// Enqueues one delivery and spawns the wait for its receipt. `false` when the enqueue
-    /// failed (the flow is marked failed and the shard will rewind).
-    async fn send(
-        &self,
-        flow: &Arc<Flow>,
+/// The deliveries of one batch bound for one target.
+struct Group<'a> {
+    target: Target,
+    /// The record of each delivery (a record with several deliveries here is listed as
+    /// often).
+    ids: Vec<RecordId>,
+    deliveries: Vec<Delivery<'a>>,
+}
+
+impl<'a> Group<'a> {
+    fn add(
+        &mut self,
         id: RecordId,
-        target: &Target,
-        rc: &RecordContext<'_>,
+        record: RecordContext<'a>,
         event: Event,
-        extra: &[(&str, &str)],
-    ) -> bool {
-        match self.shared.sinks.send(target, rc, event, extra).await {
-            Ok(receipt) => {
-                flow.outstanding.fetch_add(1, Ordering::AcqRel);
-                let flow = flow.clone();
-                tokio::spawn(async move {
-                    match receipt.await {
-                        Ok(()) => flow.ack(id),
-                        Err(e) => flow.fail(e.to_string()),
-                    }
-                    flow.outstanding.fetch_sub(1, Ordering::AcqRel);
-                    flow.wake();
-                });
-                true
-            }
-            Err(e) => {
-                flow.fail(e.to_string());
-                false
-            }
-        }
+        extra: Vec<(&'static str, String)>,
+    ) {
+        self.ids.push(id);
+        self.deliveries.push(Delivery {
+            record,
+            event,
+            extra,
+        });
     }
+}
+
+/// The index of `target`'s group, added if it has none yet.
+fn group_of(groups: &mut Vec<Group<'_>>, target: Target) -> usize {
+    if let Some(g) = groups.iter().position(|g| g.target == target) {
+        return g;
+    }
+    groups.push(Group {
+        target,
+        ids: Vec::new(),
+        deliveries: Vec::new(),
+    });
+    groups.len() - 1
+}
+
+fn same_destination(a: &Destination, b: &Destination) -> bool {
+    a.sink == b.sink
+        && a.topic == b.topic
+        && a.partition_key == b.partition_key
+        && a.explicit_hash_key == b.explicit_hash_key
 }

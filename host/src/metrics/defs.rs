@@ -392,7 +392,7 @@ pub const SINK_IN_FLIGHT: Def = gauge(
 pub const SINK_ACK_LATENCY: Def = distribution(
     "Sink.AckLatency",
     "shardline_sink_ack_latency_milliseconds",
-    "Time from send to acknowledgement.",
+    "Time from send to acknowledgement (of the last message of the batch it was sent with), per message.",
     Milliseconds,
     Summary,
     LATENCY_MS,

@@ -27,29 +27,34 @@ impl SinkMetrics {
         }
     }
 
-    /// A send was enqueued; the returned start is handed to [`Self::acknowledged`].
+    /// `n` sends were enqueued together (one receipt); the returned start is handed to
+    /// [`Self::acknowledged`].
     #[inline]
-    pub fn sent(&self) -> Instant {
-        self.sends.inc();
-        self.in_flight.add(1);
+    pub fn sent(&self, n: usize) -> Instant {
+        self.sends.add(n as u64);
+        self.in_flight.add(n as i64);
         Instant::now()
     }
 
-    /// A send's receipt resolved (`ok`) or failed.
+    /// The receipt of `n` sends enqueued together resolved: all acknowledged (`ok`, each
+    /// observed with the receipt's latency), or not (each counted as a failure: none is
+    /// known to be acknowledged, and all are sent again).
     #[inline]
-    pub fn acknowledged(&self, started: Instant, ok: bool) {
-        self.in_flight.add(-1);
+    pub fn acknowledged(&self, n: usize, started: Instant, ok: bool) {
+        self.in_flight.add(-(n as i64));
         if ok {
-            self.latency.observe_since(started);
+            self.latency
+                .observe_n(started.elapsed().as_millis() as u64, n as u64);
         } else {
-            self.failures.inc();
+            self.failures.add(n as u64);
         }
     }
 
-    /// A send that could not even be enqueued.
+    /// A send that could not be enqueued, after `abandoned` sends of the same call that
+    /// were (their receipts are not awaited: the records are read and sent again).
     #[inline]
-    pub fn refused(&self) {
-        self.sends.inc();
+    pub fn refused(&self, abandoned: usize) {
+        self.sends.add(abandoned as u64 + 1);
         self.failures.inc();
     }
 }

@@ -15,10 +15,9 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::Mutex;
 
-use super::{Receipt, RecordContext, SinkError};
+use super::{Delivery, Receipt, SinkError};
 use crate::config::{AwsConfig, KinesisSinkConfig};
 use crate::producer::{Producer, UserRecord};
-use crate::wasm::bindings::Event;
 
 pub struct KinesisSink {
     name: String,
@@ -92,39 +91,52 @@ impl KinesisSink {
         Ok(p)
     }
 
-    /// Hands the record to the stream's producer (waiting while it is full).
-    pub async fn send(
+    /// Hands the records to the stream's producer in order (waiting while it is full); the
+    /// receipt resolves once every one is stored, or with the first failure.
+    pub async fn send_all(
         &self,
         stream: &str,
         explicit_hash_key: Option<&str>,
-        record: &RecordContext<'_>,
-        event: Event,
+        deliveries: Vec<Delivery<'_>>,
     ) -> Result<Receipt, SinkError> {
+        let n = deliveries.len();
         let producer = self
             .producer(stream)
             .await
-            .inspect_err(|_| self.metrics.refused())?;
-        let user = UserRecord {
-            partition_key: event
-                .key
-                .unwrap_or_else(|| record.partition_key.to_string()),
-            explicit_hash_key: explicit_hash_key.map(str::to_string),
-            data: event.payload,
-        };
-        let handle = producer
-            .put(user)
-            .await
-            .map_err(|e| self.err(stream, e.to_string()))
-            .inspect_err(|_| self.metrics.refused())?;
+            .inspect_err(|_| self.metrics.refused(0))?;
+        let mut handles = Vec::with_capacity(n);
+        for d in deliveries {
+            let user = UserRecord {
+                partition_key: d
+                    .event
+                    .key
+                    .unwrap_or_else(|| d.record.partition_key.to_string()),
+                explicit_hash_key: explicit_hash_key.map(str::to_string),
+                data: d.event.payload,
+            };
+            match producer.put(user).await {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    self.metrics.refused(handles.len());
+                    return Err(self.err(stream, e.to_string()));
+                }
+            }
+        }
         let (sink, topic) = (self.name.clone(), stream.to_string());
-        let (metrics, started) = (self.metrics.clone(), self.metrics.sent());
+        let (metrics, started) = (self.metrics.clone(), self.metrics.sent(n));
         Ok(async move {
-            let r = handle.await.map(|_| ()).map_err(|e| SinkError {
-                sink,
-                topic,
-                message: e.to_string(),
-            });
-            metrics.acknowledged(started, r.is_ok());
+            let mut r = Ok(());
+            for h in handles {
+                if let Err(e) = h.await {
+                    r = Err(SinkError {
+                        sink,
+                        topic,
+                        message: e.to_string(),
+                    });
+                    break;
+                }
+            }
+            metrics.acknowledged(n, started, r.is_ok());
             r
         }
         .boxed())

@@ -1,7 +1,12 @@
 //! Sinks: where events go. A destination names a sink (or the default one), a topic or
 //! stream (or the sink's default), and optionally a partition key and a Kinesis explicit
-//! hash key. A send is first enqueued, in order, then its receipt is awaited separately,
+//! hash key. Sends are first enqueued, in order, then their receipt is awaited separately,
 //! so many sends are in flight while order per topic is kept.
+//!
+//! Deliveries are handed over by the batch: every delivery of a fetched batch bound for one
+//! target is enqueued in one call, and one receipt resolves when the last of them is
+//! acknowledged. The sinks' clients batch on the wire anyway (Pulsar producer batches, Kinesis
+//! PutRecords), so a receipt per message only cost a task, a timer and a wake-up each.
 
 pub mod kinesis;
 pub mod pulsar;
@@ -36,8 +41,17 @@ pub struct SinkError {
     pub message: String,
 }
 
-/// Resolves when the destination acknowledged the message.
+/// Resolves when the destination acknowledged every message of a send.
 pub type Receipt = BoxFuture<'static, Result<(), SinkError>>;
+
+/// One event of a record, bound for a target.
+#[derive(Debug)]
+pub struct Delivery<'a> {
+    pub record: RecordContext<'a>,
+    pub event: Event,
+    /// Properties added after the event's own (a dead letter's reason); Pulsar only.
+    pub extra: Vec<(&'static str, String)>,
+}
 
 /// A configured sink.
 #[derive(Debug)]
@@ -133,22 +147,21 @@ impl Sinks {
         v.join(", ")
     }
 
-    /// Enqueues one event; the returned receipt resolves when it is acknowledged.
-    pub async fn send(
+    /// Enqueues events for one target, in order; the returned receipt resolves when every
+    /// one of them is acknowledged, or with the first failure. `Err` means not all were
+    /// enqueued (those before the failure may be in flight; nothing will acknowledge them).
+    pub async fn send_all(
         &self,
         target: &Target,
-        record: &RecordContext<'_>,
-        event: Event,
-        extra: &[(&str, &str)],
+        deliveries: Vec<Delivery<'_>>,
     ) -> Result<Receipt, SinkError> {
         match self.sinks.get(&target.sink) {
-            Some(Sink::Pulsar(p)) => p.send(&target.topic, record, event, extra).await,
+            Some(Sink::Pulsar(p)) => p.send_all(&target.topic, deliveries).await,
             Some(Sink::Kinesis(k)) => {
-                k.send(
+                k.send_all(
                     &target.topic,
                     target.explicit_hash_key.as_deref(),
-                    record,
-                    event,
+                    deliveries,
                 )
                 .await
             }

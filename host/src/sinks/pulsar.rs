@@ -16,7 +16,7 @@ use pulsar::producer::{Message, Producer};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
-use super::{Receipt, RecordContext, SinkError};
+use super::{Delivery, Receipt, RecordContext, SinkError};
 use crate::config::PulsarSinkConfig;
 use crate::wasm::bindings::Event;
 
@@ -41,7 +41,7 @@ pub fn message(
     opts: &MessageOptions,
     record: &RecordContext<'_>,
     event: Event,
-    extra: &[(&str, &str)],
+    extra: &[(&'static str, String)],
 ) -> Message {
     let mut properties = HashMap::with_capacity(6 + event.properties.len() + extra.len());
     properties.insert(PARTITION_KEY.to_string(), record.partition_key.to_string());
@@ -69,7 +69,7 @@ pub fn message(
         }
     }
     properties.extend(event.properties);
-    properties.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    properties.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     let event_time = event.event_time_millis.unwrap_or(record.arrival_millis);
     Message {
         payload: event.payload,
@@ -223,32 +223,45 @@ impl PulsarSink {
         Ok(p)
     }
 
-    /// Enqueues the message in topic order; the receipt resolves on the broker's ack.
-    pub async fn send(
+    /// Enqueues the messages in topic order; the receipt resolves once the broker
+    /// acknowledged the last of them (receipts of one producer arrive in send order), or
+    /// with the first failure, or when `send_timeout` passes first.
+    pub async fn send_all(
         &self,
         topic: &str,
-        record: &RecordContext<'_>,
-        event: Event,
-        extra: &[(&str, &str)],
+        deliveries: Vec<Delivery<'_>>,
     ) -> Result<Receipt, SinkError> {
-        let msg = message(&self.opts, record, event, extra);
+        let n = deliveries.len();
         let producer = self
             .producer(topic)
             .await
-            .inspect_err(|_| self.metrics.refused())?;
-        let fut = {
+            .inspect_err(|_| self.metrics.refused(0))?;
+        let mut receipts = Vec::with_capacity(n);
+        {
             let mut p = producer.lock().await;
-            p.send_non_blocking(msg)
-                .await
-                .map_err(|e| self.err(topic, format!("send failed: {e}")))
-                .inspect_err(|_| self.metrics.refused())?
-        };
+            for d in deliveries {
+                let msg = message(&self.opts, &d.record, d.event, &d.extra);
+                match p.send_non_blocking(msg).await {
+                    Ok(r) => receipts.push(r),
+                    Err(e) => {
+                        self.metrics.refused(receipts.len());
+                        return Err(self.err(topic, format!("send failed: {e}")));
+                    }
+                }
+            }
+        }
         let timeout = self.config.send_timeout;
         let (sink, topic) = (self.name.clone(), topic.to_string());
-        let (metrics, started) = (self.metrics.clone(), self.metrics.sent());
+        let (metrics, started) = (self.metrics.clone(), self.metrics.sent(n));
         Ok(async move {
-            let r = match tokio::time::timeout(timeout, fut).await {
-                Ok(Ok(_receipt)) => Ok(()),
+            let all = async {
+                for r in receipts {
+                    r.await?;
+                }
+                Ok::<_, pulsar::Error>(())
+            };
+            let r = match tokio::time::timeout(timeout, all).await {
+                Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(SinkError {
                     sink,
                     topic,
@@ -260,7 +273,7 @@ impl PulsarSink {
                     message: format!("no receipt within {timeout:?}"),
                 }),
             };
-            metrics.acknowledged(started, r.is_ok());
+            metrics.acknowledged(n, started, r.is_ok());
             r
         }
         .boxed())
@@ -388,7 +401,7 @@ mod tests {
             &MessageOptions::default(),
             &record(),
             e,
-            &[("shardline.error.reason", "bad")],
+            &[("shardline.error.reason", "bad".to_string())],
         );
         assert_eq!(m.partition_key.as_deref(), Some("order-1"));
         assert_eq!(m.event_time, Some(42));
