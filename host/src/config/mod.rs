@@ -83,13 +83,15 @@ pub struct SourceConfig {
     /// reaching it pauses fetching (backpressure), as Pulsar IO's `receiveQueueSize`.
     #[serde(default = "defaults::receive_queue_size")]
     pub receive_queue_size: usize,
-    /// Most bytes (data and partition keys) of one shard's records fetched and not yet
-    /// acknowledged, as the KCL's prefetch `maxByteSize`; a fetch asks for no more records
-    /// than fit at the shard's average record size.
+    /// Most bytes of one shard's records fetched and not yet acknowledged, as the KCL's
+    /// prefetch `maxByteSize`; a record counts its data, its partition key and 1 KiB of the
+    /// host's own memory for it. A fetch asks for no more records than fit at the shard's
+    /// average record size.
     #[serde(default = "defaults::receive_queue_bytes", deserialize_with = "size")]
     pub receive_queue_bytes: u64,
     /// Most bytes of records fetched and not yet acknowledged across every shard this
-    /// worker holds: the worker's memory does not grow with its shard count.
+    /// worker holds (counted as for `receive_queue_bytes`): the worker's memory does not
+    /// grow with its shard count.
     #[serde(default = "defaults::max_in_flight_bytes", deserialize_with = "size")]
     pub max_in_flight_bytes: u64,
 }

@@ -6,13 +6,18 @@
 //! whole worker in bytes (`source.max_in_flight_bytes`), so that a worker's memory does not
 //! grow with the number of shards it holds or with the size of their records.
 //!
-//! A record's size is its data plus its partition key, counted from the moment it is handed
-//! to the sinks until its last delivery is acknowledged (or its pass over the shard ends).
+//! A record's size is its data plus its partition key plus [`RECORD_OVERHEAD`], the memory
+//! the host spends on a record in flight besides those (its place in the batch, the event
+//! the stages made of it, the message built for the sink, its acknowledgement): counted
+//! from the moment it is handed to the sinks until its last delivery is acknowledged (or
+//! its pass over the shard ends). Without the overhead, small records never reached the
+//! byte bounds, and a worker's memory grew with its shard count after all.
 //! Before a fetch a shard *reserves* bytes of the worker's queue — at most its own byte
 //! room, its fair share of the worker's bound (the bound divided by the shards the worker
 //! runs), so that shards starting together cannot all take the same room and an idle shard
-//! waiting on a subscription cannot hold what busy ones need, and [`MAX_FETCH_BYTES`] (a
-//! shard's read throughput per second, so that batches stay small) — and asks for no
+//! waiting on a subscription cannot hold what busy ones need, and what [`MAX_FETCH_BYTES`]
+//! of data comes to (a shard's read throughput per second, so that batches stay small) —
+//! and asks for no
 //! more records than fit in the reservation at the average size of its recent records
 //! (GetRecords and SubscribeToShard take a record count, not a byte count). The records it
 //! gets are held out of the reservation; what is left of it is given back. So a bound is
@@ -149,11 +154,18 @@ impl WorkerQueue {
     }
 }
 
-/// Most bytes one fetch reserves. Kinesis serves at most 2 MiB/s of reads per shard, so a
-/// larger batch buys no throughput against AWS, and it costs memory several times over: the
-/// response body, the records decoded from it, and the component's linear memory, which
-/// grows to hold the largest batch in and out and never shrinks.
+/// Most data (and partition keys) one fetch asks for. Kinesis serves at most 2 MiB/s of
+/// reads per shard, so a larger batch buys no throughput against AWS, and it costs memory
+/// several times over: the response body, the records decoded from it, and the component's
+/// linear memory, which grows to hold the largest batch in and out and never shrinks.
 pub const MAX_FETCH_BYTES: u64 = 2 << 20;
+
+/// What a record in flight costs the host besides its data and partition key, as the
+/// receive queue counts it. Measured on the pass-through (8 shards of 100-byte records
+/// through the identity component to Pulsar): (peak − idle resident memory) ÷ records in
+/// flight came to 1.3–1.4 KB (BENCHMARKS.md, "Memory"); 1 KiB is the part every record
+/// pays whatever its stages and sinks.
+pub const RECORD_OVERHEAD: u32 = 1024;
 
 /// A shard consumer counted in the worker's fair share.
 #[derive(Debug)]
@@ -198,12 +210,14 @@ impl Drop for Reservation {
 }
 
 /// The largest record as the receive queue counts it: 1 MiB of data and key (Kinesis's
-/// limit for the two together).
-const LARGEST_RECORD: u64 = 1 << 20;
+/// limit for the two together) and the overhead.
+const LARGEST_RECORD: u64 = (1 << 20) + RECORD_OVERHEAD as u64;
 
-/// The size of a record as the receive queue counts it.
+/// The size of a record as the receive queue counts it: data, partition key, overhead.
 pub fn record_bytes(partition_key: &str, data: &[u8]) -> u32 {
-    u32::try_from(partition_key.len() + data.len()).unwrap_or(u32::MAX)
+    u32::try_from(partition_key.len() + data.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(RECORD_OVERHEAD)
 }
 
 /// What a shard has learnt of its records' sizes: a moving average over recent batches.
@@ -226,6 +240,15 @@ impl RecordSize {
             Some(a) => a + (batch - a) * Self::WEIGHT,
             None => batch,
         });
+    }
+
+    /// The bytes a fetch may reserve for [`MAX_FETCH_BYTES`] of data at the average record
+    /// size (the queue counts each record's overhead too). Before any batch, records of the
+    /// largest size are assumed, as in [`Self::limit`].
+    pub fn fetch_bytes(&self) -> u64 {
+        let average = self.average.unwrap_or(LARGEST_RECORD as f64);
+        let data = (average - f64::from(RECORD_OVERHEAD)).max(1.0);
+        (MAX_FETCH_BYTES as f64 * (average / data)) as u64
     }
 
     /// How many records to ask for: at most `records_room`, and no more than fit in
@@ -308,8 +331,8 @@ mod tests {
         let mut s = RecordSize::default();
         assert_eq!(
             s.limit(10_000, 8 << 20),
-            8,
-            "nothing known: records of 1 MiB"
+            7,
+            "nothing known: records of 1 MiB (and their overhead)"
         );
         assert_eq!(
             s.limit(10_000, 1),
@@ -360,7 +383,34 @@ mod tests {
     }
 
     #[test]
-    fn record_bytes_are_data_and_key() {
-        assert_eq!(record_bytes("key", b"12345"), 8);
+    fn record_bytes_are_data_key_and_overhead() {
+        assert_eq!(record_bytes("key", b"12345"), 8 + RECORD_OVERHEAD);
+        let huge = vec![0u8; 1 << 20];
+        assert_eq!(
+            u64::from(record_bytes("k", &huge)),
+            (1 << 20) + 1 + u64::from(RECORD_OVERHEAD)
+        );
+    }
+
+    #[test]
+    fn a_fetch_reserves_what_two_mib_of_data_come_to() {
+        let mut s = RecordSize::default();
+        let unknown = s.fetch_bytes();
+        assert!(
+            (MAX_FETCH_BYTES..MAX_FETCH_BYTES + 8 * 1024).contains(&unknown),
+            "records of the largest size: the overhead adds next to nothing ({unknown})"
+        );
+        // 100-byte records with 10-byte keys: 2 MiB of data are 19,065 records, which
+        // the queue counts at 1,134 bytes each.
+        s.observe(
+            1_000,
+            1_000 * u64::from(record_bytes("0123456789", &[0; 100])),
+        );
+        let small = s.fetch_bytes();
+        assert_eq!(s.limit(usize::MAX, small), (MAX_FETCH_BYTES / 110) as usize);
+        // 10 KiB records: the overhead is a tenth.
+        let mut s = RecordSize::default();
+        s.observe(10, 10 * u64::from(record_bytes("", &[0; 10 * 1024])));
+        assert_eq!(s.limit(usize::MAX, s.fetch_bytes()), 204);
     }
 }

@@ -549,7 +549,7 @@ impl ShardConsumer {
                 .then(|| {
                     let want = shard_bytes_room
                         .min(queue.fair_share())
-                        .min(receive_queue::MAX_FETCH_BYTES);
+                        .min(self.record_size.fetch_bytes());
                     queue.reserve(want)
                 })
                 .flatten();

@@ -194,7 +194,7 @@ pub const RECEIVE_QUEUE_BYTES: Def = Def {
     ..gauge(
         "ReceiveQueue.Bytes",
         "shardline_receive_queue_bytes",
-        "Bytes of records fetched and not yet acknowledged by every sink, all shards of the worker (source.max_in_flight_bytes bounds it).",
+        "Bytes of records fetched and not yet acknowledged by every sink (data, partition key and 1 KiB each), all shards of the worker (source.max_in_flight_bytes bounds it).",
         Summary,
     )
 };
