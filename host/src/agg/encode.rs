@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::wire::{
     key, len_field_size, put_len_field, put_varint, put_varint_field, varint_field_size, WIRE_LEN,
 };
-use super::{md5_digest, parse_explicit_hash_key, AggError, MAGIC, OVERHEAD};
+use super::{parse_explicit_hash_key, write_digest, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
 
 const PARTITION_KEY_TABLE: u32 = 1;
 const EXPLICIT_HASH_KEY_TABLE: u32 = 2;
@@ -143,13 +143,23 @@ impl Aggregator {
     /// [`encoded_len`](Self::encoded_len) bytes. An empty aggregator gives 20 bytes that
     /// readers take for a plain record; do not send them.
     pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.encode_without_digest();
+        write_digest(&mut out);
+        out
+    }
+
+    /// [`encode`](Self::encode) with the 16 digest bytes left zero, for a caller that
+    /// finishes several aggregates at once with [`write_digests`](super::write_digests)
+    /// (MD5 runs several messages per SIMD instruction; one at a time it is most of the
+    /// cost of writing an aggregate). Not an aggregate until then: readers find a digest
+    /// mismatch.
+    pub fn encode_without_digest(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.partition_keys);
         out.extend_from_slice(&self.explicit_hash_keys);
         out.extend_from_slice(&self.records);
-        let digest = md5_digest(out.get(MAGIC.len()..).unwrap_or_default());
-        out.extend_from_slice(&digest);
+        out.resize(out.len() + DIGEST_LEN, 0);
         out
     }
 
@@ -166,6 +176,13 @@ impl Aggregator {
     /// [`encode`](Self::encode), then [`clear`](Self::clear).
     pub fn take(&mut self) -> Vec<u8> {
         let out = self.encode();
+        self.clear();
+        out
+    }
+
+    /// [`encode_without_digest`](Self::encode_without_digest), then [`clear`](Self::clear).
+    pub fn take_without_digest(&mut self) -> Vec<u8> {
+        let out = self.encode_without_digest();
         self.clear();
         out
     }
