@@ -26,7 +26,8 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use md5::{Digest, Md5};
 use shardline::agg::{
-    deaggregate_many, decode, write_digests, Aggregator, Deaggregated, KPL_DEFAULT_MAX_SIZE,
+    deaggregate_many, decode, md5_many, write_digests, Aggregator, Deaggregated,
+    KPL_DEFAULT_MAX_SIZE,
 };
 
 /// A PutRecords request: at most 500 records and 5 MiB (Kinesis's limits; the producer's
@@ -262,23 +263,22 @@ fn bench(c: &mut Criterion<CpuTime>) {
         group.bench_with_input(BenchmarkId::new("md5-only", name), &aggregates, |b, a| {
             b.iter(|| {
                 for data in black_box(a) {
-                    black_box(md5_many::md5(&data[4..data.len() - 16]));
+                    black_box(Md5::digest(&data[4..data.len() - 16]));
                 }
             })
         });
         // The floor of the batch paths: the MD5s of each GetRecords batch's aggregates
-        // computed together (md5-many's multi-buffer SIMD).
+        // computed together (the in-tree multi-buffer MD5, agg/checksum.rs).
         group.bench_with_input(
             BenchmarkId::new("md5-batch", name),
             &batches,
             |b, batches| {
-                let engine = md5_many::Md5Many::new();
                 let mut digests = vec![[0u8; 16]; aggregates.len()];
                 b.iter(|| {
                     for batch in black_box(batches) {
                         let bodies: Vec<&[u8]> =
                             batch.iter().map(|a| &a[4..a.len() - 16]).collect();
-                        engine.hash_many(&bodies, &mut digests[..bodies.len()]);
+                        md5_many(&bodies, &mut digests[..bodies.len()]);
                     }
                     black_box(&digests);
                 })

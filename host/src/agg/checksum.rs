@@ -1,75 +1,358 @@
 //! The MD5 that ends every aggregate, and that routes partition keys.
 //!
-//! One MD5 stream cannot use SIMD: each 64-byte block depends on the one before. Independent
-//! messages can, one per SIMD lane: 16 at once with AVX-512, 8 with AVX2, 4 with SSE. A
-//! GetRecords batch and a PutRecords request both carry many aggregates, so
-//! [`super::decode_many`] / [`super::deaggregate_many`] and [`super::write_digests`] hash
-//! theirs together. `md5-many` does both: the multi-buffer batch (instruction set chosen at
-//! run time, a portable path without SIMD below SSE2) and a single-stream MD5 that is faster
-//! than the `md-5` crate's. Both are checked against `md-5` in the tests, on every
-//! instruction set this CPU has and on the portable path.
+//! One message: the `md-5` crate. One MD5 stream cannot use SIMD (each 64-byte block
+//! depends on the one before), but independent messages can, one per SIMD lane, and a
+//! GetRecords batch or a PutRecords request carries many aggregates: [`super::decode_many`],
+//! [`super::deaggregate_many`] and [`super::write_digests`] hash theirs together with
+//! [`md5_batch`]. It runs 16 messages at once with AVX-512 or 8 with AVX2 (chosen once per
+//! process at run time; kernels in `checksum/x86.rs`), `md-5` one message at a time on
+//! other CPUs.
+//!
+//! The lanes are fed by safe code here: each step copies the next block of every lane's
+//! message into a stack array, which the kernel loads and transposes into lanes in
+//! registers, so no unsafe code reads the messages. A lane whose message is done takes the
+//! next one (longest first), with its padding blocks built in a small buffer of its own;
+//! the last message left is finished in scalar code. The tests check each kernel this CPU
+//! has, and the scalar paths, against `md-5`.
+//!
+//! In the tree rather than a crate: every Kinesis record the consumer reads passes through
+//! here, and the multi-buffer MD5 crates are large, young and mostly unsafe code. The only
+//! `unsafe` here is calling a kernel once its instruction set is detected and moving
+//! registers to and from the stack arrays.
 
-use md5_many::Md5Many;
+use md5::{Digest, Md5};
 
 use super::DIGEST_LEN;
 
+/// The 64 steps of MD5's compression function on `$a`..`$d` and the message words `$m`:
+/// calls `$step!(function, a, b, c, d, word, constant, rotation)` for each (RFC 1321, 3.4;
+/// the constants are floor(|sin(i + 1)| * 2^32)). Each kernel brings its own `$step`.
+macro_rules! md5_steps {
+    ($step:ident, $a:ident, $b:ident, $c:ident, $d:ident, $m:ident) => {
+        $step!(F, $a, $b, $c, $d, $m[0], 0xd76aa478_u32, 7);
+        $step!(F, $d, $a, $b, $c, $m[1], 0xe8c7b756_u32, 12);
+        $step!(F, $c, $d, $a, $b, $m[2], 0x242070db_u32, 17);
+        $step!(F, $b, $c, $d, $a, $m[3], 0xc1bdceee_u32, 22);
+        $step!(F, $a, $b, $c, $d, $m[4], 0xf57c0faf_u32, 7);
+        $step!(F, $d, $a, $b, $c, $m[5], 0x4787c62a_u32, 12);
+        $step!(F, $c, $d, $a, $b, $m[6], 0xa8304613_u32, 17);
+        $step!(F, $b, $c, $d, $a, $m[7], 0xfd469501_u32, 22);
+        $step!(F, $a, $b, $c, $d, $m[8], 0x698098d8_u32, 7);
+        $step!(F, $d, $a, $b, $c, $m[9], 0x8b44f7af_u32, 12);
+        $step!(F, $c, $d, $a, $b, $m[10], 0xffff5bb1_u32, 17);
+        $step!(F, $b, $c, $d, $a, $m[11], 0x895cd7be_u32, 22);
+        $step!(F, $a, $b, $c, $d, $m[12], 0x6b901122_u32, 7);
+        $step!(F, $d, $a, $b, $c, $m[13], 0xfd987193_u32, 12);
+        $step!(F, $c, $d, $a, $b, $m[14], 0xa679438e_u32, 17);
+        $step!(F, $b, $c, $d, $a, $m[15], 0x49b40821_u32, 22);
+        $step!(G, $a, $b, $c, $d, $m[1], 0xf61e2562_u32, 5);
+        $step!(G, $d, $a, $b, $c, $m[6], 0xc040b340_u32, 9);
+        $step!(G, $c, $d, $a, $b, $m[11], 0x265e5a51_u32, 14);
+        $step!(G, $b, $c, $d, $a, $m[0], 0xe9b6c7aa_u32, 20);
+        $step!(G, $a, $b, $c, $d, $m[5], 0xd62f105d_u32, 5);
+        $step!(G, $d, $a, $b, $c, $m[10], 0x02441453_u32, 9);
+        $step!(G, $c, $d, $a, $b, $m[15], 0xd8a1e681_u32, 14);
+        $step!(G, $b, $c, $d, $a, $m[4], 0xe7d3fbc8_u32, 20);
+        $step!(G, $a, $b, $c, $d, $m[9], 0x21e1cde6_u32, 5);
+        $step!(G, $d, $a, $b, $c, $m[14], 0xc33707d6_u32, 9);
+        $step!(G, $c, $d, $a, $b, $m[3], 0xf4d50d87_u32, 14);
+        $step!(G, $b, $c, $d, $a, $m[8], 0x455a14ed_u32, 20);
+        $step!(G, $a, $b, $c, $d, $m[13], 0xa9e3e905_u32, 5);
+        $step!(G, $d, $a, $b, $c, $m[2], 0xfcefa3f8_u32, 9);
+        $step!(G, $c, $d, $a, $b, $m[7], 0x676f02d9_u32, 14);
+        $step!(G, $b, $c, $d, $a, $m[12], 0x8d2a4c8a_u32, 20);
+        $step!(H, $a, $b, $c, $d, $m[5], 0xfffa3942_u32, 4);
+        $step!(H, $d, $a, $b, $c, $m[8], 0x8771f681_u32, 11);
+        $step!(H, $c, $d, $a, $b, $m[11], 0x6d9d6122_u32, 16);
+        $step!(H, $b, $c, $d, $a, $m[14], 0xfde5380c_u32, 23);
+        $step!(H, $a, $b, $c, $d, $m[1], 0xa4beea44_u32, 4);
+        $step!(H, $d, $a, $b, $c, $m[4], 0x4bdecfa9_u32, 11);
+        $step!(H, $c, $d, $a, $b, $m[7], 0xf6bb4b60_u32, 16);
+        $step!(H, $b, $c, $d, $a, $m[10], 0xbebfbc70_u32, 23);
+        $step!(H, $a, $b, $c, $d, $m[13], 0x289b7ec6_u32, 4);
+        $step!(H, $d, $a, $b, $c, $m[0], 0xeaa127fa_u32, 11);
+        $step!(H, $c, $d, $a, $b, $m[3], 0xd4ef3085_u32, 16);
+        $step!(H, $b, $c, $d, $a, $m[6], 0x04881d05_u32, 23);
+        $step!(H, $a, $b, $c, $d, $m[9], 0xd9d4d039_u32, 4);
+        $step!(H, $d, $a, $b, $c, $m[12], 0xe6db99e5_u32, 11);
+        $step!(H, $c, $d, $a, $b, $m[15], 0x1fa27cf8_u32, 16);
+        $step!(H, $b, $c, $d, $a, $m[2], 0xc4ac5665_u32, 23);
+        $step!(I, $a, $b, $c, $d, $m[0], 0xf4292244_u32, 6);
+        $step!(I, $d, $a, $b, $c, $m[7], 0x432aff97_u32, 10);
+        $step!(I, $c, $d, $a, $b, $m[14], 0xab9423a7_u32, 15);
+        $step!(I, $b, $c, $d, $a, $m[5], 0xfc93a039_u32, 21);
+        $step!(I, $a, $b, $c, $d, $m[12], 0x655b59c3_u32, 6);
+        $step!(I, $d, $a, $b, $c, $m[3], 0x8f0ccc92_u32, 10);
+        $step!(I, $c, $d, $a, $b, $m[10], 0xffeff47d_u32, 15);
+        $step!(I, $b, $c, $d, $a, $m[1], 0x85845dd1_u32, 21);
+        $step!(I, $a, $b, $c, $d, $m[8], 0x6fa87e4f_u32, 6);
+        $step!(I, $d, $a, $b, $c, $m[15], 0xfe2ce6e0_u32, 10);
+        $step!(I, $c, $d, $a, $b, $m[6], 0xa3014314_u32, 15);
+        $step!(I, $b, $c, $d, $a, $m[13], 0x4e0811a1_u32, 21);
+        $step!(I, $a, $b, $c, $d, $m[4], 0xf7537e82_u32, 6);
+        $step!(I, $d, $a, $b, $c, $m[11], 0xbd3af235_u32, 10);
+        $step!(I, $c, $d, $a, $b, $m[2], 0x2ad7d2bb_u32, 15);
+        $step!(I, $b, $c, $d, $a, $m[9], 0xeb86d391_u32, 21);
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// MD5 works on 64-byte blocks.
+const BLOCK: usize = 64;
+/// The initial state (RFC 1321, 3.3).
+const IV: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
 /// MD5 of one message.
 pub(super) fn md5(bytes: &[u8]) -> [u8; DIGEST_LEN] {
-    md5_many::md5(bytes)
+    Md5::digest(bytes).into()
 }
 
-/// MD5 of each of `inputs` into the same place of `outputs` (which must be as long).
+/// MD5 of each of `inputs` into the same place of `outputs` (which must be as long; extra
+/// places of either are left alone).
 pub(super) fn md5_batch(inputs: &[&[u8]], outputs: &mut [[u8; DIGEST_LEN]]) {
-    engine().hash_many(inputs, outputs);
+    debug_assert_eq!(inputs.len(), outputs.len(), "one output per input");
+    let n = inputs.len().min(outputs.len());
+    let (inputs, outputs) = (&inputs[..n], &mut outputs[..n]);
+    match kernel() {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512(k) if n > 1 => hash_lanes(inputs, outputs, |s, b| k.compress(s, b)),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2(k) if n > 1 => hash_lanes(inputs, outputs, |s, b| k.compress(s, b)),
+        _ => {
+            for (input, output) in inputs.iter().zip(outputs) {
+                *output = md5(input);
+            }
+        }
+    }
 }
 
-/// The batch engine for this CPU. Detection runs once per process (`fearless_simd` caches
-/// it); tests can swap in a weaker instruction set.
-fn engine() -> Md5Many {
+/// How [`md5_batch`] hashes: the SIMD kernels carry proof that this CPU has their
+/// instruction set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// `md-5`, one message at a time.
+    Scalar,
+    /// 8 messages at once.
+    #[cfg(target_arch = "x86_64")]
+    Avx2(x86::Avx2),
+    /// 16 messages at once.
+    #[cfg(target_arch = "x86_64")]
+    Avx512(x86::Avx512),
+}
+
+/// The best kernel for this CPU, detected once per process (tests can force another).
+fn kernel() -> Kernel {
     #[cfg(test)]
-    if let Some(level) = tests::forced_level() {
-        return Md5Many::from_level(level);
+    if let Some(forced) = tests::forced() {
+        return forced;
     }
-    Md5Many::new()
+    static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+    *BEST.get_or_init(detect)
+}
+
+fn detect() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if let Some(k) = x86::Avx512::detect() {
+            return Kernel::Avx512(k);
+        }
+        if let Some(k) = x86::Avx2::detect() {
+            return Kernel::Avx2(k);
+        }
+    }
+    Kernel::Scalar
+}
+
+/// Hashes `inputs` `L` at a time: `compress` runs one MD5 block of each lane, on a state
+/// stored word by word (`state[i][lane]`) and the lanes' blocks. A lane whose
+/// message is done takes the next one; lanes without a message hash whatever is in their
+/// block, and their state is not read. The last message left alone is finished one block
+/// at a time in scalar code, cheaper than a SIMD step for one lane.
+fn hash_lanes<const L: usize>(
+    inputs: &[&[u8]],
+    outputs: &mut [[u8; DIGEST_LEN]],
+    compress: impl Fn(&mut [[u32; L]; 4], &[[u8; BLOCK]; L]),
+) {
+    // Longest first, so the lanes run out of work at about the same time.
+    let mut order: Vec<usize> = (0..inputs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
+    let mut waiting = order.into_iter().map(|i| Lane::new(i, inputs[i]));
+    let mut lanes: [Option<Lane<'_>>; L] = std::array::from_fn(|_| waiting.next());
+    let mut state = IV.map(|v| [v; L]);
+    let mut blocks = [[0u8; BLOCK]; L];
+    loop {
+        if waiting.len() == 0 && lanes.iter().flatten().count() <= 1 {
+            break;
+        }
+        for (lane, block) in lanes.iter_mut().zip(&mut blocks) {
+            if let Some(next) = lane.as_mut().and_then(Lane::next_block) {
+                *block = *next;
+            }
+        }
+        compress(&mut state, &blocks);
+        for (l, slot) in lanes.iter_mut().enumerate() {
+            if slot.as_ref().is_some_and(Lane::done) {
+                if let Some(lane) = slot.take() {
+                    outputs[lane.out] = digest(state.map(|s| s[l]));
+                }
+                for (s, iv) in state.iter_mut().zip(IV) {
+                    s[l] = iv;
+                }
+                *slot = waiting.next();
+            }
+        }
+    }
+    for (l, slot) in lanes.iter_mut().enumerate() {
+        if let Some(mut lane) = slot.take() {
+            let mut s = state.map(|s| s[l]);
+            while let Some(block) = lane.next_block() {
+                compress_scalar(&mut s, block);
+            }
+            outputs[lane.out] = digest(s);
+        }
+    }
+}
+
+/// A message being hashed in a lane, and the blocks it has left.
+struct Lane<'a> {
+    /// Where its digest goes.
+    out: usize,
+    /// Its whole blocks not hashed yet.
+    whole: &'a [u8],
+    /// Its last bytes (less than a block) and the padding: one block or two.
+    tail: [u8; 2 * BLOCK],
+    /// Where the next tail block starts; done at `tail_end`.
+    tail_at: usize,
+    tail_end: usize,
+}
+
+impl<'a> Lane<'a> {
+    fn new(out: usize, message: &'a [u8]) -> Self {
+        let (whole, rest) = message.split_at(message.len() - message.len() % BLOCK);
+        let mut tail = [0; 2 * BLOCK];
+        tail[..rest.len()].copy_from_slice(rest);
+        tail[rest.len()] = 0x80;
+        // The message length in bits (mod 2^64) ends the last block: a second block when
+        // fewer than 8 bytes are left after the 0x80.
+        let tail_end = if rest.len() < BLOCK - 8 {
+            BLOCK
+        } else {
+            2 * BLOCK
+        };
+        let bits = (message.len() as u64).wrapping_mul(8);
+        tail[tail_end - 8..tail_end].copy_from_slice(&bits.to_le_bytes());
+        Self {
+            out,
+            whole,
+            tail,
+            tail_at: 0,
+            tail_end,
+        }
+    }
+
+    fn next_block(&mut self) -> Option<&[u8; BLOCK]> {
+        if let Some((block, rest)) = self.whole.split_first_chunk::<BLOCK>() {
+            self.whole = rest;
+            return Some(block);
+        }
+        let at = self.tail_at;
+        if at >= self.tail_end {
+            return None;
+        }
+        self.tail_at += BLOCK;
+        self.tail.get(at..)?.first_chunk()
+    }
+
+    fn done(&self) -> bool {
+        self.whole.is_empty() && self.tail_at >= self.tail_end
+    }
+}
+
+/// The digest of a final state.
+fn digest(state: [u32; 4]) -> [u8; DIGEST_LEN] {
+    let mut out = [0; DIGEST_LEN];
+    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
+        bytes.copy_from_slice(&word.to_le_bytes());
+    }
+    out
+}
+
+/// One MD5 block in scalar code: the end of the last message of a batch.
+fn compress_scalar(state: &mut [u32; 4], block: &[u8; BLOCK]) {
+    let mut m = [0u32; 16];
+    for (w, bytes) in m.iter_mut().zip(block.as_chunks::<4>().0) {
+        *w = u32::from_le_bytes(*bytes);
+    }
+    let [mut a, mut b, mut c, mut d] = *state;
+    macro_rules! f {
+        (F, $b:expr, $c:expr, $d:expr) => {
+            $d ^ ($b & ($c ^ $d))
+        };
+        (G, $b:expr, $c:expr, $d:expr) => {
+            $c ^ ($d & ($b ^ $c))
+        };
+        (H, $b:expr, $c:expr, $d:expr) => {
+            $b ^ $c ^ $d
+        };
+        (I, $b:expr, $c:expr, $d:expr) => {
+            $c ^ ($b | !$d)
+        };
+    }
+    macro_rules! step {
+        ($f:ident, $a:ident, $b:ident, $c:ident, $d:ident, $m:expr, $k:expr, $s:literal) => {
+            $a = $b.wrapping_add(
+                $a.wrapping_add(f!($f, $b, $c, $d))
+                    .wrapping_add($m)
+                    .wrapping_add($k)
+                    .rotate_left($s),
+            );
+        };
+    }
+    md5_steps!(step, a, b, c, d, m);
+    for (s, v) in state.iter_mut().zip([a, b, c, d]) {
+        *s = s.wrapping_add(v);
+    }
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use std::cell::Cell;
 
-    use fearless_simd::{Level, Simd};
-    use md5::{Digest, Md5};
     use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
 
     use super::*;
 
     thread_local! {
-        static FORCED: Cell<Option<Level>> = const { Cell::new(None) };
+        static FORCED: Cell<Option<Kernel>> = const { Cell::new(None) };
     }
 
-    pub(in crate::agg) fn forced_level() -> Option<Level> {
+    pub(super) fn forced() -> Option<Kernel> {
         FORCED.with(Cell::get)
     }
 
-    /// Every instruction set the batch engine can use on this CPU, the portable path first.
-    pub(in crate::agg) fn levels() -> Vec<(&'static str, Level)> {
-        let best = Level::new();
-        let mut levels = vec![("portable", Level::fallback())];
-        if let Some(sse) = best.as_sse4_2() {
-            levels.push(("sse4.2", sse.level()));
+    /// Every kernel this CPU can run, the scalar one first.
+    pub(in crate::agg) fn kernels() -> Vec<(&'static str, Kernel)> {
+        #[allow(unused_mut, reason = "only x86_64 has more than one")]
+        let mut kernels = vec![("scalar", Kernel::Scalar)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(k) = x86::Avx2::detect() {
+                kernels.push(("avx2", Kernel::Avx2(k)));
+            }
+            if let Some(k) = x86::Avx512::detect() {
+                kernels.push(("avx512", Kernel::Avx512(k)));
+            }
         }
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        if let Some(avx2) = best.as_avx2() {
-            levels.push(("avx2", avx2.level()));
-        }
-        levels.push(("detected", best));
-        levels
+        kernels
     }
 
-    /// Runs `f` with the batch engine at `level` (on this thread).
-    pub(in crate::agg) fn with_level<T>(level: Level, f: impl FnOnce() -> T) -> T {
-        FORCED.with(|c| c.set(Some(level)));
+    /// Runs `f` with [`md5_batch`] using `kernel` (on this thread).
+    pub(in crate::agg) fn with_kernel<T>(kernel: Kernel, f: impl FnOnce() -> T) -> T {
+        FORCED.with(|c| c.set(Some(kernel)));
         let out = f();
         FORCED.with(|c| c.set(None));
         out
@@ -85,12 +368,12 @@ pub(super) mod tests {
         v
     }
 
+    /// `md5_batch` of `messages` on every kernel, and the lane scheduler with one lane of
+    /// scalar code (what runs the end of a batch), against `md-5`.
     fn check_batch(messages: &[Vec<u8>], what: &str) {
         let inputs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
         let expected: Vec<_> = inputs.iter().map(|m| reference(m)).collect();
-        for (name, level) in levels() {
-            let mut out = vec![[0xAA; DIGEST_LEN]; inputs.len()];
-            with_level(level, || md5_batch(&inputs, &mut out));
+        let check = |name: &str, out: &[[u8; DIGEST_LEN]]| {
             for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
                 assert_eq!(
                     got,
@@ -100,21 +383,46 @@ pub(super) mod tests {
                     inputs[i].len()
                 );
             }
+        };
+        for (name, kernel) in kernels() {
+            let mut out = vec![[0xAA; DIGEST_LEN]; inputs.len()];
+            with_kernel(kernel, || md5_batch(&inputs, &mut out));
+            check(name, &out);
         }
+        let mut out = vec![[0xAA; DIGEST_LEN]; inputs.len()];
+        hash_lanes::<1>(&inputs, &mut out, |s, [block]| {
+            let mut state = s.map(|[v]| v);
+            compress_scalar(&mut state, block);
+            *s = state.map(|v| [v]);
+        });
+        check("lanes of scalar code", &out);
     }
 
     #[test]
-    fn the_portable_path_and_each_instruction_set_are_tested() {
-        let levels = levels();
-        assert!(levels[0].1.is_fallback(), "the portable path is exercised");
-        let names: Vec<_> = levels.iter().map(|(n, _)| *n).collect();
-        eprintln!("MD5 batch engine levels tested here: {names:?}");
-        // Forcing works: the portable engine has one lane.
-        with_level(Level::fallback(), || assert_eq!(engine().lanes(), 1));
+    fn every_kernel_of_this_cpu_is_tested() {
+        let kernels = kernels();
+        let names: Vec<_> = kernels.iter().map(|(n, _)| *n).collect();
+        eprintln!(
+            "MD5 batch kernels tested here: {names:?}, used: {:?}",
+            detect()
+        );
+        assert_eq!(kernels[0].1, Kernel::Scalar);
+        assert_eq!(
+            kernels.last().map(|k| k.1),
+            Some(detect()),
+            "the best is used"
+        );
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            assert!(names.contains(&"avx2"));
+        }
+        // Forcing works.
+        with_kernel(Kernel::Scalar, || assert_eq!(kernel(), Kernel::Scalar));
+        assert_eq!(kernel(), detect());
     }
 
     #[test]
-    fn single_stream_matches_md5_crate_for_every_length_to_2048() {
+    fn single_message_matches_md5_crate_for_every_length_to_2048() {
         let mut rng = StdRng::seed_from_u64(1);
         let data = bytes(&mut rng, 2048);
         for len in 0..=2048 {
@@ -123,25 +431,16 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn single_stream_matches_md5_crate_for_random_sizes() {
-        let mut rng = StdRng::seed_from_u64(2);
-        for _ in 0..60 {
-            let len = rng.random_range(0..200_000);
-            let data = bytes(&mut rng, len);
-            assert_eq!(md5(&data), reference(&data), "length {len}");
-        }
-    }
-
-    #[test]
     fn batch_of_every_length_to_2048() {
         let mut rng = StdRng::seed_from_u64(3);
-        // One batch of all 2,049 lengths, in order and shuffled, and each length alone.
+        // One batch of all 2,049 lengths, in order and shuffled, and each length in a
+        // batch of its own and in a pair.
         let mut messages: Vec<Vec<u8>> = (0..=2048).map(|len| bytes(&mut rng, len)).collect();
         check_batch(&messages, "lengths 0..=2048 in order");
-        for m in &messages {
-            check_batch(std::slice::from_ref(m), "one message");
+        for pair in messages.windows(2) {
+            check_batch(&pair[..1], "one message");
+            check_batch(pair, "two messages");
         }
-        use rand::seq::SliceRandom;
         messages.shuffle(&mut rng);
         check_batch(&messages, "lengths 0..=2048 shuffled");
     }
@@ -150,7 +449,7 @@ pub(super) mod tests {
     fn batches_of_equal_lengths() {
         let mut rng = StdRng::seed_from_u64(4);
         for len in [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 51_200] {
-            for n in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48] {
+            for n in [1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 100] {
                 let messages: Vec<_> = (0..n).map(|_| bytes(&mut rng, len)).collect();
                 check_batch(&messages, &format!("{n} messages of {len} bytes"));
             }
@@ -158,34 +457,62 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn batches_of_random_shapes() {
+    fn batches_of_mixed_lengths() {
         let mut rng = StdRng::seed_from_u64(5);
-        for round in 0..60 {
-            let n = match round % 5 {
-                0 => 1,
-                1 => 17,
-                _ => rng.random_range(0..70),
-            };
-            // Mixed lengths: tiny, around block boundaries, aggregate-sized, and skewed
-            // (one long message among short ones).
-            let messages: Vec<_> = (0..n)
-                .map(|_| {
-                    let len = match rng.random_range(0..4) {
-                        0 => rng.random_range(0..130),
-                        1 => rng.random_range(0..5_000),
-                        2 => rng.random_range(50_000..51_201),
-                        _ => rng.random_range(0..120_000),
-                    };
-                    bytes(&mut rng, len)
-                })
-                .collect();
-            check_batch(&messages, &format!("round {round}: {n} mixed messages"));
+        for n in [1, 7, 8, 9, 16, 17, 100] {
+            for round in 0..6 {
+                // Tiny, around block boundaries, aggregate-sized, and skewed (one long
+                // message among short ones: its end runs alone).
+                let messages: Vec<_> = (0..n)
+                    .map(|i| {
+                        let len = match (round, i) {
+                            (0, 0) => 200_000,
+                            (0, _) => rng.random_range(0..100),
+                            _ => match rng.random_range(0..4) {
+                                0 => rng.random_range(0..130),
+                                1 => rng.random_range(0..5_000),
+                                2 => rng.random_range(50_000..51_201),
+                                _ => rng.random_range(0..120_000),
+                            },
+                        };
+                        bytes(&mut rng, len)
+                    })
+                    .collect();
+                check_batch(&messages, &format!("round {round}: {n} mixed messages"));
+            }
         }
     }
 
     #[test]
-    fn empty_batch() {
+    fn batches_of_random_sizes() {
+        let mut rng = StdRng::seed_from_u64(6);
+        for round in 0..40 {
+            let n = rng.random_range(0..70);
+            let max = [200, 3_000, 70_000][round % 3];
+            let messages: Vec<_> = (0..n)
+                .map(|_| {
+                    let len = rng.random_range(0..max);
+                    bytes(&mut rng, len)
+                })
+                .collect();
+            check_batch(
+                &messages,
+                &format!("round {round}: {n} messages below {max} bytes"),
+            );
+        }
+    }
+
+    #[test]
+    fn empty_inputs() {
         let mut out: [[u8; DIGEST_LEN]; 0] = [];
-        md5_batch(&[], &mut out);
+        for (_, kernel) in kernels() {
+            with_kernel(kernel, || md5_batch(&[], &mut out));
+        }
+        check_batch(&[], "no message");
+        check_batch(&vec![Vec::new(); 40], "40 empty messages");
+        let mut mixed = vec![Vec::new(); 20];
+        mixed.push(vec![1; 1000]);
+        mixed.push(Vec::new());
+        check_batch(&mixed, "empty messages and one of 1000 bytes");
     }
 }

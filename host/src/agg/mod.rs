@@ -348,6 +348,14 @@ pub fn write_digests<B: AsMut<[u8]>>(aggregates: &mut [B]) {
     }
 }
 
+/// MD5 of each of `inputs` into the same place of `outputs` (as long), several messages at
+/// once in SIMD lanes: what [`write_digests`] and [`decode_many`] compute. Public for the
+/// benchmarks (host/benches/agg.rs), not an API.
+#[doc(hidden)]
+pub fn md5_many(inputs: &[&[u8]], outputs: &mut [[u8; DIGEST_LEN]]) {
+    md5_batch(inputs, outputs);
+}
+
 /// Writes the digest of one aggregate from [`Aggregator::encode_without_digest`].
 fn write_digest(aggregate: &mut [u8]) {
     let Some(digest) = unsigned_body(aggregate).map(md5) else {

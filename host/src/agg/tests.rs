@@ -1222,8 +1222,8 @@ fn explicit_hash_key_parsing() {
 fn assert_batches_agree(records: &[Vec<u8>], rng: &mut StdRng) {
     let one_by_one: Vec<_> = records.iter().map(|r| decode(r)).collect();
     let deaggregated: Vec<_> = records.iter().map(|r| deaggregate(r)).collect();
-    for (name, level) in checksum::tests::levels() {
-        checksum::tests::with_level(level, || {
+    for (name, kernel) in checksum::tests::kernels() {
+        checksum::tests::with_kernel(kernel, || {
             let mut start = 0;
             while start < records.len() {
                 let n = match rng.random_range(0..4) {
@@ -1363,14 +1363,14 @@ fn write_digests_gives_what_encode_gives() {
                 agg.take_without_digest()
             });
         }
-        for (name, level) in checksum::tests::levels() {
+        for (name, kernel) in checksum::tests::kernels() {
             let mut batch = unsigned.clone();
-            checksum::tests::with_level(level, || write_digests(&mut batch));
+            checksum::tests::with_kernel(kernel, || write_digests(&mut batch));
             assert_eq!(batch, expected, "{name}, round {round}");
             // In place through mutable slices as well.
             let mut batch = unsigned.clone();
             let mut slices: Vec<&mut [u8]> = batch.iter_mut().map(Vec::as_mut_slice).collect();
-            checksum::tests::with_level(level, || write_digests(&mut slices));
+            checksum::tests::with_kernel(kernel, || write_digests(&mut slices));
             assert_eq!(batch, expected, "{name}, round {round}, slices");
         }
     }
