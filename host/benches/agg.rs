@@ -26,7 +26,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use md5::{Digest, Md5};
 use shardline::agg::{
-    deaggregate_many, decode, md5_many, write_digests, Aggregator, Deaggregated,
+    deaggregate_many, decode, md5_each, write_digests, Aggregator, Deaggregated,
     KPL_DEFAULT_MAX_SIZE,
 };
 
@@ -278,7 +278,7 @@ fn bench(c: &mut Criterion<CpuTime>) {
                     for batch in black_box(batches) {
                         let bodies: Vec<&[u8]> =
                             batch.iter().map(|a| &a[4..a.len() - 16]).collect();
-                        md5_many(&bodies, &mut digests[..bodies.len()]);
+                        md5_each(&bodies, &mut digests[..bodies.len()]);
                     }
                     black_box(&digests);
                 })

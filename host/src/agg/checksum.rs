@@ -502,6 +502,30 @@ pub(super) mod tests {
         }
     }
 
+    /// Throughput of each kernel on a few batch shapes (wall time, so run it on a quiet
+    /// machine): `cargo test --release -p shardline --lib kernel_speeds -- --ignored
+    /// --nocapture`. BENCHMARKS.md quotes it for AVX-512 against AVX2.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn kernel_speeds() {
+        use std::time::Instant;
+        for (n, len) in [(16, 51_200), (40, 51_200), (100, 1_024), (100, 50)] {
+            let messages: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; len]).collect();
+            let inputs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+            let mut out = vec![[0; DIGEST_LEN]; n];
+            for (name, kernel) in kernels() {
+                let start = Instant::now();
+                let mut bytes = 0;
+                while start.elapsed().as_secs_f64() < 1.0 {
+                    with_kernel(kernel, || md5_batch(&inputs, &mut out));
+                    bytes += n * len;
+                }
+                let rate = bytes as f64 / start.elapsed().as_secs_f64() / 1e6;
+                eprintln!("{n} messages of {len} bytes, {name}: {rate:.0} MB/s");
+            }
+        }
+    }
+
     #[test]
     fn empty_inputs() {
         let mut out: [[u8; DIGEST_LEN]; 0] = [];

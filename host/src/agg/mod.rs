@@ -352,7 +352,7 @@ pub fn write_digests<B: AsMut<[u8]>>(aggregates: &mut [B]) {
 /// once in SIMD lanes: what [`write_digests`] and [`decode_many`] compute. Public for the
 /// benchmarks (host/benches/agg.rs), not an API.
 #[doc(hidden)]
-pub fn md5_many(inputs: &[&[u8]], outputs: &mut [[u8; DIGEST_LEN]]) {
+pub fn md5_each(inputs: &[&[u8]], outputs: &mut [[u8; DIGEST_LEN]]) {
     md5_batch(inputs, outputs);
 }
 
