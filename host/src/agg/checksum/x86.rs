@@ -23,7 +23,7 @@ use std::arch::x86_64::{
     _mm512_unpacklo_epi64,
 };
 
-use super::BLOCK;
+use super::lanes::BLOCK;
 
 /// AVX2 is there: [`Avx2::compress`] hashes 8 lanes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
