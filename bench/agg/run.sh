@@ -7,6 +7,9 @@
 #   bench/agg/run.sh [--runs N]     N: Python runs per measurement, median (default 5)
 #
 # Set CARGO_TARGET_DIR to keep the release build apart from a debug target folder.
+# SHARDLINE_AGG_BENCH_BIN=<a saved copy of target/release/deps/agg-*> runs that bench
+# binary instead of building one (before/after comparisons; rows an older binary does not
+# have are left out).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -21,10 +24,18 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "==> Shardline: cargo bench -p shardline --bench agg" >&2
-cargo bench -p shardline --bench agg --locked -- --noplot | tee "$out/rust.log" >&2
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+# No estimates left from an earlier run (of another binary) to be read as this one's.
+rm -rf "$target_dir/criterion/agg"
+if [[ -n ${SHARDLINE_AGG_BENCH_BIN:-} ]]; then
+  echo "==> Shardline: $SHARDLINE_AGG_BENCH_BIN --bench" >&2
+  CRITERION_HOME=$target_dir/criterion "$SHARDLINE_AGG_BENCH_BIN" --bench --noplot |
+    tee "$out/rust.log" >&2
+else
+  echo "==> Shardline: cargo bench -p shardline --bench agg" >&2
+  cargo bench -p shardline --bench agg --locked -- --noplot | tee "$out/rust.log" >&2
+fi
 
 echo "==> aws-kinesis-agg: bench/agg/python_agg.py --runs $runs" >&2
 "$python" bench/agg/python_agg.py --runs "$runs" | tee "$out/python.jsonl" >&2
@@ -54,12 +65,22 @@ if rust_checks != python_checks:
     sys.exit(f"the two wrote different aggregates: {rust_checks} vs {python_checks}")
 
 def rust_seconds(op, name):
-    with open(f"{criterion}/{op}/{name}/new/estimates.json") as f:
-        return json.load(f)["median"]["point_estimate"] / 1e9
+    try:
+        with open(f"{criterion}/{op}/{name}/new/estimates.json") as f:
+            return json.load(f)["median"]["point_estimate"] / 1e9
+    except FileNotFoundError:
+        return None  # a bench binary without this case
 
 def rate(n, payload, seconds):
     return f"{n / seconds / 1e6:,.2f} M/s | {payload / seconds / 1e6:,.0f} MB/s"
 
+LABELS = {
+    "aggregate": ("aggregate", "aggregate"),
+    "aggregate-batch": ("aggregate", "aggregate, digests per PutRecords request"),
+    "deaggregate": ("deaggregate", "deaggregate (borrowed)"),
+    "deaggregate-batch": ("deaggregate", "deaggregate, per 2 MiB GetRecords batch (borrowed)"),
+    "deaggregate-owned": ("deaggregate", "deaggregate (owned copies)"),
+}
 print()
 print("Same aggregates written by both (count, MD5): "
       + ", ".join(f"{k}: {v[0]} aggregates" for k, v in rust_checks.items()))
@@ -67,20 +88,23 @@ print()
 print("| input | operation | Shardline records/s | MB/s | aws-kinesis-agg 1.2.3 records/s "
       "| MB/s | Shardline / aws-kinesis-agg |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for (op, name), (n, payload, py_seconds) in python_results.items():
-    rust_ops = [op] if op == "aggregate" else ["deaggregate", "deaggregate-owned"]
-    for rust_op in rust_ops:
+for name in rust_checks:
+    for rust_op, (py_op, label) in LABELS.items():
         seconds = rust_seconds(rust_op, name)
-        label = {"deaggregate": "deaggregate (borrowed)",
-                 "deaggregate-owned": "deaggregate (owned copies)"}.get(rust_op, rust_op)
+        if seconds is None:
+            continue
+        n, payload, py_seconds = python_results[(py_op, name)]
         print(f"| {name} | {label} | {rate(n, payload, seconds)} | "
               f"{rate(n, payload, py_seconds)} | {py_seconds / seconds:,.1f}× |")
-for name in rust_checks:
     n, payload, py_agg = python_results[("aggregate", name)]
     _, _, py_deagg = python_results[("deaggregate", name)]
-    md5 = rust_seconds("md5-only", name)
-    print(f"| {name} | MD5 of the aggregates only (floor of both) | {rate(n, payload, md5)} | "
-          f"| | aggregate ≤ {py_agg / md5:,.1f}×, deaggregate ≤ {py_deagg / md5:,.1f}× |")
+    for op, label in [("md5-only", "MD5 of the aggregates only, one at a time"),
+                      ("md5-batch", "MD5 of the aggregates only, per 2 MiB batch")]:
+        md5 = rust_seconds(op, name)
+        if md5 is None:
+            continue
+        print(f"| {name} | {label} | {rate(n, payload, md5)} | "
+              f"| | aggregate ≤ {py_agg / md5:,.1f}×, deaggregate ≤ {py_deagg / md5:,.1f}× |")
 print()
 print("Per CPU second of the one thread doing the work. MB/s counts user-record data only")
 print("(not keys or framing). Shardline: criterion median; aws-kinesis-agg: median of the")

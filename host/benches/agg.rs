@@ -25,7 +25,19 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use md5::{Digest, Md5};
-use shardline::agg::{decode, Aggregator, KPL_DEFAULT_MAX_SIZE};
+use shardline::agg::{
+    deaggregate_many, decode, md5_each, write_digests, Aggregator, Deaggregated,
+    KPL_DEFAULT_MAX_SIZE,
+};
+
+/// A PutRecords request: at most 500 records and 5 MiB (Kinesis's limits; the producer's
+/// defaults). The batch aggregation path digests one request's aggregates together.
+const REQUEST_RECORDS: usize = 500;
+const REQUEST_BYTES: usize = 5 << 20;
+/// A GetRecords batch as the consumer fetches it: at most 2 MiB (its per-fetch cap,
+/// `receive_queue::MAX_FETCH_BYTES`). The batch de-aggregation path reads one such batch
+/// at a time.
+const FETCH_BYTES: usize = 2 << 20;
 
 /// (name, records, bytes of data per record)
 const CASES: &[(&str, usize, usize)] = &[("100k-100B", 100_000, 100), ("100k-1KiB", 100_000, 1024)];
@@ -61,6 +73,53 @@ fn aggregate(records: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
     if !agg.is_empty() {
         out.push(agg.take());
     }
+    out
+}
+
+/// The same, but each aggregate finished without its digest, and the digests of one
+/// PutRecords request's aggregates written together (`write_digests`), as a producer that
+/// finishes a request at once can.
+fn aggregate_batched(records: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut request_start = 0;
+    let mut request_bytes = 0;
+    let mut agg = Aggregator::new();
+    let mut finish = |out: &mut Vec<Vec<u8>>, aggregate: Vec<u8>| {
+        if out.len() - request_start == REQUEST_RECORDS
+            || request_bytes + aggregate.len() > REQUEST_BYTES
+        {
+            write_digests(&mut out[request_start..]);
+            request_start = out.len();
+            request_bytes = 0;
+        }
+        request_bytes += aggregate.len();
+        out.push(aggregate);
+    };
+    for (pk, data) in records {
+        if !agg.fits(pk, None, data, KPL_DEFAULT_MAX_SIZE) {
+            finish(&mut out, agg.take_without_digest());
+        }
+        agg.add(pk, None, data).expect("valid record");
+    }
+    if !agg.is_empty() {
+        finish(&mut out, agg.take_without_digest());
+    }
+    write_digests(&mut out[request_start..]);
+    out
+}
+
+/// The aggregates cut into GetRecords-sized batches (at most [`FETCH_BYTES`] each).
+fn fetches(aggregates: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, a) in aggregates.iter().enumerate() {
+        if bytes + a.len() > FETCH_BYTES && i > start {
+            out.push(&aggregates[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += a.len();
+    }
+    out.push(&aggregates[start..]);
     out
 }
 
@@ -116,6 +175,13 @@ fn bench(c: &mut Criterion<CpuTime>) {
             hex::encode(md5.finalize())
         );
 
+        assert_eq!(
+            aggregate_batched(&records),
+            aggregates,
+            "batched digests differ"
+        );
+        let batches = fetches(&aggregates);
+
         let mut group = c.benchmark_group("agg");
         group
             .sample_size(20)
@@ -125,6 +191,12 @@ fn bench(c: &mut Criterion<CpuTime>) {
         group.bench_with_input(BenchmarkId::new("aggregate", name), &records, |b, r| {
             b.iter(|| aggregate(black_box(r)))
         });
+
+        group.bench_with_input(
+            BenchmarkId::new("aggregate-batch", name),
+            &records,
+            |b, r| b.iter(|| aggregate_batched(black_box(r))),
+        );
 
         // Reading, borrowing keys and data from the aggregates (what the consumer does
         // before it copies a record into its batch).
@@ -139,6 +211,29 @@ fn bench(c: &mut Criterion<CpuTime>) {
                         for r in aggregate.iter() {
                             black_box(r);
                             count += 1;
+                        }
+                    }
+                    assert_eq!(count, n);
+                })
+            },
+        );
+
+        // The same, one GetRecords batch at a time, the batch's aggregates hashed together.
+        group.bench_with_input(
+            BenchmarkId::new("deaggregate-batch", name),
+            &batches,
+            |b, batches| {
+                b.iter(|| {
+                    let mut count = 0;
+                    for batch in black_box(batches) {
+                        for d in deaggregate_many(batch) {
+                            let Deaggregated::Aggregate(users) = d else {
+                                panic!("not an aggregate")
+                            };
+                            for r in &users {
+                                black_box(r);
+                                count += 1;
+                            }
                         }
                     }
                     assert_eq!(count, n);
@@ -172,6 +267,23 @@ fn bench(c: &mut Criterion<CpuTime>) {
                 }
             })
         });
+        // The floor of the batch paths: the MD5s of each GetRecords batch's aggregates
+        // computed together (the in-tree multi-buffer MD5, agg/checksum.rs).
+        group.bench_with_input(
+            BenchmarkId::new("md5-batch", name),
+            &batches,
+            |b, batches| {
+                let mut digests = vec![[0u8; 16]; aggregates.len()];
+                b.iter(|| {
+                    for batch in black_box(batches) {
+                        let bodies: Vec<&[u8]> =
+                            batch.iter().map(|a| &a[4..a.len() - 16]).collect();
+                        md5_each(&bodies, &mut digests[..bodies.len()]);
+                    }
+                    black_box(&digests);
+                })
+            },
+        );
         group.finish();
     }
 }

@@ -1,7 +1,8 @@
 //! Reading an aggregate, borrowing from the input.
 
+use super::checksum::{md5, md5_batch};
 use super::wire::{Key, Reader, WIRE_LEN, WIRE_VARINT};
-use super::{md5_digest, parse_explicit_hash_key, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
+use super::{parse_explicit_hash_key, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
 
 /// One user record of an aggregate, borrowed from the Kinesis record's data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,19 +118,60 @@ impl<'s, 'a> IntoIterator for &'s Aggregate<'a> {
 /// plain record), `Ok(Some(_))` for an aggregate, an error if it has the magic but is not
 /// a valid aggregate. See the [module docs](super) for what the KCL does with each.
 pub fn decode(data: &[u8]) -> Result<Option<Aggregate<'_>>, AggError> {
+    match digested_part(data)? {
+        None => Ok(None),
+        Some(body) => decode_digested(data, &md5(body)).map(Some),
+    }
+}
+
+/// [`decode`] of each record of a batch, in order, with the MD5s of all the aggregates
+/// among them computed together (several per SIMD lane set; see `agg/checksum.rs`). The
+/// results are exactly those of calling [`decode`] on each.
+pub fn decode_many<D: AsRef<[u8]>>(records: &[D]) -> Vec<Result<Option<Aggregate<'_>>, AggError>> {
+    let parts: Vec<_> = records.iter().map(|r| digested_part(r.as_ref())).collect();
+    let bodies: Vec<&[u8]> = parts
+        .iter()
+        .filter_map(|p| p.as_ref().ok().copied().flatten())
+        .collect();
+    let mut digests = vec![[0u8; DIGEST_LEN]; bodies.len()];
+    md5_batch(&bodies, &mut digests);
+    let mut digests = digests.iter();
+    records
+        .iter()
+        .zip(parts)
+        .map(|(record, part)| match part? {
+            None => Ok(None),
+            // One digest per body, in order (a missing one cannot happen: hash it alone).
+            Some(body) => match digests.next() {
+                Some(digest) => decode_digested(record.as_ref(), digest).map(Some),
+                None => decode_digested(record.as_ref(), &md5(body)).map(Some),
+            },
+        })
+        .collect()
+}
+
+/// The bytes the digest covers (between magic and digest), `None` without the magic, or
+/// [`AggError::TooShort`].
+pub(super) fn digested_part(data: &[u8]) -> Result<Option<&[u8]>, AggError> {
     if !data.starts_with(&MAGIC) {
         return Ok(None);
     }
     if data.len() <= OVERHEAD {
         return Err(AggError::TooShort { len: data.len() });
     }
+    Ok(data.get(MAGIC.len()..data.len() - DIGEST_LEN))
+}
+
+/// Decodes an aggregate whose [`digested_part`] had MD5 `computed`.
+fn decode_digested<'a>(
+    data: &'a [u8],
+    computed: &[u8; DIGEST_LEN],
+) -> Result<Aggregate<'a>, AggError> {
     let body_end = data.len() - DIGEST_LEN;
-    let (message, digest) = data.split_at(body_end);
-    let body = message.get(MAGIC.len()..).unwrap_or_default();
-    if md5_digest(body) != digest {
+    if data.get(body_end..) != Some(computed.as_slice()) {
         return Err(AggError::DigestMismatch);
     }
-    parse(Reader::new(data, MAGIC.len(), body_end, "AggregatedRecord")).map(Some)
+    parse(Reader::new(data, MAGIC.len(), body_end, "AggregatedRecord"))
 }
 
 /// A `Record` as read, before its indices are resolved (the tables may come after it).

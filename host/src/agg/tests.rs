@@ -1213,3 +1213,182 @@ fn explicit_hash_key_parsing() {
         assert!(hash_key("a", Some(bad)).is_err());
     }
 }
+
+// ---- batches: the same results as one record at a time ----
+
+/// `decode_many` and `deaggregate_many` over `records`, cut into batches of random sizes,
+/// on every instruction set of the batch MD5: each result must equal `decode` /
+/// `deaggregate` of the same record.
+fn assert_batches_agree(records: &[Vec<u8>], rng: &mut StdRng) {
+    let one_by_one: Vec<_> = records.iter().map(|r| decode(r)).collect();
+    let deaggregated: Vec<_> = records.iter().map(|r| deaggregate(r)).collect();
+    for (name, kernel) in checksum::tests::kernels() {
+        checksum::tests::with_kernel(kernel, || {
+            let mut start = 0;
+            while start < records.len() {
+                let n = match rng.random_range(0..4) {
+                    0 => 1,
+                    1 => 17,
+                    _ => rng.random_range(1..200),
+                };
+                let end = (start + n).min(records.len());
+                let batch = &records[start..end];
+                assert_eq!(decode_many(batch), one_by_one[start..end], "{name}");
+                assert_eq!(deaggregate_many(batch), deaggregated[start..end], "{name}");
+                // Borrowed slices work as well as owned buffers.
+                let slices: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+                assert_eq!(
+                    deaggregate_many(&slices),
+                    deaggregated[start..end],
+                    "{name}"
+                );
+                start = end;
+            }
+        });
+    }
+}
+
+#[test]
+fn batch_decoding_agrees_with_decode_on_valid_plain_and_corrupt_records() {
+    let mut rng = StdRng::seed_from_u64(0xBA7C4);
+    let mut records = Vec::new();
+    let mut agg = Aggregator::new();
+    for _ in 0..300 {
+        agg.clear();
+        let n = rng.random_range(1..60);
+        for (pk, ehk, data) in random_inputs(&mut rng, n) {
+            agg.add(&pk, ehk.as_deref(), &data).unwrap();
+        }
+        let good = agg.encode();
+        match rng.random_range(0..8) {
+            // A digest mismatch: one byte of the message or the digest flipped.
+            0 => {
+                let mut bad = good.clone();
+                let i = rng.random_range(MAGIC.len()..bad.len());
+                bad[i] ^= 1 << rng.random_range(0..8);
+                records.push(bad);
+            }
+            // Too short, with the magic.
+            1 => records.push(good[..rng.random_range(0..=OVERHEAD)].to_vec()),
+            // Plain: no magic, or nearly the magic.
+            2 => records.push(good[1..].to_vec()),
+            3 => records.push(random_data(&mut rng)),
+            // Valid digest, protobuf that does not parse.
+            4 => records.push(wrap(&good[MAGIC.len()..good.len() / 2])),
+            // Empty aggregate (valid digest, no records).
+            5 => records.push(wrap(&[])),
+            _ => records.push(good),
+        }
+    }
+    // Large ones too: near the KPL's size limit and beyond.
+    for size in [KPL_DEFAULT_MAX_SIZE, 1 << 20] {
+        agg.clear();
+        let data = vec![7u8; 1000];
+        while agg.fits("k", None, &data, size) {
+            agg.add("k", None, &data).unwrap();
+        }
+        records.push(agg.encode());
+    }
+    let kinds = |r: &Deaggregated<'_>| match r {
+        Deaggregated::Plain(_) => 0,
+        Deaggregated::Aggregate(_) => 1,
+        Deaggregated::Corrupt {
+            reason: AggError::DigestMismatch,
+            ..
+        } => 2,
+        Deaggregated::Corrupt { .. } => 3,
+    };
+    let mut seen = [0; 4];
+    records
+        .iter()
+        .for_each(|r| seen[kinds(&deaggregate(r))] += 1);
+    assert!(seen.iter().all(|&n| n > 10), "every case covered: {seen:?}");
+    assert_batches_agree(&records, &mut rng);
+    assert!(deaggregate_many::<Vec<u8>>(&[]).is_empty());
+}
+
+#[test]
+fn batch_decoding_agrees_with_decode_on_mutants() {
+    let mut rng = StdRng::seed_from_u64(0x3A7);
+    let mut agg = Aggregator::new();
+    for (pk, ehk, data) in random_inputs(&mut rng, 30) {
+        agg.add(&pk, ehk.as_deref(), &data).unwrap();
+    }
+    let good = agg.encode();
+    let message = good[MAGIC.len()..good.len() - DIGEST_LEN].to_vec();
+    let mut records = Vec::new();
+    for len in 0..good.len() {
+        records.push(good[..len].to_vec());
+        records.push(wrap(&message[..len.min(message.len())]));
+    }
+    for _ in 0..1000 {
+        let mut m = message.clone();
+        let i = rng.random_range(0..m.len());
+        m[i] = rng.random();
+        records.push(wrap(&m));
+        let mut raw = good.clone();
+        let i = rng.random_range(0..raw.len());
+        raw[i] ^= 1 << rng.random_range(0..8);
+        records.push(raw);
+    }
+    assert_batches_agree(&records, &mut rng);
+}
+
+#[test]
+fn write_digests_gives_what_encode_gives() {
+    let mut rng = StdRng::seed_from_u64(0xD16E57);
+    let mut agg = Aggregator::new();
+    for round in 0..16 {
+        let count = match round {
+            0 => 0,
+            1 => 1,
+            2 => 17,
+            _ => rng.random_range(0..40),
+        };
+        let mut expected = Vec::new();
+        let mut unsigned = Vec::new();
+        for _ in 0..count {
+            agg.clear();
+            let n = rng.random_range(0..60);
+            for (pk, ehk, data) in random_inputs(&mut rng, n) {
+                agg.add(&pk, ehk.as_deref(), &data).unwrap();
+            }
+            let without = agg.encode_without_digest();
+            assert_eq!(without.len(), agg.encoded_len());
+            assert_eq!(without[without.len() - DIGEST_LEN..], [0; DIGEST_LEN]);
+            expected.push(agg.encode());
+            unsigned.push(if rng.random_bool(0.5) {
+                without
+            } else {
+                agg.take_without_digest()
+            });
+        }
+        for (name, kernel) in checksum::tests::kernels() {
+            let mut batch = unsigned.clone();
+            checksum::tests::with_kernel(kernel, || write_digests(&mut batch));
+            assert_eq!(batch, expected, "{name}, round {round}");
+            // In place through mutable slices as well.
+            let mut batch = unsigned.clone();
+            let mut slices: Vec<&mut [u8]> = batch.iter_mut().map(Vec::as_mut_slice).collect();
+            checksum::tests::with_kernel(kernel, || write_digests(&mut slices));
+            assert_eq!(batch, expected, "{name}, round {round}, slices");
+        }
+    }
+    // Shorter than magic and digest: not an aggregate, left alone.
+    let mut short: Vec<Vec<u8>> = (0..OVERHEAD).map(|len| vec![9u8; len]).collect();
+    let before = short.clone();
+    write_digests(&mut short);
+    assert_eq!(short, before);
+}
+
+#[test]
+fn take_without_digest_clears() {
+    let mut agg = Aggregator::new();
+    agg.add("a", None, b"x").unwrap();
+    let expected = agg.encode();
+    let mut without = [agg.take_without_digest()];
+    assert!(agg.is_empty());
+    assert_eq!(agg.encoded_len(), OVERHEAD);
+    write_digests(&mut without);
+    assert_eq!(without[0], expected);
+}

@@ -80,6 +80,10 @@ struct KinesisRecord {
     /// Its user records, in sub-sequence order.
     members: Vec<Member>,
     aggregated: bool,
+    /// An aggregate whose last 16 bytes are not its MD5 yet: [`Pipeline::send`] writes the
+    /// digests of a request's aggregates together (several per SIMD instruction), and
+    /// anything that reads the data before that writes its own ([`KinesisRecord::digest`]).
+    digest_pending: bool,
     /// Predicted shard.
     shard: Arc<str>,
     /// Oldest member's arrival: the collection deadline counts from it.
@@ -109,6 +113,7 @@ impl KinesisRecord {
             explicit_hash_key,
             members,
             aggregated,
+            digest_pending: false,
             shard,
             arrived,
             deadline,
@@ -121,6 +126,24 @@ impl KinesisRecord {
     fn size(&self) -> usize {
         self.data.len() + self.partition_key.len()
     }
+
+    /// Writes the pending digest of this record alone.
+    fn digest(&mut self) {
+        write_pending_digests(std::slice::from_mut(self));
+    }
+}
+
+/// Writes the pending digests of `records` together.
+fn write_pending_digests(records: &mut [KinesisRecord]) {
+    let mut pending: Vec<&mut [u8]> = records
+        .iter_mut()
+        .filter(|r| r.digest_pending)
+        .map(|r| {
+            r.digest_pending = false;
+            r.data.as_mut_slice()
+        })
+        .collect();
+    crate::agg::write_digests(&mut pending);
 }
 
 /// What is queued for one shard.
@@ -192,9 +215,9 @@ impl ShardQueue {
         let members = std::mem::take(&mut self.agg_members);
         self.agg_oldest = None;
         let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
-        let data = self.agg.take();
         let shard = self.shard.id.clone();
         let record = if members.len() == 1 {
+            let data = self.agg.take();
             let user = crate::agg::decode(&data)
                 .ok()
                 .flatten()
@@ -211,7 +234,11 @@ impl ShardQueue {
             KinesisRecord::new(user.data, pk, ehk, members, false, shard)
         } else {
             let ehk = Some(first_hash.to_string());
-            KinesisRecord::new(data, first_key, ehk, members, true, shard)
+            let data = self.agg.take_without_digest();
+            KinesisRecord::new(data, first_key, ehk, members, true, shard).map(|mut r| {
+                r.digest_pending = true;
+                r
+            })
         };
         if let Some(r) = record {
             self.push_back(r);
@@ -620,6 +647,7 @@ impl Pipeline {
         self.stats
             .kinesis_records
             .fetch_add(batch.len() as u64, Relaxed);
+        write_pending_digests(&mut batch);
         let mut entries = Vec::with_capacity(batch.len());
         let now = Instant::now();
         for r in &mut batch {
@@ -833,7 +861,8 @@ impl Pipeline {
 }
 
 /// A Kinesis record back as its user records.
-fn decompose(r: KinesisRecord) -> Vec<Pending> {
+fn decompose(mut r: KinesisRecord) -> Vec<Pending> {
+    r.digest();
     if !r.aggregated {
         let hash = crate::agg::hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
             .unwrap_or_default();
@@ -917,5 +946,92 @@ fn fail(
             expired,
             reason: reason.to_string(),
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::Semaphore;
+
+    use super::super::Permits;
+    use super::*;
+    use crate::agg::{decode, AggError, DIGEST_LEN};
+
+    fn member() -> Member {
+        let permits = Arc::new(Semaphore::new(2));
+        let take = || permits.clone().try_acquire_owned().expect("a free permit");
+        let now = Instant::now();
+        Member {
+            tx: None,
+            deadline: now + Duration::from_secs(60),
+            arrived: now,
+            _permits: Permits {
+                _records: take(),
+                _bytes: take(),
+            },
+        }
+    }
+
+    /// A shard queue holding an aggregate of `records` (key, data), sealed; and the
+    /// aggregate as `Aggregator::encode` writes it.
+    fn sealed(records: &[(&str, &[u8])]) -> (ShardQueue, Vec<u8>) {
+        let shard = MappedShard {
+            id: "shardId-000000000000".into(),
+            start: 0,
+            end: u128::MAX,
+        };
+        let mut q = ShardQueue::new(shard, 100, Instant::now());
+        let mut expected = Aggregator::new();
+        for (key, data) in records {
+            q.agg.add(key, None, data).expect("valid");
+            expected.add(key, None, data).expect("valid");
+            q.agg_first.get_or_insert(((*key).into(), 7));
+            q.add_member(member());
+        }
+        q.seal(&ProducerStats::default());
+        (q, expected.encode())
+    }
+
+    #[test]
+    fn aggregates_get_their_digest_before_they_are_sent_or_read() {
+        let records: &[(&str, &[u8])] = &[("a", b"one"), ("b", b"two"), ("a", b"three")];
+        let (mut q, expected) = sealed(records);
+        let mut batch = Vec::new();
+        for _ in 0..3 {
+            let (mut more, _) = sealed(records);
+            batch.extend(more.pop_front());
+        }
+        let r = q.pop_front().expect("sealed");
+        assert!(r.aggregated && r.digest_pending);
+        assert_eq!(r.data.len(), expected.len());
+        assert_eq!(r.data[r.data.len() - DIGEST_LEN..], [0; DIGEST_LEN]);
+        assert_eq!(decode(&r.data), Err(AggError::DigestMismatch));
+
+        // What `send` does to a request: every pending digest written, together.
+        batch.push(r);
+        write_pending_digests(&mut batch);
+        for r in &batch {
+            assert!(!r.digest_pending);
+            assert_eq!(r.data, expected);
+        }
+
+        // Read back (a queue drained on a shard map change) before being sent.
+        let (mut q, _) = sealed(records);
+        let r = q.pop_front().expect("sealed");
+        assert!(r.digest_pending);
+        let users = decompose(r);
+        let got: Vec<_> = users
+            .iter()
+            .map(|p| (p.partition_key.as_str(), p.data.as_slice()))
+            .collect();
+        assert_eq!(got, records);
+    }
+
+    #[test]
+    fn a_lone_record_is_sent_as_itself() {
+        let (mut q, _) = sealed(&[("a", b"one")]);
+        let r = q.pop_front().expect("sealed");
+        assert!(!r.aggregated && !r.digest_pending);
+        assert_eq!(r.data, b"one");
     }
 }
