@@ -324,6 +324,18 @@ impl Drop for Flow {
     }
 }
 
+/// What a Kinesis record of a fetched batch carries besides its data.
+struct Head {
+    arrival: i64,
+    encryption: Option<aws_sdk_kinesis::types::EncryptionType>,
+    /// Shared by the user records of an aggregate.
+    sequence: Arc<str>,
+    partition_key: String,
+    /// Set on the checkpointed record after a restart: the sub-sequence number up to which
+    /// it was done.
+    done_up_to: Option<u64>,
+}
+
 /// The per-record data the host keeps out of the guest.
 #[derive(Debug)]
 struct Meta {
@@ -732,12 +744,11 @@ impl ShardConsumer {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
+        // The data of every Kinesis record first, so that the KPL aggregates among them are
+        // unpacked together (their MD5s computed several at a time).
+        let mut heads = Vec::with_capacity(n);
+        let mut datas = Vec::with_capacity(n);
         for r in fetched.records {
-            let arrival = r
-                .approximate_arrival_timestamp
-                .and_then(|t| t.to_millis().ok())
-                .unwrap_or(now_millis);
-            let encryption = r.encryption_type;
             // After a restart the iterator starts AT the checkpointed record: what of it
             // was done (all of a plain record, sub-records up to the checkpoint of an
             // aggregate) is skipped.
@@ -745,23 +756,41 @@ impl ShardConsumer {
                 Some((seq, sub)) if seq == r.sequence_number => Some(sub),
                 _ => None,
             };
-            let sequence: Arc<str> = r.sequence_number.into();
-            let data = r.data.into_inner();
-            match agg::deaggregate(&data) {
+            heads.push(Head {
+                arrival: r
+                    .approximate_arrival_timestamp
+                    .and_then(|t| t.to_millis().ok())
+                    .unwrap_or(now_millis),
+                encryption: r.encryption_type,
+                sequence: r.sequence_number.into(),
+                partition_key: r.partition_key.unwrap_or_default(),
+                done_up_to,
+            });
+            datas.push(r.data.into_inner());
+        }
+        // Records delivered whole: (index in `records`, index in `datas`), their data moved
+        // in once the unpacked aggregates no longer borrow `datas`.
+        let mut whole = Vec::new();
+        for (i, (head, unpacked)) in heads
+            .iter_mut()
+            .zip(agg::deaggregate_many(&datas))
+            .enumerate()
+        {
+            match unpacked {
                 Deaggregated::Aggregate(users) => {
                     for u in users {
-                        if done_up_to.is_some_and(|d| u.sub_sequence <= d) {
+                        if head.done_up_to.is_some_and(|d| u.sub_sequence <= d) {
                             continue;
                         }
                         metas.push(Meta {
-                            sequence: sequence.clone(),
+                            sequence: head.sequence.clone(),
                             sub: Some(u.sub_sequence),
-                            encryption: encryption.clone(),
+                            encryption: head.encryption.clone(),
                             bytes: receive_queue::record_bytes(u.partition_key, u.data),
                         });
                         records.push(SourceRecord {
                             partition_key: u.partition_key.to_string(),
-                            arrival_millis: arrival,
+                            arrival_millis: head.arrival,
                             data: u.data.to_vec(),
                         });
                     }
@@ -773,26 +802,30 @@ impl ShardConsumer {
                         .stats
                         .corrupt_aggregates
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard = %self.shard, %sequence, %reason,
+                    tracing::warn!(shard = %self.shard, sequence = %head.sequence, %reason,
                         "record has the KPL aggregate magic but cannot be read; delivering it whole");
                 }
                 Deaggregated::Plain(_) => {}
             }
-            if done_up_to.is_some() {
+            if head.done_up_to.is_some() {
                 continue;
             }
-            let partition_key = r.partition_key.unwrap_or_default();
+            let partition_key = std::mem::take(&mut head.partition_key);
             metas.push(Meta {
-                sequence,
+                sequence: head.sequence.clone(),
                 sub: None,
-                encryption,
-                bytes: receive_queue::record_bytes(&partition_key, &data),
+                encryption: head.encryption.take(),
+                bytes: receive_queue::record_bytes(&partition_key, &datas[i]),
             });
+            whole.push((records.len(), i));
             records.push(SourceRecord {
                 partition_key,
-                arrival_millis: arrival,
-                data,
+                arrival_millis: head.arrival,
+                data: Vec::new(),
             });
+        }
+        for (record, data) in whole {
+            records[record].data = std::mem::take(&mut datas[data]);
         }
         if records.is_empty() {
             return Ok(());
