@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use super::wire::{
     key, len_field_size, put_len_field, put_varint, put_varint_field, varint_field_size, WIRE_LEN,
 };
-use super::{parse_explicit_hash_key, write_digest, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
+use super::{parse_explicit_hash_key, write_digests, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
 
 const PARTITION_KEY_TABLE: u32 = 1;
 const EXPLICIT_HASH_KEY_TABLE: u32 = 2;
@@ -144,7 +144,7 @@ impl Aggregator {
     /// readers take for a plain record; do not send them.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = self.encode_without_digest();
-        write_digest(&mut out);
+        write_digests(std::slice::from_mut(&mut out));
         out
     }
 

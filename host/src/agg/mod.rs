@@ -340,7 +340,7 @@ pub fn write_digests<B: AsMut<[u8]>>(aggregates: &mut [B]) {
     let mut digests = digests.into_iter();
     for a in aggregates.iter_mut() {
         let a = a.as_mut();
-        if a.len() >= OVERHEAD {
+        if unsigned_body(a).is_some() {
             if let (Some(digest), Some(tail)) = (digests.next(), a.last_chunk_mut::<DIGEST_LEN>()) {
                 *tail = digest;
             }
@@ -354,16 +354,6 @@ pub fn write_digests<B: AsMut<[u8]>>(aggregates: &mut [B]) {
 #[doc(hidden)]
 pub fn md5_each(inputs: &[&[u8]], outputs: &mut [[u8; DIGEST_LEN]]) {
     md5_batch(inputs, outputs);
-}
-
-/// Writes the digest of one aggregate from [`Aggregator::encode_without_digest`].
-fn write_digest(aggregate: &mut [u8]) {
-    let Some(digest) = unsigned_body(aggregate).map(md5) else {
-        return;
-    };
-    if let Some(tail) = aggregate.last_chunk_mut::<DIGEST_LEN>() {
-        *tail = digest;
-    }
 }
 
 /// What the digest of an aggregate from [`Aggregator::encode_without_digest`] covers: the
