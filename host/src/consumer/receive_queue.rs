@@ -13,16 +13,15 @@
 //! its pass over the shard ends). Without the overhead, small records never reached the
 //! byte bounds, and a worker's memory grew with its shard count after all.
 //! Before a fetch a shard *reserves* bytes of the worker's queue — at most its own byte
-//! room, its fair share of the worker's bound (the bound divided by the shards the worker
+//! room; its fair share of the worker's bound (the bound divided by the shards the worker
 //! runs), so that shards starting together cannot all take the same room and an idle shard
-//! waiting on a subscription cannot hold what busy ones need, and what [`MAX_FETCH_BYTES`]
+//! waiting on a subscription cannot hold what busy ones need; and what [`MAX_FETCH_BYTES`]
 //! of data comes to (a shard's read throughput per second, so that batches stay small) —
-//! and asks for no
-//! more records than fit in the reservation at the average size of its recent records
-//! (GetRecords and SubscribeToShard take a record count, not a byte count). The records it
-//! gets are held out of the reservation; what is left of it is given back. So a bound is
-//! passed only by how much a batch's records are larger than the shard's average (and by
-//! the one record a fetch always asks for), never by a growing amount.
+//! and asks for no more records than fit in the reservation at the average size of its
+//! recent records (GetRecords and SubscribeToShard take a record count, not a byte count).
+//! The records it gets are held out of the reservation; what is left of it is given back.
+//! So a bound is passed only by how much a batch's records are larger than the shard's
+//! average (and by the one record a fetch always asks for), never by a growing amount.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
