@@ -10,7 +10,7 @@
 # leases, the survivor takes them on its next taking round). Each is run ROUNDS times
 # (default 3). Times are measured from the signal to the survivor's "processing shard" log
 # line, polled every 50 ms. Renew and take intervals are the product's defaults (a third and
-# half of the lease duration). Needs `dev/stack up` (ferrokinesis :4569, DynamoDB Local).
+# half of the lease duration). Needs `dev/stack up` (ferrokinesis :4569, the DynamoDB server :8000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 LEASE=${1:-10s}

@@ -224,7 +224,7 @@ print(f"ratio     kcl_over_shardline_cpu_per_record={r('cpu_s_per_million'):.2f}
 PY
 }
 
-delete_table() { # name — DynamoDB Local checks no signature
+delete_table() { # name — the local DynamoDB server checks no signature
   curl -s -o /dev/null -X POST "$SHARDLINE_DYNAMODB_ENDPOINT" \
     -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.DeleteTable' \
     -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \

@@ -1,5 +1,5 @@
 //! Put → Pulsar latency, polling vs enhanced fan-out, on the local stack (kinesis-local and
-//! ferrokinesis, DynamoDB Local, Pulsar standalone; `dev/stack up` first). One record is put every
+//! ferrokinesis, dynalite, Pulsar standalone; `dev/stack up` first). One record is put every
 //! 100 ms into a one-shard stream while one `shardline run` worker reads it; latency is
 //! the time from just before PutRecord to the record's arrival at a Pulsar consumer.
 //! Prints p50/p90/p99/max per mode. Run: `cargo bench -p shardline --bench latency`

@@ -499,7 +499,7 @@ async fn respond(
 }
 
 /// An enhanced fan-out test double over kinesis-local, for the one behaviour no emulator
-/// here has (FINDINGS.md): AWS ends a subscription at a closed shard with an event that
+/// here has (docs/emulators.md): AWS ends a subscription at a closed shard with an event that
 /// carries `ChildShards` and no `ContinuationSequenceNumber`; kinesis-local never ends
 /// one, and ferrokinesis keeps a continuation (and, after UpdateShardCount, names no
 /// children). Every call but SubscribeToShard is forwarded to kinesis-local untouched

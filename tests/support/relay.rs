@@ -1,4 +1,4 @@
-//! A TCP relay to DynamoDB Local that a test can cut (every connection killed, new ones
+//! A TCP relay to the DynamoDB server that a test can cut (every connection killed, new ones
 //! refused) and restore: the lease table becoming unreachable.
 
 use std::os::unix::process::CommandExt;
