@@ -1,5 +1,5 @@
 //! Many workers, one stream: several `shardline run` processes share a stream's shards
-//! through the DynamoDB lease table (the local stack's DynamoDB Local), balance, hand over
+//! through the DynamoDB lease table (the local stack's DynamoDB server), balance, hand over
 //! gracefully, adopt a table the KCL wrote, and stop a shard before another worker can take
 //! it when their lease table is cut off.
 
@@ -251,6 +251,127 @@ async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
     );
 }
 
+/// The items a KCL 3.5 application keeps in its lease table beside the leases, as it writes
+/// them (`MigrationState`, the DynamoDB lock client's leader lock, `WorkerMetricStats`, each
+/// with its `entityType`), keyed by `leaseKey`.
+fn kcl3_coordinator_items(kcl_worker: &str) -> Vec<HashMap<String, AttributeValue>> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let n = |v: &str| AttributeValue::N(v.to_string());
+    let history = AttributeValue::L(vec![AttributeValue::M(HashMap::from([
+        ("cv".to_string(), s("CLIENT_VERSION_3X_WITH_ROLLBACK")),
+        ("mb".to_string(), s(kcl_worker)),
+        ("mts".to_string(), n("1796600000000")),
+    ]))]);
+    vec![
+        HashMap::from([
+            ("leaseKey".to_string(), s("Migration3.0")),
+            ("entityType".to_string(), s("CLIENT_VERSION_MIGRATION")),
+            ("cv".to_string(), s("CLIENT_VERSION_3X")),
+            ("mb".to_string(), s(kcl_worker)),
+            ("mts".to_string(), n("1796600001000")),
+            ("h".to_string(), history),
+        ]),
+        HashMap::from([
+            ("leaseKey".to_string(), s("Leader")),
+            ("entityType".to_string(), s("LEADER")),
+            ("ownerName".to_string(), s(kcl_worker)),
+            ("leaseDuration".to_string(), s("10000")),
+            (
+                "recordVersionNumber".to_string(),
+                s("3f1b7a2e-4c5d-4e6f-8a9b-0c1d2e3f4a5b"),
+            ),
+        ]),
+        HashMap::from([
+            ("leaseKey".to_string(), s(kcl_worker)),
+            ("entityType".to_string(), s("WORKER_METRIC_STATS")),
+            ("lut".to_string(), n("1796600002")),
+            (
+                "sts".to_string(),
+                AttributeValue::M(HashMap::from([(
+                    "C".to_string(),
+                    AttributeValue::L(vec![n("12.5"), n("13.0")]),
+                )])),
+            ),
+            (
+                "opr".to_string(),
+                AttributeValue::M(HashMap::from([(
+                    "C".to_string(),
+                    AttributeValue::L(vec![n("-1.0")]),
+                )])),
+            ),
+        ]),
+    ]
+}
+
+/// A table a KCL 3.x application created holds items that are not leases. Two Shardline
+/// workers taking it over balance its leases 1/1 as on a table of their own, and leave the
+/// KCL's other items exactly as they were (never taken, counted, rewritten or deleted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcl3_items_in_the_lease_table_do_not_block_balancing() {
+    let stream = unique("kcl3");
+    create_stream(&stream, 2).await;
+    let app = unique("kcl3-app");
+    let kcl_worker = "ip-10-1-2-3.ec2.internal:6f0d1c2b-kcl";
+    write_kcl_lease_table(
+        &app,
+        &[
+            ("shardId-000000000000", Some(kcl_worker), "TRIM_HORIZON", 0),
+            ("shardId-000000000001", Some(kcl_worker), "TRIM_HORIZON", 0),
+        ],
+    )
+    .await;
+    let items = kcl3_coordinator_items(kcl_worker);
+    for item in &items {
+        dynamodb()
+            .put_item()
+            .table_name(&app)
+            .set_item(Some(item.clone()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PutItem {app}: {e:?}"));
+    }
+    let topic = format!("persistent://public/default/{app}");
+    let path = write_config(&config(&app, &stream, &topic, None));
+    let mut a = Host::start(&path);
+    wait_for("worker a to hold both leases", LONG, || {
+        let app = app.clone();
+        async move {
+            let o = owners(&app).await;
+            (o.len() == 1 && o.values().all(|&n| n == 2) && !o.contains_key(kcl_worker))
+                .then_some(())
+        }
+    })
+    .await;
+    let mut b = Host::start(&path);
+    let started = tokio::time::Instant::now();
+    wait_for("a 1/1 split once worker b joins", Duration::from_secs(30), || {
+        let app = app.clone();
+        async move {
+            (owners(&app).await.values().copied().collect::<Vec<_>>() == [1, 1]).then_some(())
+        }
+    })
+    .await;
+    println!("balanced 1/1 in {:?}", started.elapsed());
+    for h in [&a, &b] {
+        h.signal("TERM");
+    }
+    for h in [&mut a, &mut b] {
+        assert_eq!(h.wait_exit(LONG).await, Some(0), "log:\n{}", h.log());
+    }
+    for item in &items {
+        let key = item["leaseKey"].clone();
+        let now = dynamodb()
+            .get_item()
+            .table_name(&app)
+            .key("leaseKey", key.clone())
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetItem {key:?}: {e:?}"));
+        assert_eq!(now.item(), Some(item), "the KCL's item {key:?} is untouched");
+    }
+}
+
 fn log_time(line: &str) -> Option<humantime::Timestamp> {
     line.split_whitespace().next()?.parse().ok()
 }
@@ -445,7 +566,7 @@ async fn resharding_keeps_every_record_and_the_order_per_key() {
 
 /// [`resharding_keeps_every_record_and_the_order_per_key`] with enhanced fan-out. No
 /// emulator ends a subscription at a closed shard as AWS does (ChildShards and no
-/// continuation sequence number; FINDINGS.md), so the worker subscribes through
+/// continuation sequence number; docs/emulators.md), so the worker subscribes through
 /// [`proxy::EfoFacade`], a test double of SubscribeToShard over kinesis-local; every other
 /// call (consumer registration, leases' ListShards, …) reaches kinesis-local.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,17 @@ pub mod attr {
     /// When the checkpoint was last written (Unix milliseconds, this host's clock). Not a
     /// KCL attribute: the KCL ignores it; `shardline status` shows its age.
     pub const CHECKPOINT_TIME: &str = "shardlineCheckpointMillis";
+    /// KCL 3.x: what an item of the lease table is (`LEASE`, or the coordinator's and the
+    /// worker metrics' own items, which share the table).
+    pub const ENTITY_TYPE: &str = "entityType";
 }
+
+/// The `entityType` of a lease, as the KCL 3.x writes it.
+const LEASE_ENTITY: &str = "LEASE";
+
+/// Keys of the KCL 3.x coordinator's items (client version migration, table migration,
+/// leader lock), which early 3.x releases wrote without an `entityType`.
+const KCL_COORDINATOR_KEYS: [&str; 3] = ["Migration3.0", "TableMigration3.5", "Leader"];
 
 /// One lease item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +117,21 @@ impl Lease {
             m.insert(attr::ENDING_HASH_KEY.into(), AttributeValue::S(h.clone()));
         }
         m
+    }
+
+    /// Whether an item of the lease table is a lease, as the KCL 3.x decides: one with no
+    /// `entityType` (every KCL 2.x lease, and Shardline's) or with `entityType = LEASE`.
+    /// The KCL 3.x keeps other items in the same table (`Migration3.0`, `Leader`, one
+    /// worker-metrics item per worker): they are no one's to take, count or rewrite.
+    pub fn is_lease_item(item: &HashMap<String, AttributeValue>) -> bool {
+        match item.get(attr::ENTITY_TYPE) {
+            Some(AttributeValue::S(t)) => t == LEASE_ENTITY,
+            Some(_) => false,
+            None => !matches!(
+                (item.get(attr::LEASE_KEY), item.get(attr::LEASE_COUNTER)),
+                (Some(AttributeValue::S(k)), None) if KCL_COORDINATOR_KEYS.contains(&k.as_str())
+            ),
+        }
     }
 
     pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Self, MalformedLease> {
@@ -214,6 +239,61 @@ mod tests {
         assert_eq!(l.counter, 1234);
         assert_eq!(l.children, vec!["shardId-000000000002".to_string()]);
         assert!(l.parents.is_empty());
+    }
+
+    /// Items a KCL 3.x table holds besides its leases (as the KCL writes them) are not
+    /// leases; KCL 2.x and 3.x leases, and Shardline's own, are.
+    #[test]
+    fn tells_leases_from_the_kcl3_coordinators_items() {
+        let item = |pairs: &[(&str, &str)]| -> HashMap<String, AttributeValue> {
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let value = if *k == "leaseCounter" || *k == "mts" || *k == "lut" {
+                        AttributeValue::N(v.to_string())
+                    } else {
+                        AttributeValue::S(v.to_string())
+                    };
+                    (k.to_string(), value)
+                })
+                .collect()
+        };
+        let not_leases = [
+            item(&[
+                ("leaseKey", "Migration3.0"),
+                ("entityType", "CLIENT_VERSION_MIGRATION"),
+                ("cv", "CLIENT_VERSION_3X"),
+                ("mts", "1796600001000"),
+            ]),
+            item(&[
+                ("leaseKey", "Leader"),
+                ("entityType", "LEADER"),
+                ("ownerName", "kcl-worker"),
+            ]),
+            item(&[
+                ("leaseKey", "kcl-worker"),
+                ("entityType", "WORKER_METRIC_STATS"),
+                ("lut", "1796600002"),
+            ]),
+            // As early 3.x releases wrote them, without an entity type.
+            item(&[("leaseKey", "Migration3.0"), ("cv", "CLIENT_VERSION_3X")]),
+            item(&[("leaseKey", "Leader"), ("ownerName", "kcl-worker")]),
+        ];
+        for i in &not_leases {
+            assert!(!Lease::is_lease_item(i), "{i:?}");
+        }
+        let leases = [
+            item(&[("leaseKey", "shardId-000000000000"), ("leaseCounter", "3")]),
+            item(&[
+                ("leaseKey", "shardId-000000000001"),
+                ("entityType", "LEASE"),
+                ("leaseCounter", "7"),
+            ]),
+            Lease::new("shardId-000000000002", Checkpoint::TrimHorizon, vec![]).to_item(),
+        ];
+        for i in &leases {
+            assert!(Lease::is_lease_item(i), "{i:?}");
+        }
     }
 
     #[test]

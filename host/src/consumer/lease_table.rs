@@ -148,7 +148,7 @@ impl LeaseTable {
         }
     }
 
-    /// Every lease (consistent scan, all pages).
+    /// Every lease (consistent scan, all pages); other items of the table are skipped.
     pub async fn list(&self) -> Result<Vec<Lease>, LeaseTableError> {
         let mut out = Vec::new();
         let mut start = None;
@@ -162,7 +162,8 @@ impl LeaseTable {
                 .send()
                 .await
                 .map_err(|e| service_err(&self.table, "Scan", e))?;
-            for item in page.items() {
+            // Items the KCL 3.x keeps beside the leases are left as they are.
+            for item in page.items().iter().filter(|i| Lease::is_lease_item(i)) {
                 out.push(Lease::from_item(item)?);
             }
             match page.last_evaluated_key() {
