@@ -114,22 +114,26 @@ const fn distribution(
 use Level::{Detailed, Summary};
 use Unit::{Bytes, Count, Milliseconds};
 
+// The definitions are statics, not constants: a series keeps `&'static Def`, and a reader
+// (the progress line) finds a metric's series by that address, which only a static has
+// once (each use of a constant may be a copy of its own).
+
 // Consumer (KCL names, Operation=ProcessTask).
-pub const RECORDS_PROCESSED: Def = counter(
+pub static RECORDS_PROCESSED: Def = counter(
     "RecordsProcessed",
     "shardline_records_processed_total",
     "User records (after KPL de-aggregation) handed to the stages.",
     Count,
     Summary,
 );
-pub const DATA_BYTES_PROCESSED: Def = counter(
+pub static DATA_BYTES_PROCESSED: Def = counter(
     "DataBytesProcessed",
     "shardline_data_bytes_processed_total",
     "Data bytes of the user records handed to the stages.",
     Bytes,
     Summary,
 );
-pub const MILLIS_BEHIND_LATEST: Def = distribution(
+pub static MILLIS_BEHIND_LATEST: Def = distribution(
     "MillisBehindLatest",
     "shardline_millis_behind_latest",
     "How far behind the tip of its shard each fetched batch was (GetRecords MillisBehindLatest).",
@@ -137,14 +141,14 @@ pub const MILLIS_BEHIND_LATEST: Def = distribution(
     Summary,
     LAG_MS,
 );
-pub const GET_RECORDS_SUCCESS: Def = counter(
+pub static GET_RECORDS_SUCCESS: Def = counter(
     "GetRecords.Success",
     "shardline_get_records_success_total",
     "Successful GetRecords calls.",
     Count,
     Detailed,
 );
-pub const GET_RECORDS_TIME: Def = distribution(
+pub static GET_RECORDS_TIME: Def = distribution(
     "GetRecords.Time",
     "shardline_get_records_time_milliseconds",
     "Duration of successful GetRecords calls.",
@@ -152,21 +156,21 @@ pub const GET_RECORDS_TIME: Def = distribution(
     Detailed,
     LATENCY_MS,
 );
-pub const EXPIRED_ITERATOR: Def = counter(
+pub static EXPIRED_ITERATOR: Def = counter(
     "ExpiredIterator",
     "shardline_expired_iterator_total",
     "GetRecords calls answered ExpiredIteratorException (a new iterator was fetched).",
     Count,
     Summary,
 );
-pub const GET_RECORDS_THROTTLED: Def = counter(
+pub static GET_RECORDS_THROTTLED: Def = counter(
     "GetRecords.Throttled",
     "shardline_get_records_throttled_total",
     "GetRecords / GetShardIterator calls refused by throttling (backed off).",
     Count,
     Summary,
 );
-pub const CHECKPOINT_TIME: Def = distribution(
+pub static CHECKPOINT_TIME: Def = distribution(
     "Checkpoint.Time",
     "shardline_checkpoint_time_milliseconds",
     "Duration of checkpoint writes to the lease table.",
@@ -174,7 +178,7 @@ pub const CHECKPOINT_TIME: Def = distribution(
     Summary,
     LATENCY_MS,
 );
-pub const CHECKPOINT_FAILURES: Def = counter(
+pub static CHECKPOINT_FAILURES: Def = counter(
     "Checkpoint.Failures",
     "shardline_checkpoint_failures_total",
     "Checkpoint writes that failed (retried later) or found the lease lost.",
@@ -183,13 +187,13 @@ pub const CHECKPOINT_FAILURES: Def = counter(
 );
 
 // Leases (KCL names; Operation=RenewAllLeases / TakeLeases, WorkerIdentifier).
-pub const CURRENT_LEASES: Def = gauge(
+pub static CURRENT_LEASES: Def = gauge(
     "CurrentLeases",
     "shardline_leases_owned",
     "Leases this worker holds.",
     Summary,
 );
-pub const RECEIVE_QUEUE_BYTES: Def = Def {
+pub static RECEIVE_QUEUE_BYTES: Def = Def {
     unit: Bytes,
     ..gauge(
         "ReceiveQueue.Bytes",
@@ -198,28 +202,28 @@ pub const RECEIVE_QUEUE_BYTES: Def = Def {
         Summary,
     )
 };
-pub const TAKEN_LEASES: Def = counter(
+pub static TAKEN_LEASES: Def = counter(
     "TakenLeases",
     "shardline_leases_taken_total",
     "Leases this worker took (free, expired or stolen).",
     Count,
     Summary,
 );
-pub const STOLEN_LEASES: Def = counter(
+pub static STOLEN_LEASES: Def = counter(
     "StolenLeases",
     "shardline_leases_stolen_total",
     "Leases this worker took from another, busier, worker.",
     Count,
     Summary,
 );
-pub const LOST_LEASES: Def = counter(
+pub static LOST_LEASES: Def = counter(
     "LostLeases",
     "shardline_leases_lost_total",
     "Leases this worker lost (taken by another worker, or not renewed in time).",
     Count,
     Summary,
 );
-pub const RENEW_FAILURES: Def = counter(
+pub static RENEW_FAILURES: Def = counter(
     "RenewLease.Failures",
     "shardline_lease_renewal_failures_total",
     "Lease renewals that failed or got no answer in time.",
@@ -228,49 +232,49 @@ pub const RENEW_FAILURES: Def = counter(
 );
 
 // Producer (KPL names, StreamName).
-pub const USER_RECORDS_RECEIVED: Def = counter(
+pub static USER_RECORDS_RECEIVED: Def = counter(
     "UserRecordsReceived",
     "shardline_producer_user_records_received_total",
     "User records handed to the producer.",
     Count,
     Summary,
 );
-pub const USER_RECORDS_PUT: Def = counter(
+pub static USER_RECORDS_PUT: Def = counter(
     "UserRecordsPut",
     "shardline_producer_user_records_put_total",
     "User records stored in Kinesis.",
     Count,
     Summary,
 );
-pub const KINESIS_RECORDS_PUT: Def = counter(
+pub static KINESIS_RECORDS_PUT: Def = counter(
     "KinesisRecordsPut",
     "shardline_producer_kinesis_records_put_total",
     "Kinesis records (aggregates count once) stored.",
     Count,
     Summary,
 );
-pub const KINESIS_RECORDS_DATA_PUT: Def = counter(
+pub static KINESIS_RECORDS_DATA_PUT: Def = counter(
     "KinesisRecordsDataPut",
     "shardline_producer_kinesis_records_data_put_bytes_total",
     "Bytes of the Kinesis records stored.",
     Bytes,
     Summary,
 );
-pub const USER_RECORD_EXPIRED: Def = counter(
+pub static USER_RECORD_EXPIRED: Def = counter(
     "UserRecordExpired",
     "shardline_producer_user_records_expired_total",
     "User records given up on because their record_ttl ran out.",
     Count,
     Summary,
 );
-pub const USER_RECORDS_FAILED: Def = counter(
+pub static USER_RECORDS_FAILED: Def = counter(
     "UserRecordsFailed",
     "shardline_producer_user_records_failed_total",
     "User records given up on (expired or an error waiting cannot heal).",
     Count,
     Summary,
 );
-pub const RETRIES_PER_RECORD: Def = distribution(
+pub static RETRIES_PER_RECORD: Def = distribution(
     "RetriesPerRecord",
     "shardline_producer_retries_per_record",
     "Attempts after the first of each Kinesis record, when it was stored or given up on.",
@@ -278,7 +282,7 @@ pub const RETRIES_PER_RECORD: Def = distribution(
     Summary,
     SMALL_COUNTS,
 );
-pub const BUFFERING_TIME: Def = distribution(
+pub static BUFFERING_TIME: Def = distribution(
     "BufferingTime",
     "shardline_producer_buffering_time_milliseconds",
     "Time from a record's arrival in the producer to its first PutRecords.",
@@ -286,7 +290,7 @@ pub const BUFFERING_TIME: Def = distribution(
     Summary,
     LATENCY_MS,
 );
-pub const REQUEST_TIME: Def = distribution(
+pub static REQUEST_TIME: Def = distribution(
     "RequestTime",
     "shardline_producer_request_time_milliseconds",
     "Duration of PutRecords requests.",
@@ -294,14 +298,14 @@ pub const REQUEST_TIME: Def = distribution(
     Detailed,
     LATENCY_MS,
 );
-pub const ALL_ERRORS: Def = counter(
+pub static ALL_ERRORS: Def = counter(
     "AllErrors",
     "shardline_producer_errors_total",
     "Kinesis records whose attempt failed (each attempt counts).",
     Count,
     Summary,
 );
-pub const ERRORS_BY_CODE: Def = counter(
+pub static ERRORS_BY_CODE: Def = counter(
     "ErrorsByCode",
     "shardline_producer_errors_by_code_total",
     "Failed attempts by error code (transport problems: NetworkError).",
@@ -310,42 +314,42 @@ pub const ERRORS_BY_CODE: Def = counter(
 );
 
 // Wasm stages (Component).
-pub const WASM_CALLS: Def = counter(
+pub static WASM_CALLS: Def = counter(
     "Wasm.Calls",
     "shardline_wasm_calls_total",
     "Calls into a component (one per batch and stage).",
     Count,
     Summary,
 );
-pub const WASM_RECORDS_IN: Def = counter(
+pub static WASM_RECORDS_IN: Def = counter(
     "Wasm.RecordsIn",
     "shardline_wasm_records_in_total",
     "Records handed to the stages.",
     Count,
     Summary,
 );
-pub const WASM_RECORDS_OUT: Def = counter(
+pub static WASM_RECORDS_OUT: Def = counter(
     "Wasm.RecordsOut",
     "shardline_wasm_records_out_total",
     "Events the stages produced.",
     Count,
     Summary,
 );
-pub const WASM_ERRORS: Def = counter(
+pub static WASM_ERRORS: Def = counter(
     "Wasm.Errors",
     "shardline_wasm_errors_total",
     "Records the stages failed on, by kind (rejected, trap, timeout, memory, contract).",
     Count,
     Summary,
 );
-pub const WASM_TRAPS: Def = counter(
+pub static WASM_TRAPS: Def = counter(
     "Wasm.Traps",
     "shardline_wasm_traps_total",
     "Calls that failed as a whole (trap, timeout, memory limit); the instance was replaced.",
     Count,
     Summary,
 );
-pub const WASM_BATCH_TIME: Def = distribution(
+pub static WASM_BATCH_TIME: Def = distribution(
     "Wasm.BatchTime",
     "shardline_wasm_batch_time_milliseconds",
     "Time the stages took per batch.",
@@ -353,14 +357,14 @@ pub const WASM_BATCH_TIME: Def = distribution(
     Summary,
     LATENCY_MS,
 );
-pub const WASM_RECYCLES: Def = counter(
+pub static WASM_RECYCLES: Def = counter(
     "Wasm.InstanceRecycles",
     "shardline_wasm_instance_recycles_total",
     "Instances replaced (after a failed call, or too much guest output).",
     Count,
     Summary,
 );
-pub const DEAD_LETTERS: Def = counter(
+pub static DEAD_LETTERS: Def = counter(
     "DeadLetters",
     "shardline_dead_letters_total",
     "Records sent to the dead-letter destination.",
@@ -369,27 +373,27 @@ pub const DEAD_LETTERS: Def = counter(
 );
 
 // Sinks (Sink).
-pub const SINK_SENDS: Def = counter(
+pub static SINK_SENDS: Def = counter(
     "Sink.Sends",
     "shardline_sink_sends_total",
     "Messages handed to a sink.",
     Count,
     Summary,
 );
-pub const SINK_FAILURES: Def = counter(
+pub static SINK_FAILURES: Def = counter(
     "Sink.Failures",
     "shardline_sink_failures_total",
     "Sends that failed or were not acknowledged in time (the shard reads them again).",
     Count,
     Summary,
 );
-pub const SINK_IN_FLIGHT: Def = gauge(
+pub static SINK_IN_FLIGHT: Def = gauge(
     "Sink.InFlight",
     "shardline_sink_in_flight",
     "Sends waiting for their acknowledgement.",
     Summary,
 );
-pub const SINK_ACK_LATENCY: Def = distribution(
+pub static SINK_ACK_LATENCY: Def = distribution(
     "Sink.AckLatency",
     "shardline_sink_ack_latency_milliseconds",
     "Time from send to acknowledgement (of the last message of the batch it was sent with), per message.",
@@ -399,14 +403,14 @@ pub const SINK_ACK_LATENCY: Def = distribution(
 );
 
 // The CloudWatch exporter itself.
-pub const PUBLISH_FAILURES: Def = counter(
+pub static PUBLISH_FAILURES: Def = counter(
     "Metrics.PublishFailures",
     "shardline_metrics_publish_failures_total",
     "PutMetricData requests that failed (their data is sent with the next one).",
     Count,
     Summary,
 );
-pub const PUBLISHED: Def = counter(
+pub static PUBLISHED: Def = counter(
     "Metrics.Published",
     "shardline_metrics_published_total",
     "Metric data points CloudWatch accepted.",
@@ -415,7 +419,7 @@ pub const PUBLISHED: Def = counter(
 );
 
 /// Every definition (for documentation and tests).
-pub const ALL: &[&Def] = &[
+pub static ALL: &[&Def] = &[
     &RECORDS_PROCESSED,
     &DATA_BYTES_PROCESSED,
     &MILLIS_BEHIND_LATEST,
