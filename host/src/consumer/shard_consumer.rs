@@ -759,8 +759,8 @@ impl ShardConsumer {
             heads.push(Head {
                 arrival: r
                     .approximate_arrival_timestamp
-                    .and_then(|t| t.to_millis().ok())
-                    .unwrap_or(now_millis),
+                    .as_ref()
+                    .map_or(now_millis, super::retrieval::arrival_millis),
                 encryption: r.encryption_type,
                 sequence: r.sequence_number.into(),
                 partition_key: r.partition_key.unwrap_or_default(),

@@ -16,6 +16,20 @@ pub use polling::{FetchError, Fetched, PollingFetcher};
 
 use crate::consumer::checkpoint::Checkpoint;
 
+/// A record's `ApproximateArrivalTimestamp` in milliseconds since the epoch, rounded to the
+/// nearest millisecond.
+///
+/// The service sends epoch seconds with three decimals (`1796613086.689`); the SDK reads
+/// them as a 64-bit float, whose nearest value is often just below the decimal
+/// (`…086.68899…`). Truncating would make about half of all records 1 ms early against
+/// what the service said and what the Java SDK (decimal parsing) reports.
+pub fn arrival_millis(t: &aws_smithy_types::DateTime) -> i64 {
+    let nanos = i64::from(t.subsec_nanos());
+    t.secs()
+        .saturating_mul(1000)
+        .saturating_add((nanos + 500_000) / 1_000_000)
+}
+
 /// Where reading (re)starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Position {
@@ -64,5 +78,37 @@ impl Fetcher {
             Self::Polling(p) => p.fetch(limit).await,
             Self::FanOut(f) => f.fetch(limit).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_types::DateTime;
+
+    use super::arrival_millis;
+
+    #[test]
+    fn arrival_times_are_the_services_milliseconds() {
+        // Decimals a 64-bit float cannot hold exactly, as the SDK parses them from JSON.
+        for (secs, millis) in [
+            (1_796_613_086.689, 1_796_613_086_689),
+            (1_700_000_000.001, 1_700_000_000_001),
+            (1_763_784_405.12, 1_763_784_405_120),
+            (1_763_784_405.999, 1_763_784_405_999),
+            (1_763_784_405.0, 1_763_784_405_000),
+        ] {
+            let t = DateTime::from_secs_f64(secs);
+            assert_eq!(arrival_millis(&t), millis, "{secs}");
+        }
+        // Every millisecond of one second, read back as the SDK reads the service's text.
+        let mut truncated_early = 0;
+        for ms in 0..1000 {
+            let text = format!("1796613086.{ms:03}");
+            let t = DateTime::from_secs_f64(text.parse().expect("a float"));
+            assert_eq!(arrival_millis(&t), 1_796_613_086_000 + ms, "{text}");
+            truncated_early += i64::from(t.to_millis().expect("in range") != 1_796_613_086_000 + ms);
+        }
+        // The float really is below the decimal for many of them (what truncation got wrong).
+        assert!(truncated_early > 100, "{truncated_early}");
     }
 }
