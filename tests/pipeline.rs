@@ -458,6 +458,119 @@ async fn a_route_to_an_unknown_sink_is_dead_lettered_naming_the_component() {
     assert_eq!(main.count(), 0);
 }
 
+/// How often a worker's log says it rewound a shard after a failed delivery.
+fn rewinds(host: &Host) -> usize {
+    host.log()
+        .matches("reading the shard again from the last checkpoint")
+        .count()
+}
+
+/// A route to a topic in a namespace that does not exist is an error no retry can fix:
+/// under `dead_letter` every record bound there is dead-lettered with the broker's reason,
+/// and the shard is not held rewinding (at most the first failure rewinds it once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_in_a_missing_namespace_is_dead_lettered_not_retried_forever() {
+    let (stream, puts) = prepared_stream("nons", 1, 10).await;
+    let topic = format!("persistent://public/default/{}", unique("nons"));
+    let missing = format!("persistent://public/{}/orders", unique("no-such-ns"));
+    let dlq = format!("persistent://public/default/{}", unique("nons-dead"));
+    let app = unique("nons-app");
+    let main = Collector::start(std::slice::from_ref(&topic)).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let extra = format!(
+        "{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        passthrough_stage(&format!("fanout: {missing}"))
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+    let dl = dead.wait_for(10, LONG).await;
+    let table = app.clone();
+    let last = puts.last().expect("records").sequence.clone();
+    wait_for_checkpoint(&table, &last, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    assert!(rewinds(&host) <= 1, "rewound {} times:\n{}", rewinds(&host), host.log());
+    for (m, put) in dl.iter().zip(&puts) {
+        assert_eq!(m.payload, put.data);
+        assert_eq!(m.prop("shardline.error.sequence.number"), put.sequence);
+        assert_eq!(m.prop("shardline.error.stage"), "route");
+        assert_eq!(m.prop("shardline.error.kind"), "sink");
+        let reason = m.prop("shardline.error.reason");
+        assert!(
+            reason.contains(&missing) && reason.contains("permanent"),
+            "{reason}"
+        );
+    }
+    assert_eq!(main.count(), 0);
+}
+
+/// A route to a topic name the broker cannot parse (`persistnt://`) fails the record at
+/// once, naming what is wrong, with no send and no rewind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_topic_name_is_dead_lettered_at_once() {
+    let (stream, puts) = prepared_stream("badname", 1, 5).await;
+    let topic = format!("persistent://public/default/{}", unique("badname"));
+    let dlq = format!("persistent://public/default/{}", unique("badname-dead"));
+    let app = unique("badname-app");
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let extra = format!(
+        "{}errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        passthrough_stage("fanout: persistnt://public/default/orders")
+    );
+    let config = write_config(&stack_config(&app, &stream, &topic, &extra));
+    let mut host = Host::start(&config);
+    let dl = dead.wait_for(5, LONG).await;
+    host.signal("TERM");
+    assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
+    assert_eq!(rewinds(&host), 0, "{}", host.log());
+    for (m, put) in dl.iter().zip(&puts) {
+        assert_eq!(m.prop("shardline.error.sequence.number"), put.sequence);
+        assert!(
+            m.prop("shardline.error.reason")
+                .contains("the domain must be persistent:// or non-persistent://"),
+            "{:?}",
+            m.properties
+        );
+    }
+}
+
+/// Under `fail`, a default topic in a missing namespace stops the worker with a message
+/// that names the topic, instead of rewinding without end; a dead-letter topic that cannot
+/// work stops it too, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_sink_error_stops_a_fail_policy_and_a_broken_dead_letter_topic() {
+    let (stream, _) = prepared_stream("permfail", 1, 5).await;
+    let missing = format!("persistent://public/{}/orders", unique("no-such-ns"));
+    // The dead-letter case rewinds twice: once for the main topic, once for the dead-letter
+    // topic, each on its first failure.
+    for (case, extra, says, max_rewinds) in [
+        ("fail", String::new(), "errors.policy is fail", 1),
+        (
+            "dead letter",
+            format!(
+                "errors:\n  policy: dead_letter\n  dead_letter:\n    topic: persistent://public/{}/dead\n",
+                unique("no-such-ns")
+            ),
+            "dead letter: sink pulsar cannot publish to",
+            2,
+        ),
+    ] {
+        let app = unique("permfail-app");
+        let config = write_config(&stack_config(&app, &stream, &missing, &extra));
+        let mut host = Host::start(&config);
+        let code = host.wait_exit(LONG).await;
+        let log = host.log();
+        assert!(code.is_some_and(|c| c != 0), "{case}: exit {code:?}\n{log}");
+        assert!(log.contains(&missing), "{case}: names the topic:\n{log}");
+        assert!(log.contains(says), "{case}: says {says:?}:\n{log}");
+        assert!(
+            rewinds(&host) <= max_rewinds,
+            "{case}: rewound {}:\n{log}",
+            rewinds(&host)
+        );
+    }
+}
+
 /// A guest that loops forever and one that allocates without bound, under
 /// `dead_letter`: each call is stopped (CPU deadline, memory cap), the two records are
 /// dead-lettered with kind `timeout` and `memory`, every other record is delivered and the

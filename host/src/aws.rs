@@ -152,3 +152,28 @@ where
         None => aws_smithy_types::error::display::DisplayErrorContext(e).to_string(),
     }
 }
+
+/// Whether a Kinesis error is one no retry can fix: the stream (or consumer) does not
+/// exist, access is refused, or the request itself is invalid.
+pub fn is_permanent<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    e.as_service_error()
+        .and_then(|se| se.code())
+        .is_some_and(|code| {
+            matches!(
+                code,
+                "ResourceNotFoundException"
+                    | "AccessDeniedException"
+                    | "InvalidArgumentException"
+                    | "ValidationException"
+                    | "UnrecognizedClientException"
+                    | "KMSAccessDeniedException"
+                    | "KMSDisabledException"
+                    | "KMSNotFoundException"
+                    | "KMSInvalidStateException"
+            )
+        })
+}

@@ -28,7 +28,7 @@ use crate::config::{Config, ErrorPolicy, StreamSpec};
 use crate::sinks::{Delivery, Receipt, RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
 use crate::wasm::reload::Plans;
-use crate::wasm::{BatchOutcome, RecordFailure, StageSet};
+use crate::wasm::{BatchOutcome, FailureKind, RecordFailure, StageSet};
 
 /// What every shard consumer of a worker shares.
 #[derive(Debug)]
@@ -926,36 +926,44 @@ impl ShardConsumer {
                 for (k, d) in dests.iter().enumerate() {
                     let group = match &last {
                         Some((prev, g)) if same_destination(prev, d) => Ok(*g),
-                        _ => sinks.resolve(d).map(|target| {
-                            let g = group_of(&mut groups, target);
-                            last = Some((d.clone(), g));
-                            g
-                        }),
-                    };
-                    match group {
-                        Ok(g) => {
-                            let ev = if k + 1 == dests.len() {
-                                event.take()
-                            } else {
-                                event.clone()
-                            };
-                            if let Some(mut ev) = ev {
-                                if let Some(key) = &d.partition_key {
-                                    ev.key = Some(key.clone());
+                        _ => sinks
+                            .resolve(d)
+                            .map_err(|reason| (FailureKind::Contract, reason))
+                            .and_then(|target| match sinks.refusal(&target) {
+                                Some(why) => Err((FailureKind::Sink, why)),
+                                None => {
+                                    let g = group_of(&mut groups, target);
+                                    last = Some((d.clone(), g));
+                                    Ok(g)
                                 }
-                                sends.push((g, ev));
-                            }
+                            }),
+                    };
+                    let ev = if k + 1 == dests.len() {
+                        event.take()
+                    } else {
+                        event.clone()
+                    };
+                    // The destination must resolve, and its sink take this event.
+                    let sent = group.and_then(|g| {
+                        let Some(mut ev) = ev else { return Ok(()) };
+                        if let Some(key) = &d.partition_key {
+                            ev.key = Some(key.clone());
                         }
-                        Err(reason) => {
-                            failure = Some(RecordFailure {
-                                index: i,
-                                stage: "route",
-                                component: self.router_name(),
-                                kind: crate::wasm::FailureKind::Contract,
-                                reason,
-                            });
-                            break;
-                        }
+                        sinks
+                            .admit(&groups[g].target, &ev, &rec.partition_key)
+                            .map_err(|reason| (FailureKind::Sink, reason))?;
+                        sends.push((g, ev));
+                        Ok(())
+                    });
+                    if let Err((kind, reason)) = sent {
+                        failure = Some(RecordFailure {
+                            index: i,
+                            stage: "route",
+                            component: self.router_name(),
+                            kind,
+                            reason,
+                        });
+                        break;
                     }
                 }
             }
@@ -991,7 +999,13 @@ impl ShardConsumer {
                             explicit_hash_key: None,
                         };
                         let target = match sinks.resolve(&dest) {
-                            Ok(t) => t,
+                            Ok(t) => match sinks.refusal(&t) {
+                                None => t,
+                                Some(why) => {
+                                    fatal = Some(format!("{what}; dead letter: {why}"));
+                                    break;
+                                }
+                            },
                             Err(e) => {
                                 fatal = Some(format!("{what}; dead letter: {e}"));
                                 break;

@@ -40,7 +40,12 @@ mod tests {
 #[derive(Debug, thiserror::Error)]
 pub enum ShardSyncError {
     #[error("stream {stream}: ListShards failed: {message}")]
-    ListShards { stream: String, message: String },
+    ListShards {
+        stream: String,
+        message: String,
+        /// Whether retrying cannot help (the stream does not exist, access is refused).
+        permanent: bool,
+    },
     #[error(transparent)]
     Leases(#[from] LeaseTableError),
 }
@@ -58,6 +63,7 @@ pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, Sh
         let out = req.send().await.map_err(|e| ShardSyncError::ListShards {
             stream: stream.to_string(),
             message: crate::aws::describe(&e),
+            permanent: crate::aws::is_permanent(&e),
         })?;
         shards.extend(out.shards.unwrap_or_default());
         match out.next_token {

@@ -163,7 +163,12 @@ pub struct PutFailure {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ProducerError {
     #[error("stream {stream}: cannot read its shards: {message}")]
-    ShardMap { stream: String, message: String },
+    ShardMap {
+        stream: String,
+        message: String,
+        /// Whether retrying cannot help (the stream does not exist, access is refused).
+        permanent: bool,
+    },
     #[error("stream {stream}: record with partition key {partition_key:?} refused: {reason}")]
     Invalid {
         stream: String,
@@ -172,6 +177,24 @@ pub enum ProducerError {
     },
     #[error("stream {stream}: the producer is closed")]
     Closed { stream: String },
+}
+
+impl ProducerError {
+    /// Whether putting again can succeed.
+    pub fn failure_kind(&self) -> crate::sinks::SinkErrorKind {
+        use crate::sinks::SinkErrorKind::{Permanent, Transient};
+        match self {
+            Self::ShardMap { permanent, .. } => {
+                if *permanent {
+                    Permanent
+                } else {
+                    Transient
+                }
+            }
+            Self::Invalid { .. } => Permanent,
+            Self::Closed { .. } => Transient,
+        }
+    }
 }
 
 /// Counters, readable while the producer runs.
@@ -448,10 +471,18 @@ async fn load_shard_map(client: &Client, stream: &str) -> Result<ShardMap, Produ
         .await
         .map_err(|e| ProducerError::ShardMap {
             stream: stream.to_string(),
+            permanent: matches!(
+                e,
+                crate::consumer::shard_sync::ShardSyncError::ListShards {
+                    permanent: true,
+                    ..
+                }
+            ),
             message: e.to_string(),
         })?;
     ShardMap::from_shards(&shards).map_err(|e| ProducerError::ShardMap {
         stream: stream.to_string(),
         message: e.to_string(),
+        permanent: false,
     })
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::Mutex;
 
-use super::{Delivery, Receipt, SinkError};
+use super::{Delivery, SinkErrorKind, Receipt, SinkError};
 use crate::config::{AwsConfig, KinesisSinkConfig};
 use crate::producer::{Producer, UserRecord};
 
@@ -70,11 +70,12 @@ impl KinesisSink {
         &self.config.stream
     }
 
-    fn err(&self, stream: &str, message: String) -> SinkError {
+    fn err(&self, stream: &str, message: String, kind: SinkErrorKind) -> SinkError {
         SinkError {
             sink: self.name.clone(),
             topic: stream.to_string(),
             message,
+            kind,
         }
     }
 
@@ -85,7 +86,7 @@ impl KinesisSink {
         }
         let p = Producer::start(&self.client, stream, self.config.producer())
             .await
-            .map_err(|e| self.err(stream, e.to_string()))?;
+            .map_err(|e| self.err(stream, e.to_string(), e.failure_kind()))?;
         let p = Arc::new(p);
         producers.insert(stream.to_string(), p.clone());
         Ok(p)
@@ -118,7 +119,7 @@ impl KinesisSink {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     self.metrics.refused(handles.len());
-                    return Err(self.err(stream, e.to_string()));
+                    return Err(self.err(stream, e.to_string(), e.failure_kind()));
                 }
             }
         }
@@ -128,10 +129,18 @@ impl KinesisSink {
             let mut r = Ok(());
             for h in handles {
                 if let Err(e) = h.await {
+                    // A record given up before its TTL ran out met an error waiting
+                    // cannot heal (the stream is gone, access refused, record refused).
+                    let kind = if e.expired {
+                        SinkErrorKind::Transient
+                    } else {
+                        SinkErrorKind::Permanent
+                    };
                     r = Err(SinkError {
                         sink,
                         topic,
                         message: e.to_string(),
+                        kind,
                     });
                     break;
                 }

@@ -12,8 +12,11 @@ pub mod kinesis;
 pub mod pulsar;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
 
 use crate::config::Config;
 use crate::wasm::bindings::{Destination, Event};
@@ -32,6 +35,17 @@ pub struct RecordContext<'a> {
     pub millis_behind_latest: Option<i64>,
 }
 
+/// Whether sending again can succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkErrorKind {
+    /// Connection lost, timeout, broker or stream busy: the shard rewinds and sends again.
+    Transient,
+    /// No retry can fix it (an invalid topic, a namespace, tenant or stream that does not
+    /// exist, access refused, a message too large): records bound there follow the error
+    /// policy.
+    Permanent,
+}
+
 /// A send that failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("sink {sink}, topic {topic}: {message}")]
@@ -39,7 +53,16 @@ pub struct SinkError {
     pub sink: String,
     pub topic: String,
     pub message: String,
+    pub kind: SinkErrorKind,
 }
+
+/// How long a target that failed permanently is refused without trying it (records bound
+/// for it follow the error policy); then one send tries it again, so a namespace created
+/// or an access granted meanwhile is noticed.
+pub const REFUSAL_RETRY: Duration = Duration::from_secs(60);
+
+/// Targets that failed permanently, with the reason and when.
+type Refused = Arc<Mutex<HashMap<(String, String), (String, Instant)>>>;
 
 /// Resolves when the destination acknowledged every message of a send.
 pub type Receipt = BoxFuture<'static, Result<(), SinkError>>;
@@ -74,6 +97,7 @@ pub struct Target {
 pub struct Sinks {
     sinks: HashMap<String, Sink>,
     default: String,
+    refused: Refused,
 }
 
 impl Sinks {
@@ -93,6 +117,7 @@ impl Sinks {
         Ok(Self {
             sinks,
             default: config.default_sink_name().to_string(),
+            refused: Refused::default(),
         })
     }
 
@@ -129,11 +154,74 @@ impl Sinks {
             }
             _ => None,
         };
+        if let Sink::Pulsar(_) = sink {
+            crate::config::pulsar_topic::check(&topic)
+                .map_err(|why| format!("sink {name}: {why}"))?;
+        }
         Ok(Target {
             sink: name.clone(),
             topic,
             explicit_hash_key,
         })
+    }
+
+    /// Whether `target` can take `event` at all (its size, its key): a record whose event
+    /// cannot be sent fails alone, under the error policy, instead of failing its batch.
+    /// `record_key` is the source record's partition key (the key when the event has none).
+    pub fn admit(&self, target: &Target, event: &Event, record_key: &str) -> Result<(), String> {
+        match self.sinks.get(&target.sink) {
+            Some(Sink::Kinesis(_)) => {
+                let key = event.key.as_deref().unwrap_or(record_key);
+                let chars = key.chars().count();
+                if !(1..=crate::producer::MAX_PARTITION_KEY_CHARS).contains(&chars) {
+                    return Err(format!(
+                        "stream {}: a partition key has 1 to {} characters, this one {chars}",
+                        target.topic,
+                        crate::producer::MAX_PARTITION_KEY_CHARS
+                    ));
+                }
+                let size = event.payload.len() + key.len();
+                if size > crate::producer::MAX_RECORD_BYTES {
+                    return Err(format!(
+                        "stream {}: data plus partition key is {size} bytes, over Kinesis's \
+                         limit of {}",
+                        target.topic,
+                        crate::producer::MAX_RECORD_BYTES
+                    ));
+                }
+                Ok(())
+            }
+            Some(Sink::Pulsar(_)) => {
+                let size = event.payload.len();
+                if size > pulsar::MAX_MESSAGE_BYTES {
+                    return Err(format!(
+                        "topic {}: a message of {size} bytes is over the broker's \
+                         maxMessageSize of {} bytes",
+                        target.topic,
+                        pulsar::MAX_MESSAGE_BYTES
+                    ));
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Why `target` is refused, while a permanent failure of it is recent.
+    pub fn refusal(&self, target: &Target) -> Option<String> {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.is_empty() {
+            return None;
+        }
+        let key = (target.sink.clone(), target.topic.clone());
+        match refused.get(&key) {
+            Some((why, at)) if at.elapsed() < REFUSAL_RETRY => Some(why.clone()),
+            Some(_) => {
+                refused.remove(&key);
+                None
+            }
+            None => None,
+        }
     }
 
     /// Whether `sink` is a Kinesis sink (its records carry no properties).
@@ -155,6 +243,22 @@ impl Sinks {
         target: &Target,
         deliveries: Vec<Delivery<'_>>,
     ) -> Result<Receipt, SinkError> {
+        let refused = self.refused.clone();
+        let sent = self.send_to(target, deliveries).await;
+        let sent = sent.inspect_err(|e| refuse(&refused, e));
+        Ok(sent?.inspect(move |r| {
+            if let Err(e) = r {
+                refuse(&refused, e);
+            }
+        })
+        .boxed())
+    }
+
+    async fn send_to(
+        &self,
+        target: &Target,
+        deliveries: Vec<Delivery<'_>>,
+    ) -> Result<Receipt, SinkError> {
         match self.sinks.get(&target.sink) {
             Some(Sink::Pulsar(p)) => p.send_all(&target.topic, deliveries).await,
             Some(Sink::Kinesis(k)) => {
@@ -169,6 +273,7 @@ impl Sinks {
                 sink: target.sink.clone(),
                 topic: target.topic.clone(),
                 message: "no such sink".into(),
+                kind: SinkErrorKind::Permanent,
             }),
         }
     }
@@ -182,4 +287,24 @@ impl Sinks {
             }
         }
     }
+}
+
+/// Remembers a permanent failure: the target is refused for [`REFUSAL_RETRY`], so the
+/// records bound for it follow the error policy instead of holding their shard.
+fn refuse(refused: &Refused, e: &SinkError) {
+    if e.kind != SinkErrorKind::Permanent {
+        return;
+    }
+    let why = format!(
+        "sink {} cannot publish to {}: {} (a permanent error: no retry can fix it)",
+        e.sink, e.topic, e.message
+    );
+    tracing::warn!(
+        sink = %e.sink, topic = %e.topic,
+        "{why}; records bound there follow the error policy, and the target is tried again after {REFUSAL_RETRY:?}"
+    );
+    refused
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((e.sink.clone(), e.topic.clone()), (why, Instant::now()));
 }

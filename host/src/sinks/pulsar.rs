@@ -16,7 +16,7 @@ use pulsar::producer::{Message, Producer};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
-use super::{Delivery, Receipt, RecordContext, SinkError};
+use super::{Delivery, SinkErrorKind, Receipt, RecordContext, SinkError};
 use crate::config::PulsarSinkConfig;
 use crate::wasm::bindings::Event;
 
@@ -28,6 +28,10 @@ pub const SHARD_ID: &str = "kinesis.shard.id";
 /// Only on user records that came in a KPL aggregate (they share a sequence number).
 pub const SUB_SEQUENCE_NUMBER: &str = "kinesis.sub.sequence.number";
 pub const MILLIS_BEHIND_LATEST: &str = "kinesis.millis.behind.latest";
+
+/// The largest payload sent: the broker's default `maxMessageSize` (5 MiB) less room for
+/// the message's metadata (key and properties). A larger one is refused by the broker.
+pub const MAX_MESSAGE_BYTES: usize = (5 << 20) - (64 << 10);
 
 /// Options that shape messages (separate from the connection for unit tests).
 #[derive(Debug, Clone, Default)]
@@ -127,6 +131,64 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Whether a Pulsar error can heal by sending again. The broker's answer decides: an
+/// invalid topic name, a tenant, namespace or topic that does not exist (or was
+/// terminated), refused authentication or authorization, a schema or producer the broker
+/// will never accept are permanent; connections, timeouts, busy or not-ready brokers,
+/// quotas and storage errors are transient.
+pub fn failure_kind(e: &pulsar::Error) -> SinkErrorKind {
+    use pulsar::error::{ConnectionError, ProducerError, ServiceDiscoveryError};
+    use pulsar::message::proto::ServerError;
+
+    fn of_connection(e: &ConnectionError) -> Option<(Option<ServerError>, Option<&str>)> {
+        match e {
+            ConnectionError::PulsarError(code, text) => Some((*code, text.as_deref())),
+            _ => None,
+        }
+    }
+    let answer = match e {
+        pulsar::Error::Connection(c) => of_connection(c),
+        pulsar::Error::Producer(ProducerError::Connection(c)) => of_connection(c),
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => {
+            of_connection(c)
+        }
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(code, text)) => {
+            Some((*code, text.as_deref()))
+        }
+        pulsar::Error::Authentication(_) => return SinkErrorKind::Permanent,
+        _ => None,
+    };
+    let Some((code, text)) = answer else {
+        return SinkErrorKind::Transient;
+    };
+    let permanent_code = matches!(
+        code,
+        Some(
+            ServerError::AuthenticationError
+                | ServerError::AuthorizationError
+                | ServerError::TopicNotFound
+                | ServerError::TopicTerminatedError
+                | ServerError::InvalidTopicName
+                | ServerError::IncompatibleSchema
+                | ServerError::NotAllowedError
+                | ServerError::UnsupportedVersionError
+                | ServerError::ProducerFenced
+        )
+    );
+    // A lookup in a namespace or tenant that does not exist comes back as a metadata
+    // error whose text says so.
+    let missing = text.is_some_and(|t| {
+        let t = t.to_ascii_lowercase();
+        (t.contains("namespace") || t.contains("tenant") || t.contains("policies"))
+            && (t.contains("not found") || t.contains("does not exist"))
+    });
+    if permanent_code || missing {
+        SinkErrorKind::Permanent
+    } else {
+        SinkErrorKind::Transient
+    }
+}
+
 /// The producer settings of a sink.
 ///
 /// A full send queue makes the send wait (backpressure on the shard) instead of failing with
@@ -194,11 +256,12 @@ impl PulsarSink {
         &self.config.topic
     }
 
-    fn err(&self, topic: &str, message: String) -> SinkError {
+    fn err(&self, topic: &str, message: String, kind: SinkErrorKind) -> SinkError {
         SinkError {
             sink: self.name.clone(),
             topic: topic.to_string(),
             message,
+            kind,
         }
     }
 
@@ -217,7 +280,13 @@ impl PulsarSink {
             .with_options(producer_options(&self.config))
             .build()
             .await
-            .map_err(|e| self.err(topic, format!("cannot create producer: {e}")))?;
+            .map_err(|e| {
+                self.err(
+                    topic,
+                    format!("cannot create producer: {e}"),
+                    failure_kind(&e),
+                )
+            })?;
         let p = std::sync::Arc::new(Mutex::new(p));
         producers.insert(topic.to_string(), p.clone());
         Ok(p)
@@ -245,7 +314,7 @@ impl PulsarSink {
                     Ok(r) => receipts.push(r),
                     Err(e) => {
                         self.metrics.refused(receipts.len());
-                        return Err(self.err(topic, format!("send failed: {e}")));
+                        return Err(self.err(topic, format!("send failed: {e}"), failure_kind(&e)));
                     }
                 }
             }
@@ -266,11 +335,13 @@ impl PulsarSink {
                     sink,
                     topic,
                     message: format!("broker did not accept the message: {e}"),
+                    kind: failure_kind(&e),
                 }),
                 Err(_) => Err(SinkError {
                     sink,
                     topic,
                     message: format!("no receipt within {timeout:?}"),
+                    kind: SinkErrorKind::Transient,
                 }),
             };
             metrics.acknowledged(n, started, r.is_ok());

@@ -23,6 +23,9 @@ pub enum FailureKind {
     Memory,
     /// The guest returned something the WIT contract does not allow.
     Contract,
+    /// The sink cannot take it: its target failed with an error no retry can fix (a
+    /// missing namespace or stream, access refused), or the event is larger than it takes.
+    Sink,
 }
 
 impl FailureKind {
@@ -33,6 +36,7 @@ impl FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::Memory => "memory",
             FailureKind::Contract => "contract",
+            FailureKind::Sink => "sink",
         }
     }
 }
