@@ -60,6 +60,10 @@ enum Command {
     Validate {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also check, reading only, that the streams and the Pulsar namespaces the config
+        /// names exist.
+        #[arg(long)]
+        check_services: bool,
         #[command(flatten)]
         from: crate::migrate::cli::FromArgs,
     },
@@ -106,7 +110,11 @@ pub fn main() -> ExitCode {
     let result = rt.block_on(async move {
         match cli.command {
             Command::Run { config, from } => run(&config, &from).await,
-            Command::Validate { config, from } => validate(&config, &from).await,
+            Command::Validate {
+                config,
+                check_services,
+                from,
+            } => validate(&config, check_services, &from).await,
             Command::Status { config } => status(&config).await,
             Command::CheckGuest { file, world } => check_guest(&file, world).await,
             Command::Produce(args) => crate::produce::run(args).await.map_err(Failure::Runtime),
@@ -214,14 +222,37 @@ async fn prepare(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<Pr
     })
 }
 
-async fn validate(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Failure> {
+async fn validate(
+    path: &Path,
+    check_services: bool,
+    from: &crate::migrate::cli::FromArgs,
+) -> Result<(), Failure> {
     let p = prepare(path, from).await?;
+    if check_services {
+        let sdk = crate::aws::sdk_config(&p.config.aws)
+            .await
+            .map_err(Failure::Runtime)?;
+        let missing = crate::preflight::services(&p.config, &sdk).await;
+        if !missing.is_empty() {
+            let lines: Vec<String> = missing
+                .iter()
+                .map(|m| format!("{}: {m}", path.display()))
+                .collect();
+            return Err(Failure::Invalid(anyhow::anyhow!(
+                "{}",
+                lines.join("\nerror: ")
+            )));
+        }
+    }
     println!("{}: valid", path.display());
     for line in p.plan.describe() {
         println!("  {line}");
     }
     if p.config.stage_configs().is_empty() {
         println!("  no stages: records are published as they are");
+    }
+    if check_services {
+        println!("  streams and Pulsar namespaces exist");
     }
     Ok(())
 }
@@ -292,6 +323,18 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         .await
         .map_err(|e| rt(e.into()))?;
     let kinesis = crate::aws::kinesis(&sdk, &config.aws);
+    // Before the lease table is created: a stream that does not exist leaves nothing behind.
+    crate::preflight::source_streams(&kinesis, &config)
+        .await
+        .map_err(|missing| {
+            let lines: Vec<String> = missing.iter().map(ToString::to_string).collect();
+            let e = anyhow::anyhow!("{}", lines.join("\nerror: "));
+            if missing.iter().any(|m| m.not_found) {
+                Failure::Invalid(e)
+            } else {
+                Failure::Runtime(e)
+            }
+        })?;
     let dynamodb = crate::aws::dynamodb(&sdk, &config.aws);
     let leases = LeaseTable::new(dynamodb, config.lease_table());
     leases

@@ -40,6 +40,7 @@ pub mod fanout;
 pub mod health;
 pub mod metrics;
 pub mod migrate;
+pub mod preflight;
 pub mod produce;
 pub mod producer;
 pub mod progress;

@@ -9,6 +9,7 @@
 pub(crate) mod locate;
 pub mod metrics;
 pub mod nesting;
+pub mod pulsar_topic;
 pub mod suggest;
 pub mod units;
 
@@ -1227,11 +1228,8 @@ impl Config {
                             ),
                         );
                     }
-                    if p.topic.trim().is_empty() {
-                        bad(
-                            &format!("sinks.{name}.pulsar.topic"),
-                            "must not be empty".into(),
-                        );
+                    if let Err(why) = pulsar_topic::check(&p.topic) {
+                        bad(&format!("sinks.{name}.pulsar.topic"), why);
                     }
                     let b = &p.batching;
                     if b.enabled {
@@ -1296,6 +1294,12 @@ impl Config {
                 format!("is required when {key} is dead_letter"),
             ),
             (Some(_), Some(dl)) => {
+                let sink = dl.sink.as_deref().unwrap_or(self.default_sink_name());
+                if self.sinks.get(sink).is_some_and(|s| s.pulsar.is_some()) {
+                    if let Err(why) = pulsar_topic::check(&dl.topic) {
+                        bad("errors.dead_letter.topic", why);
+                    }
+                }
                 if let Some(s) = &dl.sink {
                     if !self.sinks.contains_key(s) {
                         bad(

@@ -99,9 +99,16 @@ impl WasmEngine {
     }
 
     fn compile_cached(&self, bytes: &[u8], path: &Path) -> Result<Component, WasmError> {
+        if let Some(what) = not_a_component(bytes) {
+            return Err(WasmError::Compile {
+                path: path.to_path_buf(),
+                message: what,
+            });
+        }
+        // wasmtime's cause chain can span lines (byte lists): one line for the user.
         let compile_err = |e: wasmtime::Error| WasmError::Compile {
             path: path.to_path_buf(),
-            message: format!("{e:#}"),
+            message: format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" "),
         };
         let compile = || Component::new(&self.engine, bytes).map_err(compile_err);
         let Some(dir) = &self.cache_dir else {
@@ -127,5 +134,71 @@ impl WasmEngine {
             tracing::warn!(dir = %dir.display(), error = %e, "cannot cache the compiled component");
         }
         artifact::load(&self.engine, dir, &key).or_else(|_| compile())
+    }
+}
+
+/// What a file that is not a Wasm component is, in words a user can act on; `None` for a
+/// component (whether it then compiles is the compiler's to say).
+pub(crate) fn not_a_component(bytes: &[u8]) -> Option<String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.is_empty() {
+        return Some("it is an empty file".into());
+    }
+    if !bytes.starts_with(MAGIC) || bytes.len() < 8 {
+        let head = &bytes[..bytes.len().min(512)];
+        let text = std::str::from_utf8(head)
+            .map(|t| !t.contains('\0'))
+            .unwrap_or_else(|e| e.valid_up_to() > head.len().saturating_sub(4));
+        if head.starts_with(b"(module") || head.starts_with(b"(component") {
+            return Some(
+                "it is WebAssembly text (WAT); compile it to a binary component first".into(),
+            );
+        }
+        return Some(if text {
+            "it is a text file, not WebAssembly".into()
+        } else {
+            let shown: Vec<String> = bytes.iter().take(4).map(|b| format!("{b:02x}")).collect();
+            format!(
+                "it is not WebAssembly (it starts with {}, not 00 61 73 6d)",
+                shown.join(" ")
+            )
+        });
+    }
+    match bytes[4..8] {
+        // Version 1, layer 0: a core module.
+        [1, 0, 0, 0] => Some(
+            "it is a core Wasm module, not a component: build for wasm32-wasip2, or wrap it \
+             with `wasm-tools component new`"
+                .into(),
+        ),
+        // Layer 1: a component (its version is the compiler's to judge).
+        [_, _, 1, 0] => None,
+        [v0, v1, l0, l1] => Some(format!(
+            "it is WebAssembly of an unknown kind (version {v0:02x} {v1:02x}, layer {l0:02x} {l1:02x})"
+        )),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod file_kind_tests {
+    use super::not_a_component;
+
+    #[test]
+    fn says_what_a_file_is_in_one_line() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "an empty file"),
+            (b"fn main() {}\n", "a text file"),
+            (b"(module (func))", "WebAssembly text"),
+            (b"\x7fELF\x02\x01\x01\0\0\0", "starts with 7f 45 4c 46"),
+            (b"\0asm\x01\0\0\0", "a core Wasm module, not a component"),
+            (b"\0asm\x02\0\x07\0", "unknown kind"),
+        ];
+        for (bytes, want) in cases {
+            let got = not_a_component(bytes).expect("not a component");
+            assert!(got.contains(want), "{got}");
+            assert!(!got.contains('\n'), "one line: {got}");
+        }
+        assert_eq!(not_a_component(b"\0asm\x0d\0\x01\0"), None);
     }
 }
