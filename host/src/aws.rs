@@ -13,6 +13,11 @@ use crate::config::{AwsConfig, Credentials};
 /// The shared SDK configuration.
 pub async fn sdk_config(aws: &AwsConfig) -> anyhow::Result<SdkConfig> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    // `app/shardline` in every request's user agent: CloudTrail shows which calls were
+    // Shardline's, and so does the test suite's IAM coverage check (deploy/iam/).
+    if let Ok(name) = aws_config::AppName::new("shardline") {
+        loader = loader.app_name(name);
+    }
     if let Some(p) = &aws.proxy {
         loader = loader.http_client(proxied_http_client(p)?);
     }

@@ -1,0 +1,3 @@
+module shardline.invalid/deploy/iam/recorder
+
+go 1.26
