@@ -253,7 +253,8 @@ async fn adopts_a_kcl_lease_table_and_resumes_at_its_checkpoints() {
 
 /// The items a KCL 3.5 application keeps in its lease table beside the leases, as it writes
 /// them (`MigrationState`, the DynamoDB lock client's leader lock, `WorkerMetricStats`, each
-/// with its `entityType`), keyed by `leaseKey`.
+/// with its `entityType`), keyed by `leaseKey`. Numbers are written as DynamoDB stores them
+/// (normalised: `13`, not `13.0`), so reading an item back gives it unchanged.
 fn kcl3_coordinator_items(kcl_worker: &str) -> Vec<HashMap<String, AttributeValue>> {
     let s = |v: &str| AttributeValue::S(v.to_string());
     let n = |v: &str| AttributeValue::N(v.to_string());
@@ -289,14 +290,14 @@ fn kcl3_coordinator_items(kcl_worker: &str) -> Vec<HashMap<String, AttributeValu
                 "sts".to_string(),
                 AttributeValue::M(HashMap::from([(
                     "C".to_string(),
-                    AttributeValue::L(vec![n("12.5"), n("13.0")]),
+                    AttributeValue::L(vec![n("12.5"), n("13")]),
                 )])),
             ),
             (
                 "opr".to_string(),
                 AttributeValue::M(HashMap::from([(
                     "C".to_string(),
-                    AttributeValue::L(vec![n("-1.0")]),
+                    AttributeValue::L(vec![n("-1")]),
                 )])),
             ),
         ]),

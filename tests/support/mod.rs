@@ -764,6 +764,20 @@ pub async fn write_kcl_lease_table(table: &str, leases: &[(&str, Option<&str>, &
         .send()
         .await
         .unwrap_or_else(|e| panic!("CreateTable {table}: {e:?}"));
+    // As on AWS, a new table takes writes once it is ACTIVE.
+    wait_for(
+        &format!("table {table} to be ACTIVE"),
+        Duration::from_secs(30),
+        || {
+            let ddb = ddb.clone();
+            async move {
+                let d = ddb.describe_table().table_name(table).send().await.ok()?;
+                (d.table()?.table_status()? == &aws_sdk_dynamodb::types::TableStatus::Active)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
     for (key, owner, checkpoint, sub) in leases {
         let mut item = HashMap::from([
             ("leaseKey".to_string(), AttributeValue::S(key.to_string())),
