@@ -8,7 +8,7 @@
 #   3. the container runs as user 10001 with a read-only root filesystem and no tmpfs: the
 #      compiled-component cache volume is the only place it writes (`podman diff` is empty)
 #   4. three containers of one application share the shards (6 shards: 2 each)
-#   5. `podman stop` (SIGTERM) drains, checkpoints and releases the leases within the grace
+#   5. under load, `podman stop` (SIGTERM) drains, checkpoints and releases the leases within the grace
 #      period (exit 0, not killed; measured: SIGTERM → leases released), the others take
 #      them, and after it nothing was lost or delivered twice
 #   6. a rolling upgrade with no duplicates (docs/operations.md): a second application whose
@@ -120,7 +120,7 @@ status() { "$bin" status --config "$work/harness.yaml" 2>/dev/null; }
 leases_of() { status | awk -v w="worker $1:" 'index($0, w) == 1 { print $3 }'; }
 balance() { status | awk '/^worker .*active leases$/ { print $3 }' | sort -n | tr '\n' ' '; }
 
-config 0 >"$work/harness.yaml"
+config 0 | sed "/^stages:/,\$d" >"$work/harness.yaml"   # the host-side commands load no component
 total=0
 produce() { # FIRST COUNT: records "rec-FIRST" … with distinct payloads
   seq -f "rec-%08g" "$1" $(($1 + $2 - 1)) >"$work/input-$1.txt"
@@ -188,8 +188,17 @@ done
 echo "measured: three containers balanced 2/2/2 in $(elapsed "$t0" "$(now)") s after b and c were ready"
 
 step "5. podman stop (SIGTERM): drain, checkpoint, release within the grace period"
-produce 3001 3000
-sleep 1
+# Under load: records are put while worker-a drains.
+(
+  for first in 3001 3501 4001 4501 5001 5501; do
+    seq -f "rec-%08g" "$first" $((first + 499)) >"$work/load-$first.txt"
+    "$bin" produce --config "$work/harness.yaml" --input "$work/load-$first.txt" >/dev/null 2>&1
+    sleep 0.5
+  done
+) &
+load=$!
+total=6000
+sleep 1.5
 t0=$(now)
 podman stop -t "$GRACE" worker-a >/dev/null &
 stop_pid=$!
@@ -231,6 +240,7 @@ until [[ $(balance) == "3 3 " ]]; do
   sleep 0.2
 done
 echo "measured: SIGTERM → the other two hold all 6 leases: $(elapsed "$t0" "$(now)") s"
+wait "$load"
 
 deadline=$(($(date +%s) + 120))
 while :; do
@@ -253,7 +263,7 @@ app=img-roll-$id
 stream=img-roll-$id
 topic=persistent://public/default/img-roll-$id
 lease_extra="  max_per_worker: 2"
-config 0 >"$work/harness.yaml"
+config 0 | sed "/^stages:/,\$d" >"$work/harness.yaml"   # the host-side commands load no component
 total=0
 produce 1 1200
 for n in roll-1 roll-2 roll-3; do start "$n" "$(free_port)"; done
