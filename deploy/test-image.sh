@@ -214,7 +214,7 @@ t_exit=$(now)
 [[ -n $released ]] || fail "worker-a still held leases after the grace period"
 code=$(podman inspect --format '{{.State.ExitCode}}' worker-a)
 [[ $code == 0 ]] || { podman logs worker-a | tail -20; fail "worker-a exited $code (137: killed at the end of the grace period)"; }
-podman logs worker-a 2>&1 | grep -q '"released lease"' || fail "no 'released lease' in worker-a's log"
+podman logs worker-a 2>&1 | grep -q '"released lease"' || { podman logs worker-a 2>&1 | tail -25 | cut -c1-300; fail "no 'released lease' in worker-a's log"; }
 podman logs worker-a 2>&1 | grep -q 'stopped cleanly' || fail "worker-a did not stop cleanly"
 # The worker's own clock: from its "signal received" line to its last "released lease".
 in_log=$(podman logs worker-a 2>&1 | python3 -c '
