@@ -3,15 +3,15 @@
 # podman from deploy/Containerfile: the release binary (stripped) and exactly the shared
 # libraries `ldd` lists for it, on `scratch`. Prints the image's name and size.
 #
-#   --fast       the release profile without LTO and with 16 codegen units: links in minutes
-#                instead of ~14 (cold), for a larger binary that uses ~2 MiB more memory idle
-#                (README.md, BENCHMARKS.md). For test images; ship images without it.
+#   --fast       the release profile without LTO and with 16 codegen units: a shorter build
+#                than fat LTO's (~14 min cold on a quiet machine), for a binary that uses
+#                ~2 MiB more memory idle (README.md). For test images; ship images without it.
 #   --tag IMAGE  default localhost/shardline:dev ($SHARDLINE_IMAGE)
 #   SHARDLINE_IMAGE_BINARY=PATH  put this binary in instead of building one
 #
-# The binary is linked against glibc (a static musl build would need aws-lc built for musl
-# with a musl C toolchain; the glibc binary plus its four libraries is as small). The
-# libraries come from this machine (Debian 12): the image runs on any x86-64 kernel.
+# The binary is linked against glibc; its libraries (3.1 MB) come from the building machine
+# (Debian 12), so the image runs on any x86-64 Linux kernel. A static musl build (aws-lc and
+# jemalloc built with a musl C toolchain) was not tried.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

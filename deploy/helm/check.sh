@@ -46,9 +46,9 @@ grep -q 'eks.amazonaws.com/role-arn: "arn:aws:iam::123456789012:role/orders-shar
   fail "no IRSA annotation"
 grep -q 'kind: ServiceMonitor' "$out/full.yaml" || fail "no ServiceMonitor"
 if grep -q 'kind: ServiceMonitor' "$out/default.yaml"; then fail "ServiceMonitor without its option"; fi
-"$helm" template shardline "$chart" --kube-version "$KUBE_VERSION" --set config.application= >/dev/null 2>&1 &&
+"$helm" template shardline "$chart" --kube-version "$KUBE_VERSION" --set config.application= --set exampleConfig.application= >/dev/null 2>&1 &&
   fail "a config without application rendered"
-"$helm" template shardline "$chart" --kube-version "$KUBE_VERSION" --set 'config.sinks.pulsar.pulsar.send_timeout=1h' >/dev/null 2>&1 &&
+"$helm" template shardline "$chart" --kube-version "$KUBE_VERSION" --set 'exampleConfig.sinks.pulsar.pulsar.send_timeout=1h' >/dev/null 2>&1 &&
   fail "an unreadable duration rendered"
 
 # The validator is not vacuous: a misspelt field and a wrong type fail it.
@@ -58,24 +58,37 @@ for bad in typo type; do
   if "$bin/kube-validate" "$out/$bad.yaml" >/dev/null; then fail "kube-validate accepted $bad.yaml"; fi
 done
 
-# The config the worker reads must be one it accepts: the ConfigMap's config.yaml through
-# `shardline validate` (default values; no component to load), when a binary is at hand.
+# The config the worker reads must be one it accepts: each rendering's config.yaml through
+# `shardline validate`, its `stages` left out (the components are not here), when a binary
+# is at hand.
 shardline=${SHARDLINE_BIN:-${CARGO_TARGET_DIR:-target}/debug/shardline}
 if [[ -x $shardline ]]; then
-  step "shardline validate on the rendered config ($shardline)"
-  python3 - "$out/default.yaml" "$out/config.yaml" <<'PY'
+  for r in "$out"/*.yaml; do
+    name=$(basename "$r" .yaml)
+    [[ $name == typo || $name == type ]] && continue
+    step "shardline validate: the config of the $name rendering ($shardline)"
+    python3 - "$r" "$out/$name.config" <<'PY'
 import sys
 text = open(sys.argv[1]).read()
 doc = next(d for d in text.split("\n---\n") if "kind: ConfigMap" in d and "config.yaml: |" in d)
-body = doc.split("config.yaml: |\n", 1)[1]
 lines = []
-for line in body.splitlines():
+for line in doc.split("config.yaml: |\n", 1)[1].splitlines():
     if line.strip() and not line.startswith("    "):
         break
     lines.append(line[4:])
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
+out, skip = [], False
+for line in lines:
+    if line.startswith("stages:"):
+        skip = True
+        continue
+    if skip and (line.startswith(" ") or not line.strip()):
+        continue
+    skip = False
+    out.append(line)
+open(sys.argv[2], "w").write("\n".join(out) + "\n")
 PY
-  "$shardline" validate --config "$out/config.yaml"
+    "$shardline" validate --config "$out/$name.config" >/dev/null
+  done
 else
   step "shardline validate skipped: no binary at $shardline (SHARDLINE_BIN)"
 fi

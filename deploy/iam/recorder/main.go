@@ -17,6 +17,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -171,6 +173,14 @@ func action(req *http.Request, body []byte) string {
 		}
 		return svc + ":" + parts[3]
 	}
+	// PutMetricData bodies above a size are gzip-compressed by the SDK.
+	if strings.Contains(req.Header.Get("Content-Encoding"), "gzip") {
+		if zr, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
+			if plain, err := io.ReadAll(zr); err == nil {
+				body = plain
+			}
+		}
+	}
 	if strings.HasPrefix(req.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		if v, err := url.ParseQuery(string(body)); err == nil && v.Get("Action") != "" {
 			svc := queryVersions[v.Get("Version")]
@@ -180,7 +190,7 @@ func action(req *http.Request, body []byte) string {
 			return svc + ":" + v.Get("Action")
 		}
 	}
-	return "unknown:" + req.Method + " " + req.URL.Path
+	return "unknown:" + req.Method + " " + req.URL.Path + " " + req.Header.Get("Content-Type") + " " + req.Header.Get("Content-Encoding")
 }
 
 // policy is the part of an IAM policy document the check reads.

@@ -26,7 +26,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 {{ include "shardline.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
-app.kubernetes.io/part-of: {{ .Values.config.application | default "shardline" | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: {{ (include "shardline.userConfig" . | fromYaml).application | default "shardline" | trunc 63 | trimSuffix "-" | quote }}
 {{- end }}
 
 {{- define "shardline.serviceAccountName" -}}
@@ -42,7 +42,7 @@ The config as the worker reads it: the user's, with the endpoint on the pod addr
 and Prometheus come from outside the pod) and the compiled-component cache on its volume.
 */}}
 {{- define "shardline.config" -}}
-{{- $cfg := deepCopy .Values.config }}
+{{- $cfg := deepCopy (include "shardline.userConfig" . | fromYaml) }}
 {{- if not $cfg.application }}{{ fail "config.application is required (the lease table's name)" }}{{ end }}
 {{- $metrics := $cfg.metrics | default dict }}
 {{- $_ := set $metrics "listen" (printf "0.0.0.0:%d" (int .Values.metrics.port)) }}
@@ -52,6 +52,11 @@ and Prometheus come from outside the pod) and the compiled-component cache on it
 {{- $_ := set $wasm "cache_dir" "/var/cache/shardline/components" }}
 {{- $_ := set $cfg "wasm" $wasm }}
 {{- toYaml $cfg }}
+{{- end }}
+
+{{/* The config as given: `config`, or the placeholder while it is empty. */}}
+{{- define "shardline.userConfig" -}}
+{{- toYaml (.Values.config | default .Values.exampleConfig) }}
 {{- end }}
 
 {{/*
@@ -73,7 +78,8 @@ send_timeout (default 30s) + 5 s (host/src/consumer/shard_consumer.rs, drain_tim
 {{- define "shardline.drainSeconds" -}}
 {{- $max := 30 }}
 {{- $found := false }}
-{{- range $name, $sink := (.Values.config.sinks | default dict) }}
+{{- $cfg := include "shardline.userConfig" . | fromYaml }}
+{{- range $name, $sink := ($cfg.sinks | default dict) }}
 {{- if and (kindIs "map" $sink) $sink.pulsar }}
 {{- $s := 30 }}
 {{- if $sink.pulsar.send_timeout }}{{ $s = include "shardline.seconds" $sink.pulsar.send_timeout | atoi }}{{ end }}
