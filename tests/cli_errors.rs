@@ -63,7 +63,11 @@ fn a_file_that_is_not_a_component_is_refused() {
     let dir = std::env::temp_dir().join(unique("not-wasm"));
     std::fs::create_dir_all(&dir).expect("dir");
     for (file, bytes, what) in [
-        ("junk.wasm", &b"not wasm at all"[..], "it is a text file, not WebAssembly"),
+        (
+            "junk.wasm",
+            &b"not wasm at all"[..],
+            "it is a text file, not WebAssembly",
+        ),
         (
             "core.wasm",
             &b"\0asm\x01\0\0\0"[..],
@@ -216,7 +220,9 @@ async fn check_services_names_a_missing_stream_and_namespace() {
     assert!(
         e.contains("sinks.pulsar.pulsar.topic")
             && e.contains(&format!("namespace public/{missing_ns}"))
-            && e.contains(&format!("pulsar-admin namespaces create public/{missing_ns}")),
+            && e.contains(&format!(
+                "pulsar-admin namespaces create public/{missing_ns}"
+            )),
         "{e}"
     );
 }

@@ -345,12 +345,16 @@ async fn kcl3_items_in_the_lease_table_do_not_block_balancing() {
     .await;
     let mut b = Host::start(&path);
     let started = tokio::time::Instant::now();
-    wait_for("a 1/1 split once worker b joins", Duration::from_secs(30), || {
-        let app = app.clone();
-        async move {
-            (owners(&app).await.values().copied().collect::<Vec<_>>() == [1, 1]).then_some(())
-        }
-    })
+    wait_for(
+        "a 1/1 split once worker b joins",
+        Duration::from_secs(30),
+        || {
+            let app = app.clone();
+            async move {
+                (owners(&app).await.values().copied().collect::<Vec<_>>() == [1, 1]).then_some(())
+            }
+        },
+    )
     .await;
     println!("balanced 1/1 in {:?}", started.elapsed());
     for h in [&a, &b] {
@@ -369,7 +373,11 @@ async fn kcl3_items_in_the_lease_table_do_not_block_balancing() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("GetItem {key:?}: {e:?}"));
-        assert_eq!(now.item(), Some(item), "the KCL's item {key:?} is untouched");
+        assert_eq!(
+            now.item(),
+            Some(item),
+            "the KCL's item {key:?} is untouched"
+        );
     }
 }
 

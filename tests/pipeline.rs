@@ -489,7 +489,12 @@ async fn a_topic_in_a_missing_namespace_is_dead_lettered_not_retried_forever() {
     wait_for_checkpoint(&table, &last, LONG).await;
     host.signal("TERM");
     assert_eq!(host.wait_exit(LONG).await, Some(0), "log:\n{}", host.log());
-    assert!(rewinds(&host) <= 1, "rewound {} times:\n{}", rewinds(&host), host.log());
+    assert!(
+        rewinds(&host) <= 1,
+        "rewound {} times:\n{}",
+        rewinds(&host),
+        host.log()
+    );
     for (m, put) in dl.iter().zip(&puts) {
         assert_eq!(m.payload, put.data);
         assert_eq!(m.prop("shardline.error.sequence.number"), put.sequence);

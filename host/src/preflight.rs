@@ -84,7 +84,10 @@ async fn stream_exists(
 /// Everything the config names: source streams, Kinesis sink streams, Pulsar namespaces.
 pub async fn services(config: &Config, sdk: &aws_config::SdkConfig) -> Vec<Missing> {
     let kinesis = crate::aws::kinesis(sdk, &config.aws);
-    let mut missing = source_streams(&kinesis, config).await.err().unwrap_or_default();
+    let mut missing = source_streams(&kinesis, config)
+        .await
+        .err()
+        .unwrap_or_default();
 
     for (name, sink) in &config.sinks {
         if let Some(k) = &sink.kinesis {

@@ -29,7 +29,9 @@ pub fn check(topic: &str) -> Result<(), String> {
     }
     let parts: Vec<&str> = rest.splitn(4, '/').collect();
     let (names, local) = match parts.as_slice() {
-        [tenant, namespace, local] => (vec![("tenant", *tenant), ("namespace", *namespace)], *local),
+        [tenant, namespace, local] => {
+            (vec![("tenant", *tenant), ("namespace", *namespace)], *local)
+        }
         [tenant, cluster, namespace, local] => (
             vec![
                 ("tenant", *tenant),
@@ -47,7 +49,9 @@ pub fn check(topic: &str) -> Result<(), String> {
     };
     for (what, name) in names {
         if name.is_empty() {
-            return Err(format!("{topic:?} is not a topic name: the {what} is empty"));
+            return Err(format!(
+                "{topic:?} is not a topic name: the {what} is empty"
+            ));
         }
         // The broker's rule for tenant, cluster and namespace names (`NamedEntity`).
         if let Some(c) = name
@@ -61,7 +65,9 @@ pub fn check(topic: &str) -> Result<(), String> {
         }
     }
     if local.is_empty() {
-        return Err(format!("{topic:?} is not a topic name: the topic part is empty"));
+        return Err(format!(
+            "{topic:?} is not a topic name: the topic part is empty"
+        ));
     }
     Ok(())
 }
@@ -121,10 +127,19 @@ mod tests {
             ("persistnt://public/default/orders", "the domain must be"),
             ("", "must not be empty"),
             ("public/orders", "is not a topic name"),
-            ("persistent://public/default", "needs a tenant, a namespace and a topic"),
-            ("persistent://orders", "needs a tenant, a namespace and a topic"),
+            (
+                "persistent://public/default",
+                "needs a tenant, a namespace and a topic",
+            ),
+            (
+                "persistent://orders",
+                "needs a tenant, a namespace and a topic",
+            ),
             ("persistent://public//orders", "the namespace is empty"),
-            ("persistent://pub lic/default/orders", "the tenant \"pub lic\" has ' '"),
+            (
+                "persistent://pub lic/default/orders",
+                "the tenant \"pub lic\" has ' '",
+            ),
             ("persistent://public/default/", "the topic part is empty"),
         ] {
             let e = check(t).expect_err(t);

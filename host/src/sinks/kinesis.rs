@@ -15,7 +15,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tokio::sync::Mutex;
 
-use super::{Delivery, SinkErrorKind, Receipt, SinkError};
+use super::{Delivery, Receipt, SinkError, SinkErrorKind};
 use crate::config::{AwsConfig, KinesisSinkConfig};
 use crate::producer::{Producer, UserRecord};
 

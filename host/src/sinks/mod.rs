@@ -246,12 +246,13 @@ impl Sinks {
         let refused = self.refused.clone();
         let sent = self.send_to(target, deliveries).await;
         let sent = sent.inspect_err(|e| refuse(&refused, e));
-        Ok(sent?.inspect(move |r| {
-            if let Err(e) = r {
-                refuse(&refused, e);
-            }
-        })
-        .boxed())
+        Ok(sent?
+            .inspect(move |r| {
+                if let Err(e) = r {
+                    refuse(&refused, e);
+                }
+            })
+            .boxed())
     }
 
     async fn send_to(

@@ -16,7 +16,7 @@ use pulsar::producer::{Message, Producer};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
-use super::{Delivery, SinkErrorKind, Receipt, RecordContext, SinkError};
+use super::{Delivery, Receipt, RecordContext, SinkError, SinkErrorKind};
 use crate::config::PulsarSinkConfig;
 use crate::wasm::bindings::Event;
 
@@ -149,9 +149,7 @@ pub fn failure_kind(e: &pulsar::Error) -> SinkErrorKind {
     let answer = match e {
         pulsar::Error::Connection(c) => of_connection(c),
         pulsar::Error::Producer(ProducerError::Connection(c)) => of_connection(c),
-        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => {
-            of_connection(c)
-        }
+        pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Connection(c)) => of_connection(c),
         pulsar::Error::ServiceDiscovery(ServiceDiscoveryError::Query(code, text)) => {
             Some((*code, text.as_deref()))
         }

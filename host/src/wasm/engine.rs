@@ -108,7 +108,10 @@ impl WasmEngine {
         // wasmtime's cause chain can span lines (byte lists): one line for the user.
         let compile_err = |e: wasmtime::Error| WasmError::Compile {
             path: path.to_path_buf(),
-            message: format!("{e:#}").split_whitespace().collect::<Vec<_>>().join(" "),
+            message: format!("{e:#}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         };
         let compile = || Component::new(&self.engine, bytes).map_err(compile_err);
         let Some(dir) = &self.cache_dir else {

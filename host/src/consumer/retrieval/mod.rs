@@ -106,7 +106,8 @@ mod tests {
             let text = format!("1796613086.{ms:03}");
             let t = DateTime::from_secs_f64(text.parse().expect("a float"));
             assert_eq!(arrival_millis(&t), 1_796_613_086_000 + ms, "{text}");
-            truncated_early += i64::from(t.to_millis().expect("in range") != 1_796_613_086_000 + ms);
+            truncated_early +=
+                i64::from(t.to_millis().expect("in range") != 1_796_613_086_000 + ms);
         }
         // The float really is below the decimal for many of them (what truncation got wrong).
         assert!(truncated_early > 100, "{truncated_early}");
