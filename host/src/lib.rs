@@ -45,4 +45,5 @@ pub mod producer;
 pub mod progress;
 pub mod sinks;
 pub mod tail;
+pub mod try_cmd;
 pub mod wasm;
