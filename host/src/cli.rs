@@ -1,5 +1,5 @@
 //! The `shardline` command line: `run`, `validate`, `check-guest`, `status`, `produce`,
-//! `tail`, `convert`, `try`.
+//! `tail`, `convert`, `try`, `build-guest`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,8 @@ enum Command {
     /// Pulsar, and print what each record became; exit 0 ok, 1 rejected, 2 bad input or
     /// component, 3 trap.
     Try(crate::try_cmd::TryArgs),
+    /// Build a guest project (Rust, Python, JavaScript, Go or C) into a component.
+    BuildGuest(crate::guest_build::BuildArgs),
 }
 
 /// Entry point of the binary.
@@ -131,6 +133,7 @@ pub fn main() -> ExitCode {
                 Err(crate::try_cmd::TryError::Invalid(e)) => Err(Failure::Invalid(e)),
                 Err(crate::try_cmd::TryError::Runtime(e)) => Err(Failure::Runtime(e)),
             },
+            Command::BuildGuest(args) => crate::guest_build::run(&args).map_err(Failure::Invalid),
         }
     });
     // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,

@@ -37,6 +37,7 @@ pub mod cli;
 pub mod config;
 pub mod consumer;
 pub mod fanout;
+pub mod guest_build;
 pub mod health;
 pub mod metrics;
 pub mod migrate;
