@@ -255,9 +255,11 @@ fn stage_config(args: &TryArgs) -> Result<(Config, WasmEngine), TryError> {
     .map_err(|e| TryError::Runtime(e.into()))?;
 
     match (&args.component, &args.config) {
-        (None, None) => return Err(invalid(anyhow!(
+        (None, None) => {
+            return Err(invalid(anyhow!(
             "name a component (shardline try COMPONENT --input FILE) or a config (--config FILE)"
-        ))),
+        )))
+        }
         (None, Some(path)) => {
             if config.stage_configs().is_empty() {
                 return Err(invalid(anyhow!(
