@@ -1,5 +1,5 @@
 //! The `shardline` command line: `run`, `validate`, `check-guest`, `status`, `produce`,
-//! `tail`, `convert`.
+//! `tail`, `convert`, `try`, `build-guest`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,12 @@ enum Command {
     /// Print the Shardline config equivalent to a Pulsar IO, StateFun, Samza or Flink config,
     /// with a comment on every key that was ignored or changed meaning.
     Convert(crate::migrate::cli::ConvertArgs),
+    /// Run a component on records from a file (JSON lines or length-prefixed), no AWS or
+    /// Pulsar, and print what each record became; exit 0 ok, 1 rejected, 2 bad input or
+    /// component, 3 trap.
+    Try(crate::try_cmd::TryArgs),
+    /// Build a guest project (Rust, Python, JavaScript, Go or C) into a component.
+    BuildGuest(crate::guest_build::BuildArgs),
 }
 
 /// Entry point of the binary.
@@ -129,6 +135,13 @@ pub fn main() -> ExitCode {
             Command::Convert(args) => {
                 crate::migrate::cli::convert(&args).map_err(|e| Failure::Invalid(e.into()))
             }
+            Command::Try(args) => match crate::try_cmd::run(args).await {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(Failure::Exit(code)),
+                Err(crate::try_cmd::TryError::Invalid(e)) => Err(Failure::Invalid(e)),
+                Err(crate::try_cmd::TryError::Runtime(e)) => Err(Failure::Runtime(e)),
+            },
+            Command::BuildGuest(args) => crate::guest_build::run(&args).map_err(Failure::Invalid),
         }
     });
     // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,
@@ -145,6 +158,7 @@ pub fn main() -> ExitCode {
             crate::report!("error: {e:#}");
             ExitCode::FAILURE
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 
@@ -153,6 +167,8 @@ enum Failure {
     Invalid(anyhow::Error),
     /// Something failed while running: exit 1.
     Runtime(anyhow::Error),
+    /// The command said all it had to say and exits with this code (`try`).
+    Exit(u8),
 }
 
 fn init_logging(format: LogFormat) {

@@ -1,0 +1,613 @@
+//! `shardline build-guest DIR`: one command that builds a guest project in any supported
+//! language into a component.
+//!
+//! The language is told by the folder: `Cargo.toml` → Rust, `app.py` → Python
+//! (componentize-py), `package.json` or a `.js`/`.mjs` file → JavaScript (componentize-js),
+//! `go.mod` → Go (mainline Go, `GOOS=wasip1 -buildmode=c-shared`), `.c` files → C (clang for
+//! `wasm32-wasi` with wasi-libc). Rust (`wasm32-wasip2`), Python and JavaScript tools make a
+//! component themselves. For Go, C, and a Rust build that yields a core module, the two
+//! `wasm-tools` steps happen here, in-process: the WIT world is embedded in the module
+//! (`component embed`) and the module is wrapped into a component with the WASI preview1
+//! reactor adapter of the wasmtime version Shardline runs (`component new --adapt`), so no
+//! `wasm-tools` needs to be installed.
+//!
+//! The WIT is the project's own `wit/` folder when it has one, else the package built into
+//! this binary (`shardline:connector`, the one it runs).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{anyhow, bail, Context};
+use clap::ValueEnum;
+
+/// The WIT package this binary runs, written out for tools that want a folder.
+const BUILTIN_WIT: &[(&str, &str)] = &[
+    ("types.wit", include_str!("../../wit/types.wit")),
+    ("worlds.wit", include_str!("../../wit/worlds.wit")),
+];
+
+/// Where `dev/setup` installs the guest toolchains: `$XDG_CACHE_HOME/shardline` or
+/// `~/.cache/shardline`.
+fn tools_home() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("shardline"))
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// The guest project's folder.
+    dir: PathBuf,
+    /// Where to write the component (default: DIR/target/<folder name>.wasm).
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// The language, when the folder's files do not say.
+    #[arg(long, value_enum)]
+    lang: Option<Lang>,
+    /// The world of `shardline:connector` the component implements.
+    #[arg(long, default_value = "pipeline")]
+    world: String,
+    /// A WIT folder to build against (default: DIR/wit if present, else the built-in one).
+    #[arg(long)]
+    wit: Option<PathBuf>,
+}
+
+/// A guest language `build-guest` knows how to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Lang {
+    Rust,
+    Python,
+    Js,
+    Go,
+    C,
+}
+
+impl Lang {
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+            Lang::Go => "go",
+            Lang::C => "c",
+        }
+    }
+}
+
+/// Tells the language of a project folder from its files.
+pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
+    let has = |f: &str| dir.join(f).is_file();
+    let files = list(dir)?;
+    let ext = |e: &str| files.iter().any(|p| p.extension().is_some_and(|x| x == e));
+    let found: Vec<Lang> = [
+        (Lang::Rust, has("Cargo.toml")),
+        (Lang::Python, has("app.py")),
+        (Lang::Js, has("package.json") || ext("js") || ext("mjs")),
+        (Lang::Go, has("go.mod")),
+        (Lang::C, ext("c")),
+    ]
+    .into_iter()
+    .filter_map(|(l, yes)| yes.then_some(l))
+    .collect();
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => bail!(
+            "cannot tell the language of {}: expected Cargo.toml (Rust), app.py (Python), package.json or a .js file (JavaScript), go.mod (Go) or .c files (C); or say --lang",
+            dir.display()
+        ),
+        many => bail!(
+            "{} looks like several languages ({}): say which with --lang",
+            dir.display(),
+            many.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Files of a folder (not recursive), sorted.
+fn list(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read guest project {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// A scratch folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> anyhow::Result<Self> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "shardline-build-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create scratch folder {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `shardline build-guest`.
+pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("cannot read guest project {}", args.dir.display()))?;
+    if !dir.is_dir() {
+        bail!("guest project {} is not a folder", args.dir.display());
+    }
+    let lang = match args.lang {
+        Some(l) => l,
+        None => detect(&dir)?,
+    };
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "guest".into());
+    let out = match &args.out {
+        Some(o) => std::path::absolute(o).with_context(|| format!("bad --out {}", o.display()))?,
+        None => dir.join("target").join(format!("{name}.wasm")),
+    };
+    let scratch = Scratch::new()?;
+    let wit = match &args.wit {
+        Some(w) => w.clone(),
+        None if dir.join("wit").is_dir() => dir.join("wit"),
+        None => {
+            let w = scratch.0.join("wit");
+            std::fs::create_dir_all(&w)?;
+            for (file, text) in BUILTIN_WIT {
+                std::fs::write(w.join(file), text)?;
+            }
+            w
+        }
+    };
+    let started = std::time::Instant::now();
+    let component = build(lang, &dir, &wit, &args.world, &scratch.0)
+        .with_context(|| format!("cannot build {} guest {}", lang.name(), dir.display()))?;
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &component).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &out).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "{}: {} component, world {}, {} bytes, built in {:.1}s",
+        out.display(),
+        lang.name(),
+        args.world,
+        component.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Builds the project and returns the component's bytes.
+pub fn build(
+    lang: Lang,
+    dir: &Path,
+    wit: &Path,
+    world: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<u8>> {
+    let bytes = match lang {
+        Lang::Rust => build_rust(dir)?,
+        Lang::Python => build_python(dir, wit, world, scratch)?,
+        Lang::Js => build_js(dir, wit, world, scratch)?,
+        Lang::Go => build_go(dir, scratch)?,
+        Lang::C => build_c(dir, wit, world, scratch)?,
+    };
+    if is_component(&bytes) {
+        Ok(bytes)
+    } else {
+        componentize(&bytes, wit, world)
+    }
+}
+
+/// Whether a Wasm binary is a component (layer 1) rather than a core module.
+fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// `wasm-tools component embed` + `component new --adapt wasi_snapshot_preview1=…`, done
+/// with the `wit-component` library and the reactor adapter of wasmtime's own version.
+pub fn componentize(core: &[u8], wit: &Path, world: &str) -> anyhow::Result<Vec<u8>> {
+    if core.len() < 8 || core[..4] != *b"\0asm" {
+        bail!("the build produced something that is not WebAssembly");
+    }
+    let mut module = core.to_vec();
+    if !has_custom_section(core, "component-type") {
+        let mut resolve = wit_parser::Resolve::default();
+        let (package, _) = resolve
+            .push_dir(wit)
+            .with_context(|| format!("cannot read the WIT in {}", wit.display()))?;
+        let world_id = resolve
+            .select_world(&[package], Some(world))
+            .with_context(|| format!("no world {world:?} in the WIT of {}", wit.display()))?;
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world_id,
+            wit_component::StringEncoding::UTF8,
+        )
+        .context("cannot embed the WIT world in the module")?;
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .context("the module does not fit the WIT world")?
+        .adapter(
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+        )
+        .context("cannot load the WASI preview1 adapter")?
+        .encode()
+        .map_err(|e| anyhow!("cannot make a component of the module: {e:#}"))
+}
+
+/// Whether a core module has a custom section whose name starts with `prefix`.
+fn has_custom_section(module: &[u8], prefix: &str) -> bool {
+    fn leb(b: &[u8], pos: &mut usize) -> Option<usize> {
+        let mut v: usize = 0;
+        for shift in (0..35).step_by(7) {
+            let byte = *b.get(*pos)?;
+            *pos += 1;
+            v |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    let mut pos = 8;
+    while pos < module.len() {
+        let id = module[pos];
+        pos += 1;
+        let Some(size) = leb(module, &mut pos) else {
+            return false;
+        };
+        let end = pos.saturating_add(size);
+        if id == 0 {
+            let mut p = pos;
+            if let Some(len) = leb(module, &mut p) {
+                if module
+                    .get(p..p.saturating_add(len))
+                    .is_some_and(|n| n.starts_with(prefix.as_bytes()))
+                {
+                    return true;
+                }
+            }
+        }
+        pos = end;
+    }
+    false
+}
+
+/// Runs a build tool; on failure the error carries what it printed.
+fn run_tool(cmd: &mut Command, what: &str) -> anyhow::Result<std::process::Output> {
+    let out = cmd.output().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!("{what} not found ({:?}): {e}", cmd.get_program())
+        } else {
+            anyhow!("cannot run {what} ({:?}): {e}", cmd.get_program())
+        }
+    })?;
+    if !out.status.success() {
+        let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if text.trim().is_empty() {
+            text = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        bail!("{what} failed ({}):\n{}", out.status, text.trim_end());
+    }
+    Ok(out)
+}
+
+/// The first of these files that exists, else the program name for `PATH`.
+fn tool(candidates: &[Option<PathBuf>], on_path: &str) -> PathBuf {
+    candidates
+        .iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(on_path))
+}
+
+fn build_rust(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let out = run_tool(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(dir)
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args([
+                "--message-format",
+                "json-render-diagnostics",
+                "--manifest-path",
+            ])
+            .arg(dir.join("Cargo.toml")),
+        "cargo (Rust; the target is added with `rustup target add wasm32-wasip2`)",
+    )?;
+    let mut wasm = None;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let Some(files) = msg["filenames"].as_array() {
+            for f in files.iter().filter_map(|f| f.as_str()) {
+                if f.ends_with(".wasm") {
+                    wasm = Some(PathBuf::from(f));
+                }
+            }
+        }
+    }
+    let wasm = wasm.ok_or_else(|| {
+        anyhow!("cargo built no .wasm: the crate needs `[lib] crate-type = [\"cdylib\"]`")
+    })?;
+    std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))
+}
+
+/// Copies a project into `to`, leaving out build output and VCS folders.
+fn copy_project(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let skip = matches!(
+            name.to_str(),
+            Some("target" | "node_modules" | ".git" | "__pycache__" | "wit_world")
+        );
+        if skip {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_project(&path, &to.join(&name))?;
+        } else if path.extension().is_none_or(|e| e != "wasm") {
+            std::fs::copy(&path, to.join(&name))
+                .with_context(|| format!("cannot copy {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn build_python(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+    let home = tools_home();
+    let venv = std::env::var_os("SHARDLINE_COMPONENTIZE_PY")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join("componentize-py")));
+    let tool = tool(
+        &[venv.map(|v| v.join("bin/componentize-py"))],
+        "componentize-py",
+    );
+    // componentize-py writes the bindings beside the app: build in a copy.
+    let app = scratch.join("app");
+    copy_project(dir, &app)?;
+    let out = scratch.join("out.wasm");
+    run_tool(
+        Command::new(&tool)
+            .current_dir(&app)
+            .arg("-d")
+            .arg(wit)
+            .args(["-w", world, "componentize", "app", "-o"])
+            .arg(&out),
+        "componentize-py (Python guests; dev/setup installs it in ~/.cache/shardline/componentize-py, or `pip install componentize-py==0.25.0`)",
+    )?;
+    std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
+}
+
+/// The entry module of a JavaScript project: `package.json`'s `module` or `main`, else
+/// `app.js`, `index.js`, `main.js`, else the only `.js`/`.mjs` file.
+fn js_entry(dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Ok(text) = std::fs::read_to_string(dir.join("package.json")) {
+        let pkg: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON", dir.join("package.json").display()))?;
+        for key in ["module", "main"] {
+            if let Some(m) = pkg[key].as_str() {
+                return Ok(dir.join(m));
+            }
+        }
+    }
+    for f in ["app.js", "index.js", "main.js", "app.mjs", "index.mjs"] {
+        if dir.join(f).is_file() {
+            return Ok(dir.join(f));
+        }
+    }
+    let js: Vec<PathBuf> = list(dir)?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "js" || e == "mjs"))
+        .collect();
+    match js.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "cannot tell the entry module of {}: name it in package.json (\"main\") or call it app.js",
+            dir.display()
+        ),
+    }
+}
+
+fn build_js(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+    let home = tools_home();
+    let prefix = std::env::var_os("SHARDLINE_COMPONENTIZE_JS")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join("componentize-js")));
+    let tool = tool(
+        &[prefix.map(|p| p.join("node_modules/.bin/componentize-js"))],
+        "componentize-js",
+    );
+    let entry = js_entry(dir)?;
+    let out = scratch.join("out.wasm");
+    // No HTTP: a guest has no network, and the features only cost size and start time.
+    run_tool(
+        Command::new(&tool)
+            .current_dir(dir)
+            .arg(&entry)
+            .arg("--wit")
+            .arg(wit)
+            .args(["--world-name", world, "-d", "http", "fetch-event", "-o"])
+            .arg(&out),
+        "componentize-js (JavaScript guests; dev/setup installs it in ~/.cache/shardline/componentize-js, or `npm install @bytecodealliance/componentize-js@0.23`)",
+    )?;
+    std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
+}
+
+fn build_go(dir: &Path, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+    let go = tool(&[Some(PathBuf::from("/usr/local/go/bin/go"))], "go");
+    let core = scratch.join("core.wasm");
+    // Mainline Go (no TinyGo): a wasip1 reactor; -checklinkname=0 lets the bindings'
+    // runtime package link to the runtime internals it needs.
+    run_tool(
+        Command::new(&go)
+            .current_dir(dir)
+            .env("GOOS", "wasip1")
+            .env("GOARCH", "wasm")
+            .args([
+                "build",
+                "-buildmode=c-shared",
+                "-ldflags=-checklinkname=0",
+                "-o",
+            ])
+            .arg(&core)
+            .arg("."),
+        "go (Go guests: mainline Go 1.24 or later)",
+    )?;
+    std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))
+}
+
+fn build_c(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+    let cc = std::env::var_os("SHARDLINE_WASM_CC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            if which("clang-19") {
+                PathBuf::from("clang-19")
+            } else {
+                PathBuf::from("clang")
+            }
+        });
+    let files = list(dir)?;
+    let mut sources: Vec<PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .cloned()
+        .collect();
+    let mut objects: Vec<PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .cloned()
+        .collect();
+    // The bindings: the project's own (a `<world>.h` beside the sources), or made now by
+    // `wit-bindgen c`.
+    let header = format!("{}.h", world.replace('-', "_"));
+    let bindings = scratch.join("bindings");
+    if !dir.join(&header).is_file() {
+        let home = tools_home();
+        let wit_bindgen = tool(
+            &[
+                std::env::var_os("SHARDLINE_GUEST_TOOLS")
+                    .map(|t| PathBuf::from(t).join("bin/wit-bindgen")),
+                home.map(|h| h.join("tools/bin/wit-bindgen")),
+            ],
+            "wit-bindgen",
+        );
+        run_tool(
+            Command::new(&wit_bindgen)
+                .arg("c")
+                .arg(wit)
+                .args(["--world", world, "--out-dir"])
+                .arg(&bindings),
+            "wit-bindgen (C bindings: dev/setup installs it in ~/.cache/shardline/tools/bin, or `cargo install wit-bindgen-cli@0.61.1`; or keep the generated bindings in the project)",
+        )?;
+        for p in list(&bindings)? {
+            match p.extension().and_then(|e| e.to_str()) {
+                Some("c") => sources.push(p),
+                Some("o") => objects.push(p),
+                _ => {}
+            }
+        }
+    }
+    let core = scratch.join("core.wasm");
+    let mut cmd = Command::new(&cc);
+    cmd.current_dir(dir)
+        .args([
+            "--target=wasm32-wasi",
+            "-mexec-model=reactor",
+            "-O2",
+            "-Wall",
+        ])
+        .arg("-I")
+        .arg(dir)
+        .arg("-I")
+        .arg(&bindings);
+    if let Ok(flags) = std::env::var("CFLAGS") {
+        cmd.args(flags.split_whitespace());
+    }
+    cmd.arg("-o").arg(&core).args(&sources).args(&objects);
+    run_tool(
+        &mut cmd,
+        "clang (C guests: clang with the wasm32 target and wasi-libc; on Debian `apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32`)",
+    )?;
+    std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tells_languages_apart() {
+        let s = Scratch::new().expect("scratch");
+        let d = &s.0;
+        assert!(detect(d).is_err());
+        std::fs::write(d.join("app.c"), "int x;").expect("write");
+        assert_eq!(detect(d).expect("c"), Lang::C);
+        std::fs::write(d.join("app.py"), "").expect("write");
+        let err = detect(d).expect_err("two").to_string();
+        assert!(err.contains("python, c"), "{err}");
+    }
+
+    #[test]
+    fn wraps_a_core_module_into_a_component() {
+        // A reactor exporting the `processor` of world `pipeline` would need the canonical
+        // ABI; an empty module for a world with no exports checks the in-process steps.
+        let s = Scratch::new().expect("scratch");
+        let wit = s.0.join("wit");
+        std::fs::create_dir_all(&wit).expect("mkdir");
+        std::fs::write(wit.join("w.wit"), "package t:t;\nworld empty {}\n").expect("write");
+        let core = b"\0asm\x01\0\0\0";
+        assert!(!is_component(core));
+        let c = componentize(core, &wit, "empty").expect("componentize");
+        assert!(is_component(&c));
+        assert!(componentize(b"not wasm", &wit, "empty").is_err());
+        let err = componentize(core, &wit, "nope").expect_err("no such world");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+
+    #[test]
+    fn finds_custom_sections() {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        assert!(!has_custom_section(&m, "component-type"));
+        // custom section: id 0, size, name length, name
+        let name = b"component-type:x";
+        m.push(0);
+        m.push((name.len() + 1) as u8);
+        m.push(name.len() as u8);
+        m.extend_from_slice(name);
+        assert!(has_custom_section(&m, "component-type"));
+    }
+}
