@@ -688,6 +688,7 @@ fn human(n: usize, r: &InputRecord, outputs: &[Output], failures: &[RecordFailur
             FailureKind::Timeout => "timeout",
             FailureKind::Memory => "memory limit",
             FailureKind::Contract => "contract broken",
+            FailureKind::Sink => "refused by the sink",
         };
         let _ = writeln!(
             s,
