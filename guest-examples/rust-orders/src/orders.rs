@@ -138,7 +138,11 @@ impl Order {
         }
         let cents = (amount * 100.0).round();
         if cents > MAX_CENTS {
-            return Err(format!("amount {amount} is too large for cents"));
+            // The amount as written (`1e300`), not expanded to its 301 digits.
+            return Err(format!(
+                "amount {} is too large for cents",
+                self.0["amount"]
+            ));
         }
         // Exact: an integer below 2^53.
         self.0
