@@ -87,6 +87,8 @@ enum Command {
     /// Print the Shardline config equivalent to a Pulsar IO, StateFun, Samza or Flink config,
     /// with a comment on every key that was ignored or changed meaning.
     Convert(crate::migrate::cli::ConvertArgs),
+    /// Write a new project: `shardline new guest --lang rust|python|js|go|c DIR`.
+    New(crate::scaffold::NewArgs),
 }
 
 /// Entry point of the binary.
@@ -120,6 +122,9 @@ pub fn main() -> ExitCode {
             }),
             Command::Convert(args) => {
                 crate::migrate::cli::convert(&args).map_err(|e| Failure::Invalid(e.into()))
+            }
+            Command::New(args) => {
+                crate::scaffold::run(&args).map_err(|e| Failure::Invalid(e.into()))
             }
         }
     });

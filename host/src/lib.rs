@@ -43,6 +43,7 @@ pub mod migrate;
 pub mod produce;
 pub mod producer;
 pub mod progress;
+pub mod scaffold;
 pub mod sinks;
 pub mod tail;
 pub mod wasm;
