@@ -7,7 +7,10 @@ pub mod orders;
 use orders::{Order, DEFAULT_PROCESSED_BY, DEFAULT_TOPIC_PREFIX, REGION_PROPERTY};
 use shardline_guest::{Context, Guest, Output, Record, Reject};
 
-struct Orders;
+/// The component. `pub`: the SDK only calls its functions and never builds a value, which
+/// the dead-code lint would flag in native builds of a private type.
+#[derive(Debug)]
+pub struct Orders;
 
 impl Guest for Orders {
     fn on_record(record: &Record<'_>, ctx: &Context) -> Result<Vec<Output>, Reject> {

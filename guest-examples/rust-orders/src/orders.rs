@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(cents("7"), 700);
         assert_eq!(cents("0.125"), 13);
         assert_eq!(cents("1.005"), 100); // 1.005 * 100 == 100.49999999999999
-        assert_eq!(cents("2.675"), 267);
+        assert_eq!(cents("2.675"), 268); // 2.675 * 100 == 267.5
         assert_eq!(
             process(
                 br#"{"id":"o","customer":"c","amount":-0.0,"currency":"EUR","region":"eu"}"#,

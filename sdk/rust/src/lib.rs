@@ -3,7 +3,7 @@
 //! ```ignore
 //! use shardline_guest::{Context, Guest, Output, Record, Reject};
 //!
-//! struct Upper;
+//! pub struct Upper;
 //!
 //! impl Guest for Upper {
 //!     fn on_record(record: &Record<'_>, _ctx: &Context) -> Result<Vec<Output>, Reject> {
@@ -593,7 +593,7 @@ mod tests {
         struct Even;
         impl Guest for Even {
             fn on_record(record: &Record<'_>, _: &Context) -> Result<Vec<Output>, Reject> {
-                if record.index % 2 == 0 {
+                if record.index.is_multiple_of(2) {
                     Ok(vec![Output::bytes(record.data)])
                 } else {
                     Err(Reject::route("odd"))

@@ -3,7 +3,8 @@
 use serde_json::Value;
 use shardline_guest::{Context, Guest, Output, Record, Reject};
 
-struct Events;
+#[derive(Debug)]
+pub struct Events;
 
 impl Guest for Events {
     fn on_record(record: &Record<'_>, ctx: &Context) -> Result<Vec<Output>, Reject> {
