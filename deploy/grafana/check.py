@@ -28,14 +28,14 @@ PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", 
 def definitions():
     text = DEFS.read_text()
     consts = {}
-    # `pub const NAME: Def = counter("Cw", "shardline_x", ...` and `Def { ..gauge("Cw", "shardline_x"`
+    # `pub static NAME: Def = counter("Cw", "shardline_x", ...` and `Def { ..gauge("Cw", "shardline_x"`
     for m in re.finditer(
-        r'pub const ([A-Z_]+): Def = (?:Def \{[^}]*?\.\.)?\s*(counter|gauge|distribution)\(\s*"[^"]*",\s*"(shardline_[a-z0-9_]+)"',
+        r'pub (?:const|static) ([A-Z_]+): Def = (?:Def \{[^}]*?\.\.)?\s*(counter|gauge|distribution)\(\s*"[^"]*",\s*"(shardline_[a-z0-9_]+)"',
         text,
         re.S,
     ):
         consts[m.group(1)] = (m.group(3), m.group(2))
-    all_list = re.search(r"pub const ALL: &\[&Def\] = &\[(.*?)\];", text, re.S)
+    all_list = re.search(r"pub (?:const|static) ALL: &\[&Def\] = &\[(.*?)\];", text, re.S)
     if not all_list:
         sys.exit("check.py: no ALL list in defs.rs")
     names = re.findall(r"&([A-Z_]+)", all_list.group(1))
