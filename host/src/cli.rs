@@ -209,17 +209,7 @@ struct Prepared {
 async fn prepare(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<Prepared, Failure> {
     let config = from.load(path).map_err(|e| Failure::Invalid(e.into()))?;
     crate::metrics::global().set_level(config.metrics.level);
-    let engine = WasmEngine::new(
-        config
-            .wasm
-            .cache_dir
-            .as_ref()
-            .map(|p| config.resolve(p))
-            .or_else(WasmEngine::default_cache_dir),
-        config.wasm.memory_limit,
-        config.wasm.call_timeout,
-    )
-    .map_err(|e| Failure::Runtime(e.into()))?;
+    let engine = WasmEngine::for_config(&config).map_err(|e| Failure::Runtime(e.into()))?;
     let (cfg, eng) = (config.clone(), engine.clone());
     // Compiling a component is CPU work: keep it off the async threads.
     let plan = tokio::task::spawn_blocking(move || {

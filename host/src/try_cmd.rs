@@ -242,17 +242,7 @@ fn stage_config(args: &TryArgs) -> Result<(Config, WasmEngine), TryError> {
         )
         .map_err(|e| TryError::Runtime(e.into()))?,
     };
-    let engine = WasmEngine::new(
-        config
-            .wasm
-            .cache_dir
-            .as_ref()
-            .map(|p| config.resolve(p))
-            .or_else(WasmEngine::default_cache_dir),
-        config.wasm.memory_limit,
-        config.wasm.call_timeout,
-    )
-    .map_err(|e| TryError::Runtime(e.into()))?;
+    let engine = WasmEngine::for_config(&config).map_err(|e| TryError::Runtime(e.into()))?;
 
     match (&args.component, &args.config) {
         (None, None) => {

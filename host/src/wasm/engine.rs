@@ -35,6 +35,21 @@ impl std::fmt::Debug for WasmEngine {
 }
 
 impl WasmEngine {
+    /// The engine a config asks for: its `wasm.cache_dir` (relative to the config's
+    /// folder; by default the user's cache), memory limit and call timeout.
+    pub fn for_config(config: &crate::config::Config) -> Result<Self, WasmError> {
+        Self::new(
+            config
+                .wasm
+                .cache_dir
+                .as_ref()
+                .map(|p| config.resolve(p))
+                .or_else(Self::default_cache_dir),
+            config.wasm.memory_limit,
+            config.wasm.call_timeout,
+        )
+    }
+
     /// `cache_dir: None` compiles every time (tests); otherwise compiled components are kept
     /// there as verified [artifacts](super::artifact), keyed by the component's hash and the
     /// engine's compatibility hash.
