@@ -179,6 +179,24 @@ pub enum ProducerError {
     Closed { stream: String },
 }
 
+/// Why Kinesis would refuse a record with this partition key and `data_len` bytes of data,
+/// whatever its stream: the key's length, and the record's size.
+pub fn check_record(partition_key: &str, data_len: usize) -> Result<(), String> {
+    let chars = partition_key.chars().count();
+    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
+        return Err(format!(
+            "a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, this one {chars}"
+        ));
+    }
+    let size = data_len + partition_key.len();
+    if size > MAX_RECORD_BYTES {
+        return Err(format!(
+            "data plus partition key is {size} bytes, over Kinesis's limit of {MAX_RECORD_BYTES}"
+        ));
+    }
+    Ok(())
+}
+
 impl ProducerError {
     /// Whether putting again can succeed.
     pub fn failure_kind(&self) -> crate::sinks::SinkErrorKind {
@@ -386,18 +404,7 @@ impl Producer {
             partition_key: r.partition_key.clone(),
             reason,
         };
-        let chars = r.partition_key.chars().count();
-        if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-            return Err(invalid(format!(
-                "a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, this one {chars}"
-            )));
-        }
-        let size = r.data.len() + r.partition_key.len();
-        if size > MAX_RECORD_BYTES {
-            return Err(invalid(format!(
-                "data plus partition key is {size} bytes, over Kinesis's limit of {MAX_RECORD_BYTES}"
-            )));
-        }
+        check_record(&r.partition_key, r.data.len()).map_err(invalid)?;
         crate::agg::hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
             .map_err(|e| invalid(e.to_string()))
     }

@@ -172,24 +172,8 @@ impl Sinks {
         match self.sinks.get(&target.sink) {
             Some(Sink::Kinesis(_)) => {
                 let key = event.key.as_deref().unwrap_or(record_key);
-                let chars = key.chars().count();
-                if !(1..=crate::producer::MAX_PARTITION_KEY_CHARS).contains(&chars) {
-                    return Err(format!(
-                        "stream {}: a partition key has 1 to {} characters, this one {chars}",
-                        target.topic,
-                        crate::producer::MAX_PARTITION_KEY_CHARS
-                    ));
-                }
-                let size = event.payload.len() + key.len();
-                if size > crate::producer::MAX_RECORD_BYTES {
-                    return Err(format!(
-                        "stream {}: data plus partition key is {size} bytes, over Kinesis's \
-                         limit of {}",
-                        target.topic,
-                        crate::producer::MAX_RECORD_BYTES
-                    ));
-                }
-                Ok(())
+                crate::producer::check_record(key, event.payload.len())
+                    .map_err(|why| format!("stream {}: {why}", target.topic))
             }
             Some(Sink::Pulsar(_)) => {
                 let size = event.payload.len();
