@@ -515,6 +515,8 @@ impl Drop for Collector {
 pub struct Host {
     child: tokio::process::Child,
     log: watch::Receiver<String>,
+    /// The task copying stderr into `log`; it ends at the pipe's end of file.
+    reader: Option<tokio::task::JoinHandle<()>>,
     pub config: PathBuf,
 }
 
@@ -543,7 +545,7 @@ impl Host {
             .expect("start shardline");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, log) = watch::channel(String::new());
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 tx.send_modify(|s| {
@@ -555,6 +557,7 @@ impl Host {
         Self {
             child,
             log,
+            reader: Some(reader),
             config: config.to_path_buf(),
         }
     }
@@ -606,7 +609,14 @@ impl Host {
     /// Waits for the process to exit; returns its exit code.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         match tokio::time::timeout(limit, self.child.wait()).await {
-            Ok(Ok(s)) => s.code(),
+            Ok(Ok(s)) => {
+                // The process has exited, but its last lines (the error it exits with) may
+                // still be in the pipe: read it to its end before anyone looks at the log.
+                if let Some(reader) = self.reader.take() {
+                    let _ = tokio::time::timeout(limit, reader).await;
+                }
+                s.code()
+            }
             _ => panic!(
                 "shardline did not exit within {limit:?}; log:\n{}",
                 self.log()
