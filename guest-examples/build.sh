@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds every guest component and puts them in one folder:
 #
-#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders.wasm         guest-examples/rust-orders
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders.wasm         guest-examples/rust-orders (SDK)
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-handwritten.wasm  tests/guests/orders-handwritten
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/passthrough.wasm    tests/guests/passthrough
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/stamp.wasm          tests/guests/stamp
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-c.wasm       guest-examples/c-orders
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-python.wasm  guest-examples/python-orders
 #   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-js.wasm      guest-examples/js-orders
+#   ${SHARDLINE_GUESTS_OUT:-<repo>/target/guests}/orders-go.wasm      guest-examples/go-orders
 #
 # Rust: the wasm32-wasip2 target makes a component directly (no wasm-tools step); cargo's
 # own freshness check makes a second run quick; CARGO_TARGET_DIR is honoured. The other
-# languages use the toolchains dev/setup installs, through each example's build.sh, which
-# skips the build when its sources did not change.
+# languages use the toolchains dev/setup installs, through each example's build.sh (which
+# calls its SDK's build.sh in sdk/<lang>/), skipping the build when nothing changed.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,8 +21,10 @@ target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 out_dir="${SHARDLINE_GUESTS_OUT:-$repo/target/guests}"
 
 # package name -> output name (the crate's [lib] name, hence the artifact's file name)
+# (a `-` in the output name is `_` in the crate's artifact)
 guests=(
   "orders-guest:orders"
+  "orders-handwritten-guest:orders-handwritten"
   "passthrough-guest:passthrough"
   "stamp-guest:stamp"
 )
@@ -41,7 +46,7 @@ cargo build --profile guest --target wasm32-wasip2 "${packages[@]}"
 mkdir -p "$out_dir"
 for g in "${guests[@]}"; do
   name="${g##*:}"
-  src="$target_dir/wasm32-wasip2/guest/$name.wasm"
+  src="$target_dir/wasm32-wasip2/guest/${name//-/_}.wasm"
   dst="$out_dir/$name.wasm"
   if [[ ! -f "$src" ]]; then
     echo "error: $src was not produced" >&2
@@ -56,8 +61,7 @@ for g in "${guests[@]}"; do
 done
 
 # The other languages: same behaviour as rust-orders (tests/guest_golden.rs checks it).
-# guest-examples/go-orders/README.md says why Go is not among them.
-for lang in c python js; do
+for lang in c python js go; do
   script="$repo/guest-examples/$lang-orders/build.sh"
   [[ -f $script ]] || continue
   dst="$out_dir/orders-$lang.wasm"

@@ -64,7 +64,7 @@ fn a_component_fit_for_the_world_passes_and_its_exports_are_printed() {
         );
         assert!(problems(&o).is_empty());
     }
-    let o = check(&guest("orders"), Some("full"));
+    let o = check(&guest("orders-handwritten"), Some("full"));
     assert_eq!(o.status.code(), Some(0), "{:?}", problems(&o));
     assert!(stdout(&o).contains("ok for world full"));
 }

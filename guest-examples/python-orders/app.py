@@ -1,51 +1,43 @@
-"""Shardline example component in Python: the `pipeline` world of shardline:connector@0.1.0.
+"""Orders: validate JSON orders, enrich them and route them by region (a Shardline guest)."""
 
-Maps the WIT types onto orders.py (the logic, free of bindings). componentize-py generates
-the `wit_world` package at build time (build.sh); it is not checked in.
-"""
+import math
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
-import orders
-from wit_world import exports
-from wit_world.imports import host
-from wit_world.imports.types import (
-    BatchContext,
-    Destination,
-    Event,
-    Output,
-    Processed,
-    Rejection,
-    SourceRecord,
-    Stage,
-)
+import shardline
+from shardline import Output, Reject, settings
 
-_STAGES = {
-    orders.DESERIALIZE: Stage.DESERIALIZE,
-    orders.TRANSFORM: Stage.TRANSFORM,
-    orders.ROUTE: Stage.ROUTE,
-}
+CURRENCY = re.compile(r"[A-Z]{3}")
 
 
-class Processor(exports.Processor):
-    """The fused call: deserialize, transform and route every record of a batch."""
+def validate(order):
+    if not isinstance(order, dict):
+        raise Reject("an order must be a JSON object")
+    for field in ("id", "customer", "region"):
+        if not isinstance(order.get(field), str) or not order[field]:
+            raise Reject(f"{field} must be a non-empty string")
+    amount = order.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not 0 <= amount < math.inf:
+        raise Reject(f"amount must be a non-negative number, got {amount!r}")
+    if not isinstance(order.get("currency"), str) or not CURRENCY.fullmatch(order["currency"]):
+        raise Reject(f"currency must be 3 uppercase letters, got {order.get('currency')!r}")
+    if not isinstance(order.get("priority"), (str, type(None))):
+        raise Reject("priority must be a string")
+    return order
 
-    def process(self, ctx: BatchContext, records: list[SourceRecord]) -> Processed:
-        settings = orders.Settings.from_lookup(host.setting)
-        outputs = []
-        rejections = []
-        for i, record in enumerate(records):
-            try:
-                p = orders.process(record.data, settings)
-            except orders.StageReject as e:
-                rejections.append(Rejection(i, _STAGES[e.stage], e.reason))
-                continue
-            if p is None:
-                continue  # amount 0: filtered out on purpose
-            key, payload, region, topics = p
-            outputs.append(
-                Output(
-                    i,
-                    Event(key, payload, [(orders.REGION_PROPERTY, region)], None),
-                    [Destination(None, t, None, None) for t in topics],
-                )
-            )
-        return Processed(outputs, rejections)
+
+@shardline.on_record
+def handle(record, ctx):
+    order = validate(record.json())
+    if order["amount"] == 0:
+        return None  # nothing to ship: filtered out
+    cents = int(Decimal(order["amount"] * 100).to_integral_value(ROUND_HALF_UP))
+    if cents > 2**53 - 1:
+        raise Reject(f"amount {order['amount']} is too large for cents", stage=shardline.TRANSFORM)
+    order.update(amount_cents=cents, processed_by=settings.get("processed_by", "shardline-orders"))
+    prefix = settings.get("topic_prefix", "persistent://public/default/orders-")
+    out = Output.json(order, key=order["id"], properties={"order.region": order["region"]})
+    out.to(prefix + order["region"])
+    if order.get("priority") == "high":
+        out.to(prefix + "priority")
+    return out

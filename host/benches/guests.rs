@@ -22,7 +22,7 @@ use shardline::config::Config;
 use shardline::wasm::bindings::{BatchContext, SourceRecord};
 use shardline::wasm::{StagePlan, WasmEngine};
 
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../guest-examples/rust-orders/src/orders.rs"]
 mod orders;
 

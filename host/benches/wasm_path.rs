@@ -4,7 +4,9 @@
 //! `orders` (the example guest `guest-examples/rust-orders`: parse, validate, enrich, route):
 //! - `native`: `orders::process` called directly (the ceiling);
 //! - `wasm-processor`: one `processor.process` call per batch (the fused contract);
-//! - `wasm-stages`: `deserialize`, `transform`, `route` as three calls per batch.
+//! - `wasm-stages`: `deserialize`, `transform`, `route` as three calls per batch (the same
+//!   rules in `tests/guests/orders-handwritten`, which exports each stage; the SDK-built
+//!   example exports the fused call only).
 //!
 //! `identity` (the test guest `tests/guests/passthrough`: every record out as it came in),
 //! which isolates what a stage costs besides its own logic — the crossing:
@@ -20,7 +22,7 @@ use shardline::config::Config;
 use shardline::wasm::bindings::{BatchContext, Event, Output, SourceRecord};
 use shardline::wasm::{StagePlan, WasmEngine};
 
-#[allow(dead_code, clippy::all)]
+#[allow(dead_code, unused_imports, clippy::all)]
 #[path = "../../guest-examples/rust-orders/src/orders.rs"]
 mod orders;
 
@@ -103,7 +105,7 @@ fn bench_orders(c: &mut Criterion) {
     let ctx = context();
     let fused = plan("orders.wasm", "stages:\n  pipeline:\n    component: WASM\n");
     let split = plan(
-        "orders.wasm",
+        "orders-handwritten.wasm",
         "stages:\n  deserialize:\n    component: WASM\n  transform:\n    component: WASM\n  route:\n    component: WASM\n",
     );
     let settings = orders::Settings::default();

@@ -97,6 +97,8 @@ enum Command {
     Try(crate::try_cmd::TryArgs),
     /// Build a guest project (Rust, Python, JavaScript, Go or C) into a component.
     BuildGuest(crate::guest_build::BuildArgs),
+    /// Write a new project: `shardline new guest --lang rust|python|js|go|c DIR`.
+    New(crate::scaffold::NewArgs),
 }
 
 /// Entry point of the binary.
@@ -142,6 +144,9 @@ pub fn main() -> ExitCode {
                 Err(crate::try_cmd::TryError::Runtime(e)) => Err(Failure::Runtime(e)),
             },
             Command::BuildGuest(args) => crate::guest_build::run(&args).map_err(Failure::Invalid),
+            Command::New(args) => {
+                crate::scaffold::run(&args).map_err(|e| Failure::Invalid(e.into()))
+            }
         }
     });
     // Do not wait for stray blocking tasks (a guest stuck past its deadline is interrupted,

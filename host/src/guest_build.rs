@@ -201,17 +201,73 @@ pub fn build(
     world: &str,
     scratch: &Path,
 ) -> anyhow::Result<Vec<u8>> {
+    let sdk = sdk_of(lang, dir)?;
+    let sdk = sdk.as_deref();
     let bytes = match lang {
         Lang::Rust => build_rust(dir)?,
-        Lang::Python => build_python(dir, wit, world, scratch)?,
-        Lang::Js => build_js(dir, wit, world, scratch)?,
+        Lang::Python => build_python(dir, sdk, wit, world, scratch)?,
+        Lang::Js => build_js(dir, sdk, wit, world, scratch)?,
         Lang::Go => build_go(dir, scratch)?,
-        Lang::C => build_c(dir, wit, world, scratch)?,
+        Lang::C => build_c(dir, sdk, wit, world, scratch)?,
     };
     if is_component(&bytes) {
         Ok(bytes)
     } else {
         componentize(&bytes, wit, world)
+    }
+}
+
+/// The Shardline SDK folder a Python, JavaScript or C project is written against, when its
+/// sources use it (`import shardline`, `"./shardline.js"`, `#include "shardline.h"`):
+/// `sdk/<lang>/` in the project, as `shardline new guest` writes it, or in a folder above it
+/// (this repository's examples). Rust and Go projects name their SDK in `Cargo.toml` and
+/// `go.mod`, so their own tools find it.
+fn sdk_of(lang: Lang, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let (ext, marker, uses): (&str, &str, fn(&str) -> bool) = match lang {
+        Lang::Python => ("py", "shardline.py", |text| {
+            text.lines().any(|l| {
+                let l = l.trim_start();
+                l.starts_with("import shardline") || l.starts_with("from shardline ")
+            })
+        }),
+        Lang::Js => ("js", "shardline.js", |text| {
+            text.contains("\"./shardline.js\"") || text.contains("'./shardline.js'")
+        }),
+        Lang::C => ("c", "shardline.h", |text| {
+            text.contains("#include \"shardline.h\"")
+        }),
+        Lang::Rust | Lang::Go => return Ok(None),
+    };
+    let mut user = None;
+    for file in list(dir)? {
+        if file.extension().is_some_and(|e| e == ext)
+            && file.file_name().is_some_and(|n| n != marker)
+            && std::fs::read_to_string(&file).is_ok_and(|t| uses(&t))
+        {
+            user = Some(file);
+            break;
+        }
+    }
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    if dir.join(marker).is_file() {
+        // The SDK's file beside the sources: the project carries its own copy.
+        return Ok(Some(dir.to_path_buf()));
+    }
+    match dir
+        .ancestors()
+        .map(|d| d.join("sdk").join(lang.name()))
+        .find(|s| s.join(marker).is_file())
+    {
+        Some(sdk) => Ok(Some(sdk)),
+        None => bail!(
+            "{} uses the Shardline SDK, but there is no sdk/{}/{marker} in {} or a folder above it (`shardline new guest --lang {}` writes a project with the SDK inside)",
+            user.display(),
+            lang.name(),
+            dir.display(),
+            lang.name()
+        ),
     }
 }
 
@@ -382,7 +438,13 @@ fn copy_project(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build_python(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+fn build_python(
+    dir: &Path,
+    sdk: Option<&Path>,
+    wit: &Path,
+    world: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<u8>> {
     let home = tools_home();
     let venv = std::env::var_os("SHARDLINE_COMPONENTIZE_PY")
         .map(PathBuf::from)
@@ -394,15 +456,32 @@ fn build_python(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::
     // componentize-py writes the bindings beside the app: build in a copy.
     let app = scratch.join("app");
     copy_project(dir, &app)?;
+    // On the SDK, the entry module imports the app (which registers its handler) and the
+    // SDK's `Processor`, the export.
+    let entry = match sdk {
+        Some(sdk) => {
+            if !app.join("shardline.py").is_file() {
+                std::fs::copy(sdk.join("shardline.py"), app.join("shardline.py")).with_context(
+                    || format!("cannot copy {}", sdk.join("shardline.py").display()),
+                )?;
+            }
+            std::fs::write(
+                app.join("shardline_component.py"),
+                "import app  # noqa: F401  (registers the handler)\nfrom shardline import Processor  # noqa: F401  (the export)\n",
+            )?;
+            "shardline_component"
+        }
+        None => "app",
+    };
     let out = scratch.join("out.wasm");
     run_tool(
         Command::new(&tool)
             .current_dir(&app)
             .arg("-d")
             .arg(wit)
-            .args(["-w", world, "componentize", "app", "-o"])
+            .args(["-w", world, "componentize", entry, "-o"])
             .arg(&out),
-        "componentize-py (Python guests; dev/setup installs it in ~/.cache/shardline/componentize-py, or `pip install componentize-py==0.25.0`)",
+        "componentize-py (Python guests; dev/setup installs it in ~/.cache/shardline/componentize-py, or `pip install componentize-py==0.25.1`)",
     )?;
     std::fs::read(&out).with_context(|| format!("cannot read {}", out.display()))
 }
@@ -437,7 +516,13 @@ fn js_entry(dir: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
-fn build_js(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+fn build_js(
+    dir: &Path,
+    sdk: Option<&Path>,
+    wit: &Path,
+    world: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<u8>> {
     let home = tools_home();
     let prefix = std::env::var_os("SHARDLINE_COMPONENTIZE_JS")
         .map(PathBuf::from)
@@ -446,12 +531,33 @@ fn build_js(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Resu
         &[prefix.map(|p| p.join("node_modules/.bin/componentize-js"))],
         "componentize-js",
     );
-    let entry = js_entry(dir)?;
+    let mut entry = js_entry(dir)?;
+    let mut cwd = dir.to_path_buf();
+    if let Some(sdk) = sdk {
+        // On the SDK: the app beside the SDK's module, and an entry module that imports the
+        // app (which registers its handler) and re-exports the SDK's `processor`.
+        let app = scratch.join("app");
+        copy_project(dir, &app)?;
+        if !app.join("shardline.js").is_file() {
+            std::fs::copy(sdk.join("shardline.js"), app.join("shardline.js"))
+                .with_context(|| format!("cannot copy {}", sdk.join("shardline.js").display()))?;
+        }
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        std::fs::write(
+            app.join("shardline-component.js"),
+            format!("import \"./{name}\";\nexport {{ processor }} from \"./shardline.js\";\n"),
+        )?;
+        entry = app.join("shardline-component.js");
+        cwd = app;
+    }
     let out = scratch.join("out.wasm");
     // No HTTP: a guest has no network, and the features only cost size and start time.
     run_tool(
         Command::new(&tool)
-            .current_dir(dir)
+            .current_dir(&cwd)
             .arg(&entry)
             .arg("--wit")
             .arg(wit)
@@ -475,6 +581,7 @@ fn build_go(dir: &Path, scratch: &Path) -> anyhow::Result<Vec<u8>> {
             .args([
                 "build",
                 "-buildmode=c-shared",
+                "-trimpath",
                 "-ldflags=-checklinkname=0",
                 "-o",
             ])
@@ -485,7 +592,13 @@ fn build_go(dir: &Path, scratch: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(&core).with_context(|| format!("cannot read {}", core.display()))
 }
 
-fn build_c(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Result<Vec<u8>> {
+fn build_c(
+    dir: &Path,
+    sdk: Option<&Path>,
+    wit: &Path,
+    world: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<u8>> {
     let cc = std::env::var_os("SHARDLINE_WASM_CC")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -506,11 +619,22 @@ fn build_c(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Resul
         .filter(|p| p.extension().is_some_and(|e| e == "o"))
         .cloned()
         .collect();
-    // The bindings: the project's own (a `<world>.h` beside the sources), or made now by
-    // `wit-bindgen c`.
+    // The bindings: the SDK's (committed in `gen/`), the project's own (a `<world>.h`
+    // beside the sources), or made now by `wit-bindgen c`.
     let header = format!("{}.h", world.replace('-', "_"));
-    let bindings = scratch.join("bindings");
-    if !dir.join(&header).is_file() {
+    let mut includes = vec![dir.to_path_buf()];
+    let mut bindings = scratch.join("bindings");
+    if let Some(sdk) = sdk {
+        if world != "pipeline" {
+            bail!("the C SDK implements world `pipeline`, not `{world}`");
+        }
+        bindings = sdk.join("gen");
+        includes.push(sdk.to_path_buf());
+        if !dir.join("shardline.c").is_file() {
+            sources.push(sdk.join("shardline.c"));
+        }
+        sources.push(bindings.join("pipeline.c"));
+    } else if !dir.join(&header).is_file() {
         let home = tools_home();
         let wit_bindgen = tool(
             &[
@@ -538,21 +662,23 @@ fn build_c(dir: &Path, wit: &Path, world: &str, scratch: &Path) -> anyhow::Resul
     }
     let core = scratch.join("core.wasm");
     let mut cmd = Command::new(&cc);
-    cmd.current_dir(dir)
-        .args([
-            "--target=wasm32-wasi",
-            "-mexec-model=reactor",
-            "-O2",
-            "-Wall",
-        ])
-        .arg("-I")
-        .arg(dir)
-        .arg("-I")
-        .arg(&bindings);
+    cmd.current_dir(dir).args([
+        "--target=wasm32-wasi",
+        "-mexec-model=reactor",
+        "-O2",
+        "-Wall",
+    ]);
+    for include in includes.iter().chain([&bindings]) {
+        cmd.arg("-I").arg(include);
+    }
     if let Ok(flags) = std::env::var("CFLAGS") {
         cmd.args(flags.split_whitespace());
     }
-    cmd.arg("-o").arg(&core).args(&sources).args(&objects);
+    cmd.arg("-o")
+        .arg(&core)
+        .args(&sources)
+        .args(&objects)
+        .arg("-lm");
     run_tool(
         &mut cmd,
         "clang (C guests: clang with the wasm32 target and wasi-libc; on Debian `apt-get install clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32`)",
@@ -579,6 +705,36 @@ mod tests {
         std::fs::write(d.join("app.py"), "").expect("write");
         let err = detect(d).expect_err("two").to_string();
         assert!(err.contains("python, c"), "{err}");
+    }
+
+    #[test]
+    fn finds_the_sdk_a_project_uses() {
+        let s = Scratch::new().expect("scratch");
+        let project = s.0.join("guests/hello");
+        std::fs::create_dir_all(&project).expect("mkdir");
+        std::fs::write(project.join("app.py"), "import json\n").expect("write");
+        // Not on the SDK: built as it is.
+        assert_eq!(sdk_of(Lang::Python, &project).expect("no sdk"), None);
+        std::fs::write(project.join("app.py"), "from shardline import Output\n").expect("write");
+        let err = sdk_of(Lang::Python, &project).expect_err("missing sdk");
+        assert!(err.to_string().contains("sdk/python/shardline.py"), "{err}");
+        // In a folder above, as this repository's examples have it.
+        std::fs::create_dir_all(s.0.join("sdk/python")).expect("mkdir");
+        std::fs::write(s.0.join("sdk/python/shardline.py"), "").expect("write");
+        assert_eq!(
+            sdk_of(Lang::Python, &project).expect("sdk above"),
+            Some(s.0.join("sdk/python"))
+        );
+        // In the project, as `shardline new guest` writes it: the nearest wins.
+        std::fs::create_dir_all(project.join("sdk/python")).expect("mkdir");
+        std::fs::write(project.join("sdk/python/shardline.py"), "").expect("write");
+        assert_eq!(
+            sdk_of(Lang::Python, &project).expect("own sdk"),
+            Some(project.join("sdk/python"))
+        );
+        std::fs::write(project.join("main.c"), "#include \"shardline.h\"\n").expect("write");
+        assert!(sdk_of(Lang::C, &project).is_err(), "no sdk/c anywhere");
+        assert_eq!(sdk_of(Lang::Go, &project).expect("go"), None);
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub mod preflight;
 pub mod produce;
 pub mod producer;
 pub mod progress;
+pub mod scaffold;
 pub mod sinks;
 pub mod tail;
 pub mod try_cmd;

@@ -1,0 +1,9 @@
+module example.invalid/orders
+
+go 1.26
+
+require example.invalid/shardline v0.1.0
+
+require go.bytecodealliance.org/pkg v0.2.3 // indirect
+
+replace example.invalid/shardline => ../../sdk/go
