@@ -7,7 +7,8 @@
 //!   while the valid orders arrive on their topics.
 //! - `every_scaffold_builds_checks_and_carries_records`: `shardline new guest --lang L` for
 //!   each language, the project's own `build.sh`, `shardline check-guest --world pipeline`,
-//!   then records end to end (a dropped `ping`, a rejected record, two routed events). Each
+//!   `shardline try` on the project's sample (as its README says), then records end to
+//!   end (a dropped `ping`, a rejected record, two routed events). Each
 //!   language's build time is printed (`--nocapture`).
 //!
 //! Needs the stack (`eval "$(dev/stack env)"`) and the guests (`guest-examples/build.sh`).
@@ -228,6 +229,25 @@ fn scaffold_and_build(language: &str, root: &Path) -> (PathBuf, Duration) {
         "{language}: check-guest:\n{}\n{}",
         String::from_utf8_lossy(&check.stdout),
         String::from_utf8_lossy(&check.stderr)
+    );
+    // What the README says next: `shardline try` on the sample, no service needed.
+    let tried = Command::new(env!("CARGO_BIN_EXE_shardline"))
+        .current_dir(&dir)
+        .args(["try", &format!("{name}.wasm"), "--config", "config.yaml"])
+        .args(["--input", "sample.txt", "--format", "lines"])
+        .output()
+        .expect("run shardline try");
+    // The report and its summary line go to stdout (stderr with `--json`).
+    let summary = String::from_utf8_lossy(&tried.stdout);
+    assert_eq!(
+        tried.status.code(),
+        Some(1),
+        "{language}: try exits 1 for the one rejection:\n{summary}\n{}",
+        String::from_utf8_lossy(&tried.stderr)
+    );
+    assert!(
+        summary.contains("2 ok (2 messages), 1 filtered out, 1 rejected, 0 failed"),
+        "{language}: {summary}"
     );
     (wasm, took)
 }

@@ -15,9 +15,8 @@
 #   setup             versions, and which jars were used
 #   kcl-python        MultiLangDaemon + bench/multilang/orders_processor.py (amazon-kclpy)
 #   kcl-node          MultiLangDaemon + bench/multilang/orders_processor.js (aws-kcl)
-#   shardline-<guest> `shardline run` with target/guests/orders-<guest>.wasm, for every
-#                     guest built among python, js, python-idiomatic, js-idiomatic
-#                     (bench/guests/*: build them with `shardline build-guest`)
+#   shardline-<guest> `shardline run` with target/guests/orders-<guest>.wasm: the Python
+#                     and JavaScript orders examples on their SDKs (guest-examples/build.sh)
 #   ratio             Shardline's records per CPU-second over the MultiLangDaemon's
 #
 # Each phase line has records_per_s (first record processed → all RECORDS processed),
@@ -35,7 +34,7 @@
 # served here) and the package's Python modules from its source distribution. aws-kcl
 # 2.3.2's list (KCL 2.7.2) resolves as it is.
 #
-# Needs `dev/stack up` (DynamoDB Local for the KCL's lease tables and Shardline's, Pulsar),
+# Needs `dev/stack up` (dynalite for the KCL's lease tables and Shardline's, Pulsar),
 # the release binary (built here), Java 17, Python 3, Node.js and the guests
 # (`guest-examples/build.sh`).
 set -euo pipefail
@@ -263,7 +262,7 @@ results=()
 cp bench/multilang/orders_processor.py bench/multilang/orders_processor.js "$work/"
 kcl_phase kcl-python "python3 $work/orders_processor.py" "$PY_JARS" && results+=("$result_kcl_python")
 kcl_phase kcl-node "node $work/orders_processor.js" "$NODE_JARS" && results+=("$result_kcl_node")
-for g in python python-idiomatic js js-idiomatic; do
+for g in python js; do
   [[ -f $guests/orders-$g.wasm ]] || { echo "note: no $guests/orders-$g.wasm, phase skipped" >&2; continue; }
   shardline_phase "$g" || continue
   v=result_shardline_${g//-/_}

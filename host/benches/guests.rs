@@ -8,7 +8,7 @@
 //! The components come from `guest-examples/build.sh` (`target/guests/` or
 //! `$SHARDLINE_GUESTS_OUT`): `orders.wasm` (Rust), `orders-c`, `orders-python`, `orders-js`,
 //! `orders-go`; a language whose component is missing is skipped with a note. Any other
-//! `orders-*.wasm` in that folder (an SDK version, a prototype from `bench/guests/`) is
+//! `orders-*.wasm` in that folder (`orders-handwritten`, the Rust guest without the SDK) is
 //! measured too, named by its suffix.
 //!
 //! Run: `cargo bench -p shardline --bench guests` (`-- orders/js` for one language;
@@ -110,9 +110,18 @@ fn records(n: usize, size: usize) -> Vec<SourceRecord> {
 }
 
 fn config(wasm: &Path) -> Config {
+    // Go's runtime needs a clock that moves (sdk/go/README.md): Go guests are granted it.
+    let go = wasm
+        .file_stem()
+        .is_some_and(|s| s.to_string_lossy().starts_with("orders-go"));
+    let grants = if go {
+        "    grants:\n      clocks: true\n"
+    } else {
+        ""
+    };
     let yaml = format!(
         "application: bench\nsource:\n  stream: s\nsinks:\n  p:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: t\n\
-         wasm:\n  call_timeout: 60s\n  memory_limit: 512MiB\nstages:\n  pipeline:\n    component: {}\n",
+         wasm:\n  call_timeout: 60s\n  memory_limit: 512MiB\nstages:\n  pipeline:\n    component: {}\n{grants}",
         wasm.display()
     );
     Config::from_yaml(&yaml, "bench.yaml", PathBuf::from(".")).expect("bench config")

@@ -122,6 +122,20 @@ void sl_output_topic(sl_output *h, const char *topic) {
   sl_output_destination(h, NULL, topic, NULL, NULL);
 }
 
+void sl_output_topicf(sl_output *h, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  char *topic = xrealloc(NULL, (size_t)n + 1);
+  va_start(ap, fmt);
+  vsnprintf(topic, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  sl_output_topic(h, topic);
+  free(topic);
+}
+
 /* --- rejections ------------------------------------------------------------------- */
 
 static int vreject(size_t index, sl_stage stage, const char *fmt, va_list ap) {

@@ -76,6 +76,8 @@ void sl_output_property(sl_output *o, const char *name, const char *value);
 void sl_output_event_time(sl_output *o, int64_t millis);
 /* Also to this topic (Pulsar) or stream (Kinesis) of the default sink. */
 void sl_output_topic(sl_output *o, const char *topic);
+/* The same, the topic written printf-style: sl_output_topicf(o, "%s%s", prefix, region). */
+void sl_output_topicf(sl_output *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Also to a destination; NULL means "none/default" for each part (sink name of the config,
  * topic or stream, Kinesis partition key, Kinesis explicit hash key in decimal). No
  * destination at all means the default sink's default topic. */

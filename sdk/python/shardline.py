@@ -11,7 +11,7 @@ Write ``app.py``::
             return None                             # filtered out
         return shardline.Output.json(order, key=order["id"]).to("orders-eu")
 
-and pack it with componentize-py (``build.sh`` beside this file does it). The host calls
+and pack it with componentize-py (``shardline build-guest`` does it). The host calls
 the component once per batch (the ``processor`` export of the ``pipeline`` world of
 ``shardline:connector@0.1.0``); this module calls your function once per record. It may
 return ``None`` (filter the record out), one :class:`Output`, or a list of them; any
