@@ -41,6 +41,69 @@ fn go_grants(language: &str) -> &'static str {
     }
 }
 
+/// What [`run_pipeline`] saw.
+struct Run {
+    /// The topics, `<prefix><suffix>` for each suffix asked for.
+    topics: Vec<String>,
+    /// (key, topic) of every message on them, sorted.
+    routed: Vec<(String, String)>,
+    /// The dead letters.
+    dead: Vec<Received>,
+}
+
+/// Runs `wasm` as the pipeline on `stream` (setting `topic_prefix`, dead letters on), until
+/// `n_routed` messages arrived on the `<prefix><suffix>` topics and `n_dead` on the
+/// dead-letter topic; then stops the worker, which must exit cleanly.
+async fn run_pipeline(
+    language: &str,
+    stream: &str,
+    wasm: &Path,
+    suffixes: &[&str],
+    n_routed: usize,
+    n_dead: usize,
+) -> Run {
+    let prefix = format!(
+        "persistent://public/default/{}-",
+        unique(&format!("sdk-{language}"))
+    );
+    let topics: Vec<String> = suffixes.iter().map(|s| format!("{prefix}{s}")).collect();
+    let dlq = format!("{prefix}dead");
+    let mut main = Collector::start(&topics).await;
+    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
+    let extra = format!(
+        "stages:\n  pipeline:\n    component: {}\n    settings:\n      topic_prefix: \"{prefix}\"\n{}\
+         errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
+        wasm.display(),
+        go_grants(language)
+    );
+    let config = write_config(&stack_config(
+        &unique("sdk-app"),
+        stream,
+        &format!("{prefix}default"),
+        &extra,
+    ));
+    let mut host = Host::start(&config);
+    let got = main.wait_for(n_routed, LONG).await;
+    let dead = dead.wait_for(n_dead, LONG).await;
+    host.signal("TERM");
+    assert_eq!(
+        host.wait_exit(LONG).await,
+        Some(0),
+        "{language}: log:\n{}",
+        host.log()
+    );
+    let mut routed: Vec<(String, String)> = got
+        .iter()
+        .map(|m| (m.key.clone().unwrap_or_default(), m.topic.clone()))
+        .collect();
+    routed.sort();
+    Run {
+        topics,
+        routed,
+        dead,
+    }
+}
+
 /// Runs the orders example of one language on a stream of six records; checks what was
 /// published and what was dead-lettered.
 async fn dead_letters_of(language: &str, file: &str) {
@@ -65,46 +128,11 @@ async fn dead_letters_of(language: &str, file: &str) {
     .collect();
     let puts = put_records(&stream, &records).await;
 
-    let prefix = format!(
-        "persistent://public/default/{}-",
-        unique(&format!("sdk-{language}"))
-    );
-    let topics = [format!("{prefix}eu"), format!("{prefix}priority")];
-    let dlq = format!(
-        "persistent://public/default/{}",
-        unique(&format!("sdk-dead-{language}"))
-    );
-    let mut main = Collector::start(&topics).await;
-    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
-    let extra = format!(
-        "stages:\n  pipeline:\n    component: {}\n    settings:\n      topic_prefix: \"{prefix}\"\n{}\
-         errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
-        guest(file).display(),
-        go_grants(language)
-    );
-    let config = write_config(&stack_config(
-        &unique("sdk-app"),
-        &stream,
-        &format!("{prefix}default"),
-        &extra,
-    ));
-    let mut host = Host::start(&config);
-
-    let got = main.wait_for(3, LONG).await;
-    let dl = dead.wait_for(3, LONG).await;
-    host.signal("TERM");
-    assert_eq!(
-        host.wait_exit(LONG).await,
-        Some(0),
-        "{language}: log:\n{}",
-        host.log()
-    );
-
-    let mut routed: Vec<(String, String)> = got
-        .iter()
-        .map(|m| (m.key.clone().unwrap_or_default(), m.topic.clone()))
-        .collect();
-    routed.sort();
+    let Run {
+        topics,
+        routed,
+        dead: dl,
+    } = run_pipeline(language, &stream, &guest(file), &["eu", "priority"], 3, 3).await;
     assert_eq!(
         routed,
         [
@@ -266,41 +294,11 @@ async fn carries_records(language: &str, wasm: &Path) {
     .map(|(i, d)| (format!("user-{i}"), d.as_bytes().to_vec()))
     .collect();
     let puts = put_records(&stream, &records).await;
-    let prefix = format!(
-        "persistent://public/default/{}-",
-        unique(&format!("scaffold-{language}"))
-    );
-    let topics = [format!("{prefix}click"), format!("{prefix}view")];
-    let dlq = format!("{prefix}dead");
-    let mut main = Collector::start(&topics).await;
-    let mut dead = Collector::start(std::slice::from_ref(&dlq)).await;
-    let extra = format!(
-        "stages:\n  pipeline:\n    component: {}\n    settings:\n      topic_prefix: \"{prefix}\"\n{}\
-         errors:\n  policy: dead_letter\n  dead_letter:\n    topic: {dlq}\n",
-        wasm.display(),
-        go_grants(language)
-    );
-    let config = write_config(&stack_config(
-        &unique("scaffold-app"),
-        &stream,
-        &format!("{prefix}other"),
-        &extra,
-    ));
-    let mut host = Host::start(&config);
-    let got = main.wait_for(2, LONG).await;
-    let dl = dead.wait_for(1, LONG).await;
-    host.signal("TERM");
-    assert_eq!(
-        host.wait_exit(LONG).await,
-        Some(0),
-        "{language}: log:\n{}",
-        host.log()
-    );
-    let mut routed: Vec<(String, String)> = got
-        .iter()
-        .map(|m| (m.key.clone().unwrap_or_default(), m.topic.clone()))
-        .collect();
-    routed.sort();
+    let Run {
+        topics,
+        routed,
+        dead: dl,
+    } = run_pipeline(language, &stream, wasm, &["click", "view"], 2, 1).await;
     assert_eq!(
         routed,
         [

@@ -53,7 +53,7 @@ pub struct BuildArgs {
     wit: Option<PathBuf>,
 }
 
-/// A guest language `build-guest` knows how to build.
+/// A guest language: `build-guest` builds it, `new guest` writes a project in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Lang {
     Rust,
@@ -438,6 +438,15 @@ fn copy_project(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Copies the SDK's `file` beside the app, unless the project has its own.
+fn beside_app(sdk: &Path, app: &Path, file: &str) -> anyhow::Result<()> {
+    if !app.join(file).is_file() {
+        std::fs::copy(sdk.join(file), app.join(file))
+            .with_context(|| format!("cannot copy {}", sdk.join(file).display()))?;
+    }
+    Ok(())
+}
+
 fn build_python(
     dir: &Path,
     sdk: Option<&Path>,
@@ -460,11 +469,7 @@ fn build_python(
     // SDK's `Processor`, the export.
     let entry = match sdk {
         Some(sdk) => {
-            if !app.join("shardline.py").is_file() {
-                std::fs::copy(sdk.join("shardline.py"), app.join("shardline.py")).with_context(
-                    || format!("cannot copy {}", sdk.join("shardline.py").display()),
-                )?;
-            }
+            beside_app(sdk, &app, "shardline.py")?;
             std::fs::write(
                 app.join("shardline_component.py"),
                 "import app  # noqa: F401  (registers the handler)\nfrom shardline import Processor  # noqa: F401  (the export)\n",
@@ -538,10 +543,7 @@ fn build_js(
         // app (which registers its handler) and re-exports the SDK's `processor`.
         let app = scratch.join("app");
         copy_project(dir, &app)?;
-        if !app.join("shardline.js").is_file() {
-            std::fs::copy(sdk.join("shardline.js"), app.join("shardline.js"))
-                .with_context(|| format!("cannot copy {}", sdk.join("shardline.js").display()))?;
-        }
+        beside_app(sdk, &app, "shardline.js")?;
         let name = entry
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -11,7 +11,9 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
+
+pub use crate::guest_build::Lang;
 
 /// Arguments of `shardline new`.
 #[derive(Debug, Args)]
@@ -30,16 +32,6 @@ enum NewWhat {
         /// The folder to create (must not exist, or be empty); its name names the project.
         dir: PathBuf,
     },
-}
-
-/// The languages with an SDK.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Lang {
-    Rust,
-    Python,
-    Js,
-    Go,
-    C,
 }
 
 /// Why a project could not be written.
@@ -165,16 +157,14 @@ const C: &[File] = &[
     ("sdk/c/README.md", repo_file!("sdk/c/README.md")),
 ];
 
-impl Lang {
-    /// The project's files, besides the WIT.
-    pub fn files(self) -> &'static [File] {
-        match self {
-            Lang::Rust => RUST,
-            Lang::Python => PYTHON,
-            Lang::Js => JS,
-            Lang::Go => GO,
-            Lang::C => C,
-        }
+/// A project's files in `lang`, besides the WIT.
+pub fn files(lang: Lang) -> &'static [File] {
+    match lang {
+        Lang::Rust => RUST,
+        Lang::Python => PYTHON,
+        Lang::Js => JS,
+        Lang::Go => GO,
+        Lang::C => C,
     }
 }
 
@@ -208,7 +198,7 @@ pub fn new_guest(lang: Lang, dir: &Path) -> Result<usize, ScaffoldError> {
     }
     let name = project_name(dir).ok_or_else(|| ScaffoldError::BadName(dir.to_path_buf()))?;
     let crate_name = name.replace('-', "_");
-    let files = lang.files().iter().chain(WIT);
+    let files = files(lang).iter().chain(WIT);
     let mut written = 0;
     for (rel, text) in files {
         let path = dir.join(rel);
@@ -272,8 +262,8 @@ mod tests {
         for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::Go, Lang::C] {
             let dir = root.join(format!("g-{lang:?}").to_lowercase());
             let n = new_guest(lang, &dir).unwrap();
-            assert_eq!(n, lang.files().len() + WIT.len());
-            for (rel, _) in lang.files().iter().chain(WIT) {
+            assert_eq!(n, files(lang).len() + WIT.len());
+            for (rel, _) in files(lang).iter().chain(WIT) {
                 let text = fs::read_to_string(dir.join(rel)).unwrap();
                 assert!(
                     !text.contains("{{name}}") && !text.contains("{{crate}}"),

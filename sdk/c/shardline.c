@@ -45,6 +45,20 @@ static void *xrealloc(void *p, size_t n) {
   return q;
 }
 
+/* printf into a new string (free it); its length in *len when len is not NULL. */
+static char *vformat(size_t *len, const char *fmt, va_list ap) {
+  va_list copy;
+  va_copy(copy, ap);
+  int n = vsnprintf(NULL, 0, fmt, copy);
+  va_end(copy);
+  size_t size = (size_t)(n < 0 ? 0 : n) + 1;
+  char *s = xrealloc(NULL, size);
+  if (n < 0) s[0] = 0;
+  else vsnprintf(s, size, fmt, ap);
+  if (len) *len = n < 0 ? 0 : (size_t)n;
+  return s;
+}
+
 static pipeline_string_t str_copy(const char *s, size_t len) {
   pipeline_string_t r = {xrealloc(NULL, len), len};
   memcpy(r.ptr, s, len);
@@ -125,12 +139,7 @@ void sl_output_topic(sl_output *h, const char *topic) {
 void sl_output_topicf(sl_output *h, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  char *topic = xrealloc(NULL, (size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(topic, (size_t)n + 1, fmt, ap);
+  char *topic = vformat(NULL, fmt, ap);
   va_end(ap);
   sl_output_topic(h, topic);
   free(topic);
@@ -139,12 +148,7 @@ void sl_output_topicf(sl_output *h, const char *fmt, ...) {
 /* --- rejections ------------------------------------------------------------------- */
 
 static int vreject(size_t index, sl_stage stage, const char *fmt, va_list ap) {
-  va_list copy;
-  va_copy(copy, ap);
-  int n = vsnprintf(NULL, 0, fmt, copy);
-  va_end(copy);
-  char *reason = xrealloc(NULL, (size_t)(n < 0 ? 0 : n) + 1);
-  vsnprintf(reason, (size_t)(n < 0 ? 0 : n) + 1, fmt, ap);
+  char *reason = vformat(NULL, fmt, ap);
   if (n_rejections == cap_rejections) {
     cap_rejections = cap_rejections ? cap_rejections * 2 : 16;
     rejections = xrealloc(rejections, cap_rejections * sizeof *rejections);
@@ -225,19 +229,14 @@ bool sl_setting_bool(const char *key, bool fallback) {
 }
 
 void sl_log(sl_level level, const char *fmt, ...) {
-  sl_buf b = {0};
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  size_t n;
+  char *text = vformat(&n, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  b.ptr = xrealloc(NULL, (size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(b.ptr, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  pipeline_string_t msg = {(uint8_t *)b.ptr, (size_t)n};
+  pipeline_string_t msg = {(uint8_t *)text, n};
   shardline_connector_host_log((shardline_connector_host_level_t)level, &msg);
-  free(b.ptr);
+  free(text);
 }
 
 /* --- buffers ---------------------------------------------------------------------- */
@@ -257,14 +256,10 @@ void sl_buf_puts(sl_buf *b, const char *s) { sl_buf_append(b, s, strlen(s)); }
 void sl_buf_printf(sl_buf *b, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(NULL, 0, fmt, ap);
+  size_t n;
+  char *tmp = vformat(&n, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
-  char *tmp = xrealloc(NULL, (size_t)n + 1);
-  va_start(ap, fmt);
-  vsnprintf(tmp, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  sl_buf_append(b, tmp, (size_t)n);
+  sl_buf_append(b, tmp, n);
   free(tmp);
 }
 
