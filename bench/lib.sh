@@ -49,3 +49,32 @@ cpu_seconds() {
 rss_mib() {
   awk -v k="$2:" '$1 == k { printf "%d", $2 / 1024 }' "/proc/$1/status"
 }
+
+# dynamodb_call ACTION JSON: one DynamoDB API call to the local server (it checks no
+# signature); prints the answer.
+dynamodb_call() {
+  curl -s -X POST "$SHARDLINE_DYNAMODB_ENDPOINT" \
+    -H 'Content-Type: application/x-amz-json-1.0' -H "X-Amz-Target: DynamoDB_20120810.$1" \
+    -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
+    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000' \
+    -d "$2"
+}
+
+# kcl3_lease_table NAME: creates a KCL 3.x lease table as the KCL would leave it, with its
+# `LeaseOwnerToLeaseKeyIndex` index. Works around a gap of dynalite: the KCL 3.x adds that
+# index to an on-demand table with an UpdateTable that gives no ProvisionedThroughput (as
+# AWS accepts for on-demand tables), and dynalite refuses it ("Value null at
+# 'globalSecondaryIndexUpdates.1.member.create.provisionedThroughput'"), so the KCL never
+# starts. Given the table with its index, the KCL finds both and goes on, as on AWS.
+kcl3_lease_table() {
+  local answer
+  answer=$(dynamodb_call CreateTable "{\"TableName\":\"$1\",\"BillingMode\":\"PAY_PER_REQUEST\",
+    \"AttributeDefinitions\":[{\"AttributeName\":\"leaseKey\",\"AttributeType\":\"S\"},
+      {\"AttributeName\":\"leaseOwner\",\"AttributeType\":\"S\"}],
+    \"KeySchema\":[{\"AttributeName\":\"leaseKey\",\"KeyType\":\"HASH\"}],
+    \"GlobalSecondaryIndexes\":[{\"IndexName\":\"LeaseOwnerToLeaseKeyIndex\",
+      \"KeySchema\":[{\"AttributeName\":\"leaseOwner\",\"KeyType\":\"HASH\"},
+        {\"AttributeName\":\"leaseKey\",\"KeyType\":\"RANGE\"}],
+      \"Projection\":{\"ProjectionType\":\"KEYS_ONLY\"}}]}")
+  grep -q '"TableDescription"' <<<"$answer" || { echo "cannot create the KCL lease table $1: $answer" >&2; return 1; }
+}

@@ -6,8 +6,7 @@
 # run` with the Python and JavaScript orders guests, on the same stream and data. Prints one
 # `key=value` line per phase; copy them into BENCHMARKS.md with this command.
 #
-# Status: written and checked piece by piece (the jar lists, the package downloads, the
-# processors' syntax), but not yet run end to end — see BENCHMARKS.md.
+# Results: BENCHMARKS.md, "Against the KCL's MultiLangDaemon".
 #
 #   bench/multilang/run.sh [RECORDS] [SHARDS]      (default 100,000 records, 2 shards)
 #
@@ -121,7 +120,7 @@ PROPS
 # through cutime/cstime of their parent).
 tree_cpu_seconds() {
   local pids
-  pids=$(pstree -p "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' || echo "$1")
+  pids=$(pstree -pT "$1" 2>/dev/null | grep -o '([0-9]*)' | tr -d '()' || echo "$1")
   for p in $pids; do cat "/proc/$p/stat" 2>/dev/null || true; done |
     awk -v hz="$(getconf CLK_TCK)" '{ s += $14 + $15 + $16 + $17 } END { printf "%.2f", s / hz }'
 }
@@ -181,6 +180,7 @@ PY
 kcl_phase() { # phase executable jars
   local app=bench-ml-$1-$id progress=$work/progress-$1
   mkdir -p "$progress"
+  kcl3_lease_table "$app"
   properties "$app" "$2" >"$work/$1.properties"
   t_start=$(date +%s.%N)
   (cd "$work" && ORDERS_PROGRESS_DIR=$progress AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \

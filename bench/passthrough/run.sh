@@ -224,12 +224,8 @@ print(f"ratio     kcl_over_shardline_cpu_per_record={r('cpu_s_per_million'):.2f}
 PY
 }
 
-delete_table() { # name — the local DynamoDB server checks no signature
-  curl -s -o /dev/null -X POST "$SHARDLINE_DYNAMODB_ENDPOINT" \
-    -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.DeleteTable' \
-    -H "X-Amz-Date: $(date -u +%Y%m%dT%H%M%SZ)" \
-    -H 'Authorization: AWS4-HMAC-SHA256 Credential=test/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000' \
-    -d "{\"TableName\": \"$1\"}" || true
+delete_table() { # name
+  dynamodb_call DeleteTable "{\"TableName\": \"$1\"}" >/dev/null || true
 }
 
 idle_phase() {
@@ -253,6 +249,7 @@ shardline_phase() {
 
 kcl_phase() {
   local app=bench-kcl-$id topic=bench-kcl-$id t_start emu_start
+  kcl3_lease_table "$app"
   emu_start=$(emulator_cpu_seconds) t_start=$(date +%s.%N)
   # shellcheck disable=SC2086 # KCL_JAVA_OPTS is a list of flags
   java $KCL_JAVA_OPTS -cp 'bench/kcl/target/classes:bench/kcl/target/lib/*' bench.KclPassthrough \
