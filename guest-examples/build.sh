@@ -60,7 +60,7 @@ for g in "${guests[@]}"; do
   printf '%s\t%s bytes\n' "$dst" "$(wc -c <"$dst" | tr -d ' ')"
 done
 
-# The other languages: same behaviour as rust-orders (tests/guest_golden.rs checks it).
+# The other languages: same behaviour as rust-orders (tests/it/guest_golden.rs checks it).
 for lang in c python js go; do
   script="$repo/guest-examples/$lang-orders/build.sh"
   [[ -f $script ]] || continue

@@ -5,7 +5,8 @@
 //! Prints p50/p90/p99/max per mode. Run: `cargo bench -p shardline --bench latency`
 //! (`SHARDLINE_LATENCY_RECORDS` sets the records per mode, default 300).
 
-#[path = "../../tests/support/mod.rs"]
+#[path = "../../tests/it/support/mod.rs"]
+#[allow(dead_code)] // the bench uses a part of the tests' helpers
 mod support;
 
 use std::time::{Duration, SystemTime};

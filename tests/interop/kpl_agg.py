@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """KPL aggregation through AWS's reference implementation, aws-kinesis-agg, for
-tests/agg_interop.rs: one JSON request on stdin, one JSON answer on stdout. Bytes travel as
+tests/it/agg_interop.rs: one JSON request on stdin, one JSON answer on stdout. Bytes travel as
 hex, keys as JSON strings (exact for any Unicode text).
 
 Requests ("op"):

@@ -4,12 +4,10 @@
 //! sub-sequence numbers, so a restart inside an aggregate resumes after the last
 //! acknowledged user record.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use shardline::agg::{Aggregator, MAGIC};
-use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 

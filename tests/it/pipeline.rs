@@ -2,12 +2,10 @@
 //! `shardline run` with a Wasm component → Pulsar, read back with a real Pulsar consumer,
 //! checkpoints read from the DynamoDB lease table.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 

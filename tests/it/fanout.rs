@@ -7,12 +7,10 @@
 //! test double of SubscribeToShard (`support::proxy::EfoFacade`), because no emulator
 //! ends a subscription at a closed shard as AWS does.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 

@@ -10,12 +10,10 @@
 //! with the fan-out consumer in the tree this runs over SubscribeToShard (kinesis-local
 //! supports it).
 
-mod support;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn seed(format: &str, name: &str) -> PathBuf {
     repo().join("tests/golden/convert").join(format).join(name)

@@ -7,15 +7,13 @@
 //! Emulator gaps worked around here: ferrokinesis's ListShards ignores paging (streams
 //! here have few shards, so one page holds them all).
 
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::proxy::{FaultProxy, Faults};
+use crate::support::*;
 use shardline::producer::{Producer, ProducerConfig, PutFailure, Receipt, UserRecord};
-use support::proxy::{FaultProxy, Faults};
-use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 

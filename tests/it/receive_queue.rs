@@ -8,13 +8,11 @@
 //! What the worker holds is read from its own gauge, `shardline_receive_queue_bytes`, sampled
 //! from `/metrics` every 20 ms.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::metrics::{endpoint_of, get, prometheus_total};
-use support::*;
+use crate::support::metrics::{endpoint_of, get, prometheus_total};
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 const SHARDS: i32 = 4;

@@ -2,12 +2,10 @@
 //! one `error:` line per problem — what it lacks for the world, imports the host does not
 //! provide, a file that is no component — with exit code 2.
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use support::*;
+use crate::support::*;
 
 fn check(file: &Path, world: Option<&str>) -> Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shardline"));

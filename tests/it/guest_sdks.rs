@@ -13,13 +13,11 @@
 //!
 //! Needs the stack (`eval "$(dev/stack env)"`) and the guests (`guest-examples/build.sh`).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(240);
 

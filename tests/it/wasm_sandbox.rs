@@ -3,8 +3,6 @@
 //! `wasm.memory_limit` traps; a trap names the record and the instance is replaced so the
 //! next records go on. Uses the test guest `tests/guests/passthrough`.
 
-mod support;
-
 use std::path::PathBuf;
 
 use shardline::config::Config;
@@ -15,7 +13,7 @@ fn stages(settings: &str, wasm: &str) -> StageSet {
     let yaml = format!(
         "application: t\nsource:\n  stream: s\nsinks:\n  p:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: t\n\
          wasm:\n{wasm}stages:\n  pipeline:\n    component: {}\n    settings:\n{settings}",
-        support::guest("passthrough").display()
+        crate::support::guest("passthrough").display()
     );
     let config = Config::from_yaml(&yaml, "sandbox.yaml", PathBuf::from(".")).expect("config");
     let engine =
@@ -86,7 +84,7 @@ fn probe(settings: &str) -> std::collections::HashMap<String, String> {
 
 #[test]
 fn a_guest_sees_exactly_what_its_grants_give() {
-    let dir = std::env::temp_dir().join(support::unique("granted"));
+    let dir = std::env::temp_dir().join(crate::support::unique("granted"));
     std::fs::create_dir_all(&dir).expect("dir");
     for f in ["a", "b", "c"] {
         std::fs::write(dir.join(f), f).expect("file");
@@ -138,7 +136,7 @@ fn random_is_a_fixed_sequence_unless_granted() {
 
 #[test]
 fn a_component_that_imports_no_wasi_gets_none() {
-    let dir = std::env::temp_dir().join(support::unique("no-wasi"));
+    let dir = std::env::temp_dir().join(crate::support::unique("no-wasi"));
     std::fs::create_dir_all(&dir).expect("dir");
     let empty = dir.join("empty.wasm");
     std::fs::write(&empty, b"\0asm\x0d\x00\x01\x00").expect("an empty component");
@@ -150,7 +148,7 @@ fn a_component_that_imports_no_wasi_gets_none() {
         "no WASI linked for a component that imports none"
     );
     let info = engine
-        .load(&support::guest("passthrough"), "passthrough")
+        .load(&crate::support::guest("passthrough"), "passthrough")
         .expect("loads");
     assert!(info.wasi, "a wasm32-wasip2 guest imports WASI");
 }
@@ -228,14 +226,14 @@ fn with_stop_at_first_failure_nothing_after_the_failure_is_processed() {
 
 #[test]
 fn compiled_components_are_cached_and_a_corrupt_cache_entry_is_rebuilt() {
-    let cache = std::env::temp_dir().join(support::unique("component-cache"));
+    let cache = std::env::temp_dir().join(crate::support::unique("component-cache"));
     let engine = WasmEngine::new(
         Some(cache.clone()),
         64 << 20,
         std::time::Duration::from_secs(5),
     )
     .expect("engine");
-    let path = support::guest("passthrough");
+    let path = crate::support::guest("passthrough");
     engine
         .load(&path, "passthrough")
         .expect("first load compiles");
@@ -298,7 +296,7 @@ fn stamped_by(engine: &WasmEngine, component: &std::path::Path) -> String {
 /// run; the component is compiled again and its artifact rewritten.
 #[test]
 fn a_stale_or_altered_artifact_is_never_run() {
-    let cache = std::env::temp_dir().join(support::unique("artifact-trust"));
+    let cache = std::env::temp_dir().join(crate::support::unique("artifact-trust"));
     let engine = WasmEngine::new(
         Some(cache.clone()),
         64 << 20,
@@ -312,7 +310,10 @@ fn a_stale_or_altered_artifact_is_never_run() {
             .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
             .collect()
     };
-    let (passthrough, stamp) = (support::guest("passthrough"), support::guest("stamp"));
+    let (passthrough, stamp) = (
+        crate::support::guest("passthrough"),
+        crate::support::guest("stamp"),
+    );
     assert_eq!(stamped_by(&engine, &passthrough), "");
     let passthrough_artifact = artifacts().pop().expect("one artifact");
     assert_eq!(stamped_by(&engine, &stamp), "stamp-2");

@@ -1,11 +1,9 @@
 //! Errors a user can cause, seen from the command line: a non-zero exit, a message that
 //! names the key, the file or the component and what it lacks, and nothing started.
 
-mod support;
-
 use std::process::Output;
 
-use support::*;
+use crate::support::*;
 
 fn shardline(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_shardline"))

@@ -5,15 +5,13 @@
 //! twice across the swap; a broken version is rejected with a log line and the running
 //! version goes on.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 const STAMP: &str = "stamp-2";

@@ -1,7 +1,6 @@
 //! Shared helpers of the integration tests: the local stack's endpoints (from
 //! `dev/stack env`), real Kinesis / DynamoDB / Pulsar clients, the `shardline` binary run
 //! as a child process, and waits on conditions (never bare sleeps).
-#![allow(dead_code)]
 
 pub mod metrics;
 pub mod proxy;
@@ -378,6 +377,7 @@ pub struct Received {
     pub properties: HashMap<String, String>,
     pub event_time: Option<u64>,
     /// When the collector received it (latency benchmarks).
+    #[allow(dead_code, reason = "read by host/benches/latency.rs, which includes this module")]
     pub received_at: std::time::SystemTime,
 }
 

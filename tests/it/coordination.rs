@@ -3,14 +3,12 @@
 //! gracefully, adopt a table the KCL wrote, and stop a shard before another worker can take
 //! it when their lease table is cut off.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::support::relay::Relay;
+use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
-use support::relay::Relay;
-use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 

@@ -112,10 +112,6 @@ impl FaultProxy {
         }
     }
 
-    pub fn set_faults(&self, faults: Faults) {
-        self.state.lock().expect("proxy state").faults = faults;
-    }
-
     pub fn counts(&self) -> ProxyCounts {
         self.state.lock().expect("proxy state").counts
     }

@@ -6,15 +6,13 @@
 //! emulators throttle on their own (ferrokinesis with `--enforce-limits`) but never answer
 //! 500, drop a connection, expire an iterator early or stall, so the proxy does.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::metrics::{endpoint_of, get, prometheus_total};
-use support::proxy::{FaultProxy, Faults, ReadFaults};
-use support::relay::Relay;
-use support::*;
+use crate::support::metrics::{endpoint_of, get, prometheus_total};
+use crate::support::proxy::{FaultProxy, Faults, ReadFaults};
+use crate::support::relay::Relay;
+use crate::support::*;
 
 const LONG: Duration = Duration::from_secs(240);
 
@@ -41,6 +39,7 @@ async fn stop(mut host: Host) {
 /// slowed, all at once: every record arrives, in order per shard, and the worker's metrics
 /// count the throttling and the expired iterators it recovered from.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn kinesis_read_faults_lose_nothing_and_show_in_metrics() {
     let _serial = SERIAL.lock().await; // Pulsar may be restarting for another test
     let stream = unique("chaos-reads");
@@ -140,6 +139,7 @@ async fn stack(args: &[&str]) {
 /// fail or wait, the producer reconnects, and every record arrives. Records keep being put
 /// during the outage, so some are read while the broker is away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn pulsar_broker_restart_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let stream = unique("chaos-pulsar");
@@ -216,6 +216,7 @@ fn times(log: &str, text: &str) -> Vec<std::time::SystemTime> {
 /// while nobody holds a lease, no checkpoint goes backwards, and after the table is back
 /// every shard is taken by exactly one worker and every record arrives.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn dynamodb_outage_stops_workers_and_loses_nothing() {
     let _serial = SERIAL.lock().await;
     let stream = unique("chaos-ddb");
@@ -329,6 +330,7 @@ async fn dynamodb_outage_stops_workers_and_loses_nothing() {
 /// so it works as root too): the worker says it cannot cache the compiled component, runs
 /// it compiled in memory, and delivers every record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn full_cache_disk_costs_a_warning_not_a_record() {
     let _serial = SERIAL.lock().await;
     let stream = unique("chaos-disk");
@@ -379,6 +381,7 @@ async fn full_cache_disk_costs_a_warning_not_a_record() {
 /// The log written to a full disk (stderr is /dev/full: every write fails with ENOSPC):
 /// logging is lost, records are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn full_log_disk_loses_no_record() {
     let _serial = SERIAL.lock().await;
     let stream = unique("chaos-log");
@@ -428,6 +431,7 @@ async fn full_log_disk_loses_no_record() {
 /// and 8 are rejected. With `errors.policy: dead_letter` the worker stays up, every other
 /// record is delivered, and every bad one is dead-lettered with its kind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn misbehaving_guests_under_load_cost_only_their_records() {
     let _serial = SERIAL.lock().await;
     let stream = unique("chaos-guests");
@@ -510,6 +514,7 @@ fn soak_duration() -> Duration {
 /// witness's resident memory is sampled (and, on runs of 10 minutes or more, must not grow
 /// by more than a fifth from the middle third of the run to the last).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops and starts the stack's services: dev/test runs it alone (`--ignored`)"]
 async fn soak_kills_and_a_reshard_lose_nothing() {
     let _serial = SERIAL.lock().await;
     let total = soak_duration();

@@ -3,13 +3,11 @@
 //! ready, an unreachable CloudWatch costs the pipeline nothing, and no secret of the config
 //! reaches a log line, whatever the level.
 
-mod support;
-
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::metrics::{endpoint_of, get, prometheus_total};
-use support::*;
+use crate::support::metrics::{endpoint_of, get, prometheus_total};
+use crate::support::*;
 use tokio::io::AsyncReadExt;
 
 const LONG: Duration = Duration::from_secs(180);
