@@ -377,7 +377,10 @@ pub struct Received {
     pub properties: HashMap<String, String>,
     pub event_time: Option<u64>,
     /// When the collector received it (latency benchmarks).
-    #[allow(dead_code, reason = "read by host/benches/latency.rs, which includes this module")]
+    #[allow(
+        dead_code,
+        reason = "read by host/benches/latency.rs, which includes this module"
+    )]
     pub received_at: std::time::SystemTime,
 }
 
