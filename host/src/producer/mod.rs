@@ -303,9 +303,9 @@ impl Future for PutHandle {
         Pin::new(&mut self.rx).poll(cx).map(|r| match r {
             Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(mut f)) => {
-                if f.partition_key.is_empty() {
-                    f.partition_key = self.partition_key.clone();
-                }
+                // The pipeline knows neither: the handle names the record's stream and key.
+                f.stream = self.stream.to_string();
+                f.partition_key = self.partition_key.clone();
                 Err(f)
             }
             Err(_) => Err(PutFailure {
@@ -492,4 +492,32 @@ async fn load_shard_map(client: &Client, stream: &str) -> Result<ShardMap, Produ
         message: e.to_string(),
         permanent: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_names_the_stream_and_key_of_its_record() {
+        let (tx, rx) = oneshot::channel();
+        let handle = PutHandle {
+            rx,
+            stream: Arc::from("orders"),
+            partition_key: "customer-7".into(),
+        };
+        // Whatever name the pipeline had at hand where it gave up (a shard id, say).
+        tx.send(Err(PutFailure {
+            stream: "shardId-000000000000".into(),
+            partition_key: String::new(),
+            attempts: 3,
+            expired: true,
+            reason: "record TTL expired".into(),
+        }))
+        .expect("the handle is alive");
+        let f = handle.await.expect_err("given up");
+        assert_eq!(f.stream, "orders");
+        assert_eq!(f.partition_key, "customer-7");
+        assert_eq!((f.attempts, f.expired), (3, true));
+    }
 }

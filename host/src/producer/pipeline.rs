@@ -226,7 +226,7 @@ impl ShardQueue {
                 // cannot happen: we just encoded it; fail loudly rather than drop
                 for m in members {
                     let why = "internal error: aggregate unreadable";
-                    fail(m, &self.shard.id, 0, false, why, stats);
+                    fail(m, 0, false, why, stats);
                 }
                 return;
             };
@@ -417,14 +417,7 @@ impl Pipeline {
         }
         if q.agg.add(&p.partition_key, ehk, &p.data).is_err() {
             // validated in `put`; cannot happen
-            fail(
-                p.member,
-                &self.stream,
-                0,
-                false,
-                "invalid explicit hash key",
-                &self.stats,
-            );
+            fail(p.member, 0, false, "invalid explicit hash key", &self.stats);
             return;
         }
         if q.agg_first.is_none() {
@@ -456,7 +449,7 @@ impl Pipeline {
                     "record TTL of {:?} expired: no open shard of the stream covers its hash key {} (the shard map could not be brought up to date)",
                     self.config.record_ttl, p.hash
                 );
-                fail(p.member, &self.stream, 0, true, &reason, &self.stats);
+                fail(p.member, 0, true, &reason, &self.stats);
             }
         }
         if self.map_stale && !self.refreshing && now >= self.refresh_not_before {
@@ -922,25 +915,19 @@ fn give_up(r: KinesisRecord, expired: bool, reason: &str, stream: &str, stats: &
                 .user_records_expired
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        fail(m, stream, r.attempts, expired, reason, stats);
+        fail(m, r.attempts, expired, reason, stats);
     }
 }
 
-fn fail(
-    mut m: Member,
-    stream: &str,
-    attempts: u32,
-    expired: bool,
-    reason: &str,
-    stats: &ProducerStats,
-) {
+/// Reports a user record given up on to its handle, which names its stream and key.
+fn fail(mut m: Member, attempts: u32, expired: bool, reason: &str, stats: &ProducerStats) {
     stats
         .user_records_failed
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Some(tx) = m.tx.take() {
         let _ = tx.send(Err(PutFailure {
-            stream: stream.to_string(),
-            // the handle, which knows the key, fills it in
+            // the handle, which knows both, fills them in
+            stream: String::new(),
             partition_key: String::new(),
             attempts,
             expired,
