@@ -638,6 +638,18 @@ pub struct SinkConfig {
     pub kinesis: Option<KinesisSinkConfig>,
 }
 
+impl SinkConfig {
+    /// The longest a send may wait for its receipt: a Pulsar sink's `send_timeout`, a
+    /// Kinesis sink's `record_ttl` (its producer gives a record up then).
+    pub fn ack_timeout(&self) -> Duration {
+        match (&self.pulsar, &self.kinesis) {
+            (Some(p), _) => p.send_timeout,
+            (None, Some(k)) => k.record_ttl,
+            (None, None) => Duration::ZERO,
+        }
+    }
+}
+
 /// Amazon Kinesis, through Shardline's KPL-grade producer (see `producer`). A destination's
 /// topic is a stream name; the route stage may choose each record's partition key and
 /// explicit hash key.

@@ -32,9 +32,6 @@ const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Stats {
     pub records: AtomicU64,
     pub deliveries: AtomicU64,
-    pub stolen: AtomicU64,
-    /// Records with the KPL magic that could not be read (delivered whole).
-    pub corrupt_aggregates: AtomicU64,
 }
 
 struct Held {
@@ -135,7 +132,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                         }
                     }
                     ShardExit::Failed(why) => {
-                        fatal = Some(why);
+                        fatal = Some(why.to_string());
                         break;
                     }
                 }
@@ -176,9 +173,6 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                     match shared.leases.take(&lease, &shared.worker).await {
                         Ok(counter) => {
                             tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
-                            if reason == Reason::Stolen {
-                                shared.stats.stolen.fetch_add(1, Ordering::Relaxed);
-                            }
                             crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
                                 .took(reason == Reason::Stolen);
                             let hl = HeldLease::new(&lease, counter, sent);
@@ -221,8 +215,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             last_progress = Instant::now();
             tracing::info!(
                 shards = held.len(),
-                records = shared_stats(&shared).records.load(Ordering::Relaxed),
-                deliveries = shared_stats(&shared).deliveries.load(Ordering::Relaxed),
+                records = shared.stats.records.load(Ordering::Relaxed),
+                deliveries = shared.stats.deliveries.load(Ordering::Relaxed),
                 "progress"
             );
         }
@@ -239,7 +233,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
     while let Some(done) = consumers.join_next().await {
         if let Ok((key, ShardExit::Failed(why))) = done {
             tracing::error!(shard = %key, "{why}");
-            fatal.get_or_insert(why);
+            fatal.get_or_insert(why.to_string());
         }
     }
     for (key, h) in held {
@@ -364,10 +358,6 @@ async fn renewer(
             }
         }
     }
-}
-
-fn shared_stats(shared: &Shared) -> &Stats {
-    &shared.stats
 }
 
 async fn run_consumer(

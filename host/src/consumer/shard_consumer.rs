@@ -10,10 +10,10 @@
 //! at once and nothing is checkpointed for it again.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -22,13 +22,15 @@ use super::dead_letter;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
 use super::receive_queue::{self, RecordSize, Reservation, WorkerQueue};
-use super::retrieval::{ConsumerRegistration, FanOutFetcher, Fetched, Fetcher, PollingFetcher};
+use super::retrieval::{
+    ConsumerRegistration, FanOutFetcher, FetchError, Fetched, Fetcher, PollingFetcher,
+};
 use crate::agg::{self, Deaggregated};
 use crate::config::{Config, ErrorPolicy, StreamSpec};
-use crate::sinks::{Delivery, Receipt, RecordContext, Sinks, Target};
+use crate::sinks::{Delivery, Receipt, RecordContext, SinkError, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
 use crate::wasm::reload::Plans;
-use crate::wasm::{BatchOutcome, FailureKind, RecordFailure, StageSet};
+use crate::wasm::{BatchOutcome, FailureKind, RecordFailure, StageSet, WasmError};
 
 /// What every shard consumer of a worker shares.
 #[derive(Debug)]
@@ -47,14 +49,17 @@ pub struct Shared {
 
 /// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
 /// take turns through `counter`.
+///
+/// The last checkpoint and renewal are kept in watch channels: a value replaced whole,
+/// read without a lock that a panic elsewhere could poison.
 #[derive(Debug)]
 pub struct HeldLease {
     pub key: String,
     pub parents: Vec<String>,
     counter: tokio::sync::Mutex<i64>,
-    checkpoint: Mutex<Checkpoint>,
+    checkpoint: watch::Sender<Checkpoint>,
     /// When the last successful renewal (or the take) was sent.
-    renewed_at: Mutex<Instant>,
+    renewed_at: watch::Sender<Instant>,
     /// Cancelled when the lease is lost; the shard stops at once.
     pub lost: CancellationToken,
 }
@@ -66,17 +71,14 @@ impl HeldLease {
             key: lease.key.clone(),
             parents: lease.parents.clone(),
             counter: tokio::sync::Mutex::new(counter),
-            checkpoint: Mutex::new(lease.checkpoint.clone()),
-            renewed_at: Mutex::new(sent),
+            checkpoint: watch::Sender::new(lease.checkpoint.clone()),
+            renewed_at: watch::Sender::new(sent),
             lost: CancellationToken::new(),
         })
     }
 
     fn renewed_at(&self) -> Instant {
-        self.renewed_at
-            .lock()
-            .map(|t| *t)
-            .unwrap_or_else(|p| *p.into_inner())
+        *self.renewed_at.borrow()
     }
 
     /// Stops the shard when the lease went unrenewed for `stop_after`: another worker
@@ -105,10 +107,7 @@ impl HeldLease {
 
     /// The last checkpoint written (or read when the lease was taken).
     pub fn checkpoint(&self) -> Checkpoint {
-        self.checkpoint
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or(Checkpoint::TrimHorizon)
+        self.checkpoint.borrow().clone()
     }
 
     pub async fn renew(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
@@ -120,9 +119,7 @@ impl HeldLease {
         match table.renew(&self.key, worker, *counter).await {
             Ok(next) => {
                 *counter = next;
-                if let Ok(mut t) = self.renewed_at.lock() {
-                    *t = sent;
-                }
+                self.renewed_at.send_replace(sent);
                 Ok(())
             }
             Err(e) => {
@@ -169,9 +166,7 @@ impl HeldLease {
         {
             Ok(next) => {
                 *counter = next;
-                if let Ok(mut c) = self.checkpoint.lock() {
-                    *c = cp.clone();
-                }
+                self.checkpoint.send_replace(cp.clone());
                 Ok(())
             }
             Err(e) => {
@@ -196,7 +191,7 @@ impl HeldLease {
 }
 
 /// How a shard consumer ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ShardExit {
     /// Every record of the closed shard is done and `SHARD_END` is checkpointed.
     ShardEnd,
@@ -205,12 +200,61 @@ pub enum ShardExit {
     /// Shutdown was requested; the acknowledged prefix is checkpointed.
     Shutdown,
     /// The worker must stop (error policy `fail`, or an error that retrying cannot fix).
-    Failed(String),
+    Failed(ShardError),
+}
+
+/// Why a shard consumer stops the worker: nothing a rewind or a retry can fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The components cannot be instantiated for this shard.
+    #[error(transparent)]
+    Instantiate(WasmError),
+    /// Retrieval failed after its retries.
+    #[error(transparent)]
+    Fetch(FetchError),
+    /// A record failed and its error policy stops the worker.
+    #[error(transparent)]
+    Record(RecordError),
+    #[error("stage thread panicked: {0}")]
+    StageThread(String),
+    #[error("stage instances are gone after an earlier failure")]
+    StagesGone,
+    /// Writing `SHARD_END` failed (a conflict is a lost lease, not this).
+    #[error(transparent)]
+    ShardEndCheckpoint(LeaseTableError),
+    /// A panic while the acknowledgement tracker was being updated: which records are
+    /// done is unknown, so nothing is checkpointed from it.
+    #[error("shard {0}: the acknowledgement tracker was poisoned by a panic; stopping without checkpointing")]
+    TrackerPoisoned(String),
+}
+
+/// A record that failed where its error policy says to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Error policy `fail` (or `dead_letter` with no dead-letter destination).
+    #[error("{record}")]
+    Failed {
+        /// The record, where it came from and why it failed.
+        record: String,
+    },
+    /// Error policy `dead_letter`, and the dead-letter target cannot be used.
+    #[error("{record}; dead letter: {reason}")]
+    DeadLetterRefused { record: String, reason: String },
+}
+
+/// Why a pass over the shard stopped taking acknowledgements.
+#[derive(Debug)]
+enum FlowFailure {
+    /// A send failed: the shard rewinds to the acknowledged prefix and reads again.
+    Sink(SinkError),
+    /// The tracker is unusable: the shard stops ([`ShardError::TrackerPoisoned`]).
+    TrackerPoisoned,
 }
 
 /// Deliveries in flight for one pass over the shard.
 #[derive(Debug)]
 struct Flow {
+    shard: String,
     stats: Arc<super::Stats>,
     /// Where the bytes of this pass's records are counted for the whole worker; what is
     /// still held when the pass is gone (records never acknowledged) is given back then.
@@ -218,43 +262,51 @@ struct Flow {
     tracker: Mutex<AckTracker>,
     /// Delivery tasks not finished (acknowledged or failed).
     outstanding: AtomicUsize,
-    failure: Mutex<Option<String>>,
+    /// The first failure; set once.
+    failure: OnceLock<FlowFailure>,
     changed: Notify,
 }
 
 impl Flow {
-    fn new(stats: Arc<super::Stats>, worker_queue: Arc<WorkerQueue>) -> Self {
+    fn new(shard: &str, stats: Arc<super::Stats>, worker_queue: Arc<WorkerQueue>) -> Self {
         Self {
+            shard: shard.to_string(),
             stats,
             worker_queue,
             tracker: Mutex::default(),
             outstanding: AtomicUsize::new(0),
-            failure: Mutex::default(),
+            failure: OnceLock::new(),
             changed: Notify::new(),
         }
     }
 
-    fn in_flight(&self) -> usize {
-        self.tracker.lock().map(|t| t.in_flight()).unwrap_or(0)
+    /// The tracker; poisoned by a panic in the middle of an update, it is never read
+    /// again (what it says may be wrong), and the shard stops.
+    fn tracker(&self) -> Result<MutexGuard<'_, AckTracker>, ShardError> {
+        self.tracker
+            .lock()
+            .map_err(|_| ShardError::TrackerPoisoned(self.shard.clone()))
+    }
+
+    fn in_flight(&self) -> Result<usize, ShardError> {
+        Ok(self.tracker()?.in_flight())
     }
 
     /// Bytes of this pass's records not done yet.
-    fn held_bytes(&self) -> u64 {
-        self.tracker.lock().map(|t| t.held_bytes()).unwrap_or(0)
+    fn held_bytes(&self) -> Result<u64, ShardError> {
+        Ok(self.tracker()?.held_bytes())
     }
 
-    fn checkpointable(&self) -> Option<Checkpoint> {
-        self.tracker.lock().ok().and_then(|t| t.checkpointable())
+    fn checkpointable(&self) -> Result<Option<Checkpoint>, ShardError> {
+        Ok(self.tracker()?.checkpointable())
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
+    fn failure(&self) -> Option<&FlowFailure> {
+        self.failure.get()
     }
 
-    fn fail(&self, why: String) {
-        if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert(why);
-        }
+    fn fail(&self, why: FlowFailure) {
+        let _ = self.failure.set(why);
         self.wake();
     }
 
@@ -274,20 +326,22 @@ impl Flow {
         pending: u32,
         bytes: u32,
         reservation: &mut Reservation,
-    ) -> RecordId {
-        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        let id = t.push(sequence.clone(), sub, pending, bytes);
+    ) -> Result<RecordId, ShardError> {
+        let id = self.tracker()?.push(sequence.clone(), sub, pending, bytes);
         if pending > 0 {
             reservation.take(u64::from(bytes));
         }
-        id
+        Ok(id)
     }
 
     /// One delivery of each of `ids` was acknowledged.
     fn ack_all(&self, ids: &[RecordId]) {
-        let released = match self.tracker.lock() {
+        let released = match self.tracker() {
             Ok(mut t) => ids.iter().map(|&id| t.ack(id)).sum(),
-            Err(_) => 0,
+            Err(_) => {
+                self.fail(FlowFailure::TrackerPoisoned);
+                return;
+            }
         };
         self.worker_queue.release(released);
         self.stats
@@ -303,7 +357,7 @@ impl Flow {
         tokio::spawn(async move {
             match receipt.await {
                 Ok(()) => flow.ack_all(&ids),
-                Err(e) => flow.fail(e.to_string()),
+                Err(e) => flow.fail(FlowFailure::Sink(e)),
             }
             flow.outstanding.fetch_sub(1, Ordering::AcqRel);
             flow.wake();
@@ -380,7 +434,7 @@ pub async fn run(
     let (generation, plan) = shared.plans.current();
     let mut stages = match plan.instantiate() {
         Ok(s) => Some(s),
-        Err(e) => return ShardExit::Failed(e.to_string()),
+        Err(e) => return ShardExit::Failed(ShardError::Instantiate(e)),
     };
     let mut consumer = ShardConsumer {
         metrics: crate::metrics::consumer::ShardMetrics::new(&stream.name, &shard, &shared.config),
@@ -415,6 +469,13 @@ pub async fn run(
     }
 }
 
+/// How long a stopping shard waits for its deliveries: the longest any sink may take to
+/// answer a send ([`crate::config::SinkConfig::ack_timeout`]) plus a margin.
+fn drain_timeout(config: &Config) -> Duration {
+    let ack = config.sinks.values().map(|s| s.ack_timeout()).max();
+    ack.unwrap_or_default() + Duration::from_secs(5)
+}
+
 /// The shard id of a lease key (`shardId-…`, or `stream:shardId-…` with several streams).
 pub fn shard_id(lease_key: &str) -> &str {
     lease_key
@@ -438,7 +499,7 @@ async fn parents_done(shared: &Shared, lease: &HeldLease) -> Result<bool, LeaseT
 
 enum Pass {
     Exit(ShardExit),
-    Rewind(String),
+    Rewind(SinkError),
 }
 
 struct ShardConsumer {
@@ -519,6 +580,7 @@ impl ShardConsumer {
             _ => None,
         };
         let flow = Arc::new(Flow::new(
+            &self.shard,
             self.shared.stats.clone(),
             self.shared.receive_queue.clone(),
         ));
@@ -529,16 +591,16 @@ impl ShardConsumer {
             if self.lease.lost.is_cancelled() {
                 return Pass::Exit(ShardExit::LeaseLost);
             }
-            if let Some(why) = flow.failure() {
-                self.drain(&flow).await;
-                self.checkpoint(&flow).await;
-                return Pass::Rewind(why);
+            if flow.failure().is_some() {
+                return self.rewind(&flow).await;
             }
             if self.shutdown.is_cancelled() {
                 return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
             }
             if Instant::now() >= next_checkpoint {
-                self.checkpoint(&flow).await;
+                if let Err(e) = self.checkpoint(&flow).await {
+                    return Pass::Exit(ShardExit::Failed(e));
+                }
                 next_checkpoint = Instant::now() + interval;
             }
             // Backpressure (the receive queue): at most `receive_queue_size` records and
@@ -549,14 +611,13 @@ impl ShardConsumer {
             // tried, so a release in between still wakes it.
             let queue = self.shared.receive_queue.clone();
             let worker_below_limit = queue.below_limit();
-            let records_room = cfg
-                .source
-                .receive_queue_size
-                .saturating_sub(flow.in_flight());
-            let shard_bytes_room = cfg
-                .source
-                .receive_queue_bytes
-                .saturating_sub(flow.held_bytes());
+            let (in_flight, held_bytes) =
+                match flow.in_flight().and_then(|n| Ok((n, flow.held_bytes()?))) {
+                    Ok(v) => v,
+                    Err(e) => return Pass::Exit(ShardExit::Failed(e)),
+                };
+            let records_room = cfg.source.receive_queue_size.saturating_sub(in_flight);
+            let shard_bytes_room = cfg.source.receive_queue_bytes.saturating_sub(held_bytes);
             let reservation = (records_room > 0 && shard_bytes_room > 0)
                 .then(|| {
                     let want = shard_bytes_room
@@ -591,7 +652,9 @@ impl ShardConsumer {
                         _ = self.lease.lost.cancelled() => break None,
                         _ = flow.changed.notified(), if flow.failure().is_some() => break None,
                         _ = tokio::time::sleep_until(next_checkpoint) => {
-                            self.checkpoint(&flow).await;
+                            if let Err(e) = self.checkpoint(&flow).await {
+                                return Pass::Exit(ShardExit::Failed(e));
+                            }
                             next_checkpoint = Instant::now() + interval;
                         }
                     }
@@ -602,7 +665,10 @@ impl ShardConsumer {
                 Ok(f) => f.metered(&self.metrics),
                 Err(e) => {
                     tracing::error!(error = %e, "retrieval failed");
-                    return Pass::Exit(self.finish(&flow, ShardExit::Failed(e.to_string())).await);
+                    return Pass::Exit(
+                        self.finish(&flow, ShardExit::Failed(ShardError::Fetch(e)))
+                            .await,
+                    );
                 }
             };
             let shard_end = fetched.shard_end;
@@ -623,16 +689,17 @@ impl ShardConsumer {
             if shard_end {
                 // Shard end: wait for every delivery, then record SHARD_END.
                 self.drain(&flow).await;
-                if let Some(why) = flow.failure() {
-                    self.checkpoint(&flow).await;
-                    return Pass::Rewind(why);
+                if flow.failure().is_some() {
+                    return self.rewind(&flow).await;
                 }
                 if self.lease.lost.is_cancelled() {
                     return Pass::Exit(ShardExit::LeaseLost);
                 }
-                if flow.in_flight() > 0 {
+                match flow.in_flight() {
+                    Ok(0) => {}
                     // Shutdown cut the drain short.
-                    return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
+                    Ok(_) => return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await),
+                    Err(e) => return Pass::Exit(ShardExit::Failed(e)),
                 }
                 let r = self
                     .lease
@@ -649,9 +716,24 @@ impl ShardConsumer {
                         ShardExit::ShardEnd
                     }
                     Err(LeaseTableError::Conflict(_)) => ShardExit::LeaseLost,
-                    Err(e) => ShardExit::Failed(e.to_string()),
+                    Err(e) => ShardExit::Failed(ShardError::ShardEndCheckpoint(e)),
                 });
             }
+        }
+    }
+
+    /// After a failed send: waits for deliveries in flight (bounded), checkpoints what was
+    /// acknowledged, and reads again from there; a poisoned tracker stops the shard.
+    async fn rewind(&self, flow: &Arc<Flow>) -> Pass {
+        self.drain(flow).await;
+        if let Err(e) = self.checkpoint(flow).await {
+            return Pass::Exit(ShardExit::Failed(e));
+        }
+        match flow.failure.get() {
+            Some(FlowFailure::Sink(e)) => Pass::Rewind(e.clone()),
+            Some(FlowFailure::TrackerPoisoned) | None => Pass::Exit(ShardExit::Failed(
+                ShardError::TrackerPoisoned(self.shard.clone()),
+            )),
         }
     }
 
@@ -661,17 +743,19 @@ impl ShardConsumer {
             return ShardExit::LeaseLost;
         }
         self.drain(flow).await;
-        self.checkpoint(flow).await;
-        if self.lease.lost.is_cancelled() && exit == ShardExit::Shutdown {
+        if let Err(e) = self.checkpoint(flow).await {
+            return ShardExit::Failed(e);
+        }
+        if self.lease.lost.is_cancelled() && matches!(exit, ShardExit::Shutdown) {
             return ShardExit::LeaseLost;
         }
         exit
     }
 
     /// Waits until no delivery is outstanding, the lease is lost, or the drain deadline
-    /// (the sinks' send timeout plus a margin) passes.
+    /// ([`drain_timeout`]) passes.
     async fn drain(&self, flow: &Arc<Flow>) {
-        let deadline = Instant::now() + self.drain_timeout();
+        let deadline = Instant::now() + drain_timeout(self.config());
         while flow.outstanding.load(Ordering::Acquire) > 0 {
             let notified = flow.changed.notified();
             if flow.outstanding.load(Ordering::Acquire) == 0 {
@@ -689,24 +773,14 @@ impl ShardConsumer {
         }
     }
 
-    fn drain_timeout(&self) -> Duration {
-        let send = self
-            .config()
-            .sinks
-            .values()
-            .filter_map(|s| s.pulsar.as_ref().map(|p| p.send_timeout))
-            .max()
-            .unwrap_or(Duration::from_secs(30));
-        send + Duration::from_secs(5)
-    }
-
-    /// Writes the acknowledged prefix if it moved.
-    async fn checkpoint(&self, flow: &Flow) {
-        let Some(cp) = flow.checkpointable() else {
-            return;
+    /// Writes the acknowledged prefix if it moved. A failed write is retried at the next
+    /// checkpoint; `Err` (a poisoned tracker) stops the shard.
+    async fn checkpoint(&self, flow: &Flow) -> Result<(), ShardError> {
+        let Some(cp) = flow.checkpointable()? else {
+            return Ok(());
         };
         if cp == self.lease.checkpoint() || self.lease.lost.is_cancelled() {
-            return;
+            return Ok(());
         }
         match self
             .lease
@@ -721,6 +795,7 @@ impl ShardConsumer {
                 tracing::warn!(shard = %self.shard, error = %e, "checkpoint failed; will retry")
             }
         }
+        Ok(())
     }
 
     /// Runs the stages over one batch and enqueues its deliveries. `Err` is fatal (error
@@ -732,101 +807,13 @@ impl ShardConsumer {
         fetched: Fetched,
         skip: &mut Option<(String, u64)>,
         reservation: &mut Reservation,
-    ) -> Result<(), String> {
+    ) -> Result<(), ShardError> {
         let n = fetched.records.len();
         self.shared
             .stats
             .records
             .fetch_add(n as u64, Ordering::Relaxed);
-        let mut records = Vec::with_capacity(n);
-        let mut metas = Vec::with_capacity(n);
-        let now_millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        // The data of every Kinesis record first, so that the KPL aggregates among them are
-        // unpacked together (their MD5s computed several at a time).
-        let mut heads = Vec::with_capacity(n);
-        let mut datas = Vec::with_capacity(n);
-        for r in fetched.records {
-            // After a restart the iterator starts AT the checkpointed record: what of it
-            // was done (all of a plain record, sub-records up to the checkpoint of an
-            // aggregate) is skipped.
-            let done_up_to = match skip.take() {
-                Some((seq, sub)) if seq == r.sequence_number => Some(sub),
-                _ => None,
-            };
-            heads.push(Head {
-                arrival: r
-                    .approximate_arrival_timestamp
-                    .as_ref()
-                    .map_or(now_millis, super::retrieval::arrival_millis),
-                encryption: r.encryption_type,
-                sequence: r.sequence_number.into(),
-                partition_key: r.partition_key.unwrap_or_default(),
-                done_up_to,
-            });
-            datas.push(r.data.into_inner());
-        }
-        // Records delivered whole: (index in `records`, index in `datas`), their data moved
-        // in once the unpacked aggregates no longer borrow `datas`.
-        let mut whole = Vec::new();
-        for (i, (head, unpacked)) in heads
-            .iter_mut()
-            .zip(agg::deaggregate_many(&datas))
-            .enumerate()
-        {
-            match unpacked {
-                Deaggregated::Aggregate(users) => {
-                    for u in users {
-                        if head.done_up_to.is_some_and(|d| u.sub_sequence <= d) {
-                            continue;
-                        }
-                        metas.push(Meta {
-                            sequence: head.sequence.clone(),
-                            sub: Some(u.sub_sequence),
-                            encryption: head.encryption.clone(),
-                            bytes: receive_queue::record_bytes(u.partition_key, u.data),
-                        });
-                        records.push(SourceRecord {
-                            partition_key: u.partition_key.to_string(),
-                            arrival_millis: head.arrival,
-                            data: u.data.to_vec(),
-                        });
-                    }
-                    continue;
-                }
-                Deaggregated::Corrupt { reason, .. } => {
-                    // As the KCL does: deliver it whole, and say so.
-                    self.shared
-                        .stats
-                        .corrupt_aggregates
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard = %self.shard, sequence = %head.sequence, %reason,
-                        "record has the KPL aggregate magic but cannot be read; delivering it whole");
-                }
-                Deaggregated::Plain(_) => {}
-            }
-            if head.done_up_to.is_some() {
-                continue;
-            }
-            let partition_key = std::mem::take(&mut head.partition_key);
-            metas.push(Meta {
-                sequence: head.sequence.clone(),
-                sub: None,
-                encryption: head.encryption.take(),
-                bytes: receive_queue::record_bytes(&partition_key, &datas[i]),
-            });
-            whole.push((records.len(), i));
-            records.push(SourceRecord {
-                partition_key,
-                arrival_millis: head.arrival,
-                data: Vec::new(),
-            });
-        }
-        for (record, data) in whole {
-            records[record].data = std::mem::take(&mut datas[data]);
-        }
+        let (records, metas) = unpack(fetched.records, skip, &self.shard, &self.metrics);
         if records.is_empty() {
             return Ok(());
         }
@@ -858,10 +845,10 @@ impl ShardConsumer {
                         *stages = Some(set);
                         (o, records)
                     }
-                    Err(e) => return Err(format!("stage thread panicked: {e}")),
+                    Err(e) => return Err(ShardError::StageThread(e.to_string())),
                 }
             }
-            None => return Err("stage instances are gone after an earlier failure".into()),
+            None => return Err(ShardError::StagesGone),
         };
         self.metrics.staged(records.len(), &outcome, started);
         self.dispatch(flow, &ctx, &records, &metas, outcome, reservation)
@@ -876,7 +863,7 @@ impl ShardConsumer {
         metas: &[Meta],
         outcome: BatchOutcome,
         reservation: &mut Reservation,
-    ) -> Result<(), String> {
+    ) -> Result<(), ShardError> {
         let sinks = &self.shared.sinks;
         let mut outputs = outcome.outputs.into_iter().peekable();
         let mut failures = outcome.failures.into_iter().peekable();
@@ -980,16 +967,16 @@ impl ShardConsumer {
                         tracing::error!(
                             "{what}; {key} is fail: stopping without checkpointing past it"
                         );
-                        fatal = Some(what);
+                        fatal = Some(RecordError::Failed { record: what });
                         break;
                     }
                     ErrorPolicy::Skip => {
                         tracing::warn!("{what}; {key} is skip: record skipped");
-                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0, bytes, reservation);
+                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0, bytes, reservation)?;
                     }
                     ErrorPolicy::DeadLetter => {
                         let Some(dl) = &self.config().errors.dead_letter else {
-                            fatal = Some(what);
+                            fatal = Some(RecordError::Failed { record: what });
                             break;
                         };
                         let dest = Destination {
@@ -1002,12 +989,18 @@ impl ShardConsumer {
                             Ok(t) => match sinks.refusal(&t) {
                                 None => t,
                                 Some(why) => {
-                                    fatal = Some(format!("{what}; dead letter: {why}"));
+                                    fatal = Some(RecordError::DeadLetterRefused {
+                                        record: what,
+                                        reason: why,
+                                    });
                                     break;
                                 }
                             },
                             Err(e) => {
-                                fatal = Some(format!("{what}; dead letter: {e}"));
+                                fatal = Some(RecordError::DeadLetterRefused {
+                                    record: what,
+                                    reason: e,
+                                });
                                 break;
                             }
                         };
@@ -1017,8 +1010,13 @@ impl ShardConsumer {
                             target.topic,
                             target.sink
                         );
-                        let id =
-                            flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1, bytes, reservation);
+                        let id = flow.push(
+                            &meta.sequence,
+                            meta.sub.unwrap_or(0),
+                            1,
+                            bytes,
+                            reservation,
+                        )?;
                         // A Kinesis record has no properties: it carries a JSON envelope.
                         let payload = if sinks.is_kinesis(&target.sink) {
                             let max = dead_letter::max_envelope_len(&rec.partition_key);
@@ -1051,7 +1049,7 @@ impl ShardConsumer {
                 sends.len() as u32,
                 bytes,
                 reservation,
-            );
+            )?;
             for (g, event) in sends.drain(..) {
                 groups[g].add(id, rc, event, Vec::new());
             }
@@ -1063,13 +1061,111 @@ impl ShardConsumer {
                 Ok(receipt) => flow.await_receipt(receipt, g.ids),
                 Err(e) => {
                     // The shard will rewind; later groups are read and sent again.
-                    flow.fail(e.to_string());
+                    flow.fail(FlowFailure::Sink(e));
                     break;
                 }
             }
         }
-        fatal.map_or(Ok(()), Err)
+        fatal.map_or(Ok(()), |e| Err(ShardError::Record(e)))
     }
+}
+
+/// The user records of a fetched batch — KPL aggregates unpacked, what a restart already
+/// did skipped — each with what the host keeps of it out of the guest.
+fn unpack(
+    fetched: Vec<aws_sdk_kinesis::types::Record>,
+    skip: &mut Option<(String, u64)>,
+    shard: &str,
+    metrics: &crate::metrics::consumer::ShardMetrics,
+) -> (Vec<SourceRecord>, Vec<Meta>) {
+    let n = fetched.len();
+    let mut records = Vec::with_capacity(n);
+    let mut metas = Vec::with_capacity(n);
+    let now_millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    // The data of every Kinesis record first, so that the KPL aggregates among them are
+    // unpacked together (their MD5s computed several at a time).
+    let mut heads = Vec::with_capacity(n);
+    let mut datas = Vec::with_capacity(n);
+    for r in fetched {
+        // After a restart the iterator starts AT the checkpointed record: what of it
+        // was done (all of a plain record, sub-records up to the checkpoint of an
+        // aggregate) is skipped.
+        let done_up_to = match skip.take() {
+            Some((seq, sub)) if seq == r.sequence_number => Some(sub),
+            _ => None,
+        };
+        heads.push(Head {
+            arrival: r
+                .approximate_arrival_timestamp
+                .as_ref()
+                .map_or(now_millis, super::retrieval::arrival_millis),
+            encryption: r.encryption_type,
+            sequence: r.sequence_number.into(),
+            partition_key: r.partition_key.unwrap_or_default(),
+            done_up_to,
+        });
+        datas.push(r.data.into_inner());
+    }
+    // Records delivered whole: (index in `records`, index in `datas`), their data moved
+    // in once the unpacked aggregates no longer borrow `datas`.
+    let mut whole = Vec::new();
+    for (i, (head, unpacked)) in heads
+        .iter_mut()
+        .zip(agg::deaggregate_many(&datas))
+        .enumerate()
+    {
+        match unpacked {
+            Deaggregated::Aggregate(users) => {
+                for u in users {
+                    if head.done_up_to.is_some_and(|d| u.sub_sequence <= d) {
+                        continue;
+                    }
+                    metas.push(Meta {
+                        sequence: head.sequence.clone(),
+                        sub: Some(u.sub_sequence),
+                        encryption: head.encryption.clone(),
+                        bytes: receive_queue::record_bytes(u.partition_key, u.data),
+                    });
+                    records.push(SourceRecord {
+                        partition_key: u.partition_key.to_string(),
+                        arrival_millis: head.arrival,
+                        data: u.data.to_vec(),
+                    });
+                }
+                continue;
+            }
+            Deaggregated::Corrupt { reason, .. } => {
+                // As the KCL does: deliver it whole, and say so.
+                metrics.corrupt_aggregate();
+                tracing::warn!(%shard, sequence = %head.sequence, %reason,
+                        "record has the KPL aggregate magic but cannot be read; delivering it whole");
+            }
+            Deaggregated::Plain(_) => {}
+        }
+        if head.done_up_to.is_some() {
+            continue;
+        }
+        let partition_key = std::mem::take(&mut head.partition_key);
+        metas.push(Meta {
+            sequence: head.sequence.clone(),
+            sub: None,
+            encryption: head.encryption.take(),
+            bytes: receive_queue::record_bytes(&partition_key, &datas[i]),
+        });
+        whole.push((records.len(), i));
+        records.push(SourceRecord {
+            partition_key,
+            arrival_millis: head.arrival,
+            data: Vec::new(),
+        });
+    }
+    for (record, data) in whole {
+        records[record].data = std::mem::take(&mut datas[data]);
+    }
+    (records, metas)
 }
 
 /// The deliveries of one batch bound for one target.
@@ -1116,4 +1212,101 @@ fn same_destination(a: &Destination, b: &Destination) -> bool {
         && a.topic == b.topic
         && a.partition_key == b.partition_key
         && a.explicit_hash_key == b.explicit_hash_key
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn config(sinks: &str) -> Config {
+        let default = sinks.split_once(':').map_or("", |(name, _)| name.trim());
+        let yaml = format!(
+            "application: app\ndefault_sink: {default}\nsource:\n  stream: orders\nsinks:\n{sinks}"
+        );
+        Config::from_yaml(&yaml, "test.yaml", PathBuf::from(".")).expect("config parses")
+    }
+
+    const PULSAR: &str = "  main:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: out\n      send_timeout: 10s\n";
+
+    #[test]
+    fn the_drain_waits_as_long_as_the_slowest_sink_may_take_to_answer() {
+        let kinesis = "  copy:\n    kinesis:\n      stream: copy\n      record_ttl: 2s\n";
+        assert_eq!(drain_timeout(&config(kinesis)), Duration::from_secs(7));
+        assert_eq!(
+            drain_timeout(&config(&format!("{PULSAR}{kinesis}"))),
+            Duration::from_secs(15)
+        );
+        let slow_kinesis = kinesis.replace("2s", "90s");
+        assert_eq!(
+            drain_timeout(&config(&format!("{PULSAR}{slow_kinesis}"))),
+            Duration::from_secs(95)
+        );
+    }
+
+    #[test]
+    fn a_corrupt_aggregate_is_delivered_whole_and_counted() {
+        let mut data = crate::agg::MAGIC.to_vec();
+        data.extend_from_slice(b"not an aggregate: no protobuf, no digest");
+        let record = aws_sdk_kinesis::types::Record::builder()
+            .sequence_number("1")
+            .partition_key("k")
+            .data(aws_smithy_types::Blob::new(data.clone()))
+            .build()
+            .expect("a record");
+        let (stream, shard) = ("corrupt-aggregates", "shardId-000000000007");
+        let metrics = crate::metrics::consumer::ShardMetrics::new(stream, shard, &config(PULSAR));
+        let (records, metas) = unpack(vec![record], &mut None, shard, &metrics);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].data, data);
+        assert_eq!(metas[0].sub, None);
+
+        let counted: Vec<i64> = crate::metrics::global()
+            .series()
+            .iter()
+            .filter(|s| s.def.name == "CorruptAggregates")
+            .filter(|s| s.dims.iter().any(|(_, v)| v == stream))
+            .map(|s| s.scalar())
+            .collect();
+        assert_eq!(counted, [1]);
+    }
+
+    #[test]
+    fn a_poisoned_tracker_stops_the_shard_instead_of_reading_as_empty() {
+        let queue = Arc::new(WorkerQueue::new(1 << 20));
+        let flow = Arc::new(Flow::new(
+            "shardId-000000000000",
+            Arc::default(),
+            queue.clone(),
+        ));
+        let mut reservation = queue.reserve(1024).expect("room in the queue");
+        let sequence: Arc<str> =
+            Arc::from("49590338271490256608559692538361571095921575989136588898");
+        let id = flow
+            .push(&sequence, 0, 1, 100, &mut reservation)
+            .expect("tracker usable");
+        assert_eq!(flow.in_flight().expect("tracker usable"), 1);
+
+        // A panic while the tracker is held, in the middle of an update.
+        let f = flow.clone();
+        let panicked = std::thread::spawn(move || {
+            let _held = f.tracker.lock();
+            panic!("in the middle of an update");
+        })
+        .join();
+        assert!(panicked.is_err());
+
+        // Nothing is read from it as if it were empty: no 0 in flight, no checkpoint.
+        assert!(matches!(
+            flow.in_flight(),
+            Err(ShardError::TrackerPoisoned(_))
+        ));
+        assert!(flow.held_bytes().is_err());
+        assert!(flow.checkpointable().is_err());
+        assert!(flow.push(&sequence, 1, 1, 100, &mut reservation).is_err());
+        // An acknowledgement arriving now fails the pass instead of vanishing.
+        flow.ack_all(&[id]);
+        assert!(matches!(flow.failure(), Some(FlowFailure::TrackerPoisoned)));
+    }
 }

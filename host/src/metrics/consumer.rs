@@ -26,6 +26,7 @@ pub struct ShardMetrics {
     behind: Arc<Distribution>,
     stages: super::wasm::StageMetrics,
     dead_letters: Arc<Counter>,
+    corrupt_aggregates: Arc<Counter>,
 }
 
 impl ShardMetrics {
@@ -45,6 +46,7 @@ impl ShardMetrics {
         Self {
             records: r.counter(&defs::RECORDS_PROCESSED, dims.clone()),
             bytes: r.counter(&defs::DATA_BYTES_PROCESSED, dims.clone()),
+            corrupt_aggregates: r.counter(&defs::CORRUPT_AGGREGATES, dims.clone()),
             behind: r.distribution(&defs::MILLIS_BEHIND_LATEST, dims),
             stages: super::wasm::StageMetrics::new(&component),
             dead_letters: r.counter(
@@ -75,6 +77,11 @@ impl ShardMetrics {
 
     pub fn dead_lettered(&self) {
         self.dead_letters.inc();
+    }
+
+    /// A record had the KPL aggregate magic but could not be read; it goes on whole.
+    pub fn corrupt_aggregate(&self) {
+        self.corrupt_aggregates.inc();
     }
 }
 
