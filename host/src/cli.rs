@@ -376,7 +376,7 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         shutdown.clone(),
     ));
     let receive_queue = WorkerQueue::new(config.source.max_in_flight_bytes).with_gauge(
-        crate::metrics::consumer::LeaseMetrics::of(&worker)
+        crate::consumer::metrics::LeaseMetrics::of(&worker)
             .receive_queue_bytes
             .clone(),
     );

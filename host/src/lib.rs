@@ -39,6 +39,7 @@ pub mod consumer;
 pub mod fanout;
 pub mod guest_build;
 pub mod health;
+pub mod kinesis_limits;
 pub mod metrics;
 pub mod migrate;
 pub mod preflight;

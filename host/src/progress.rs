@@ -112,7 +112,7 @@ mod tests {
         .expect("config");
         let (before, _) = sample();
         let metrics =
-            crate::metrics::consumer::ShardMetrics::new("progress-stream", "shard-0", &config);
+            crate::consumer::metrics::ShardMetrics::new("progress-stream", "shard-0", &config);
         let record = SourceRecord {
             partition_key: "k".into(),
             arrival_millis: 0,

@@ -10,6 +10,7 @@ pub(crate) mod locate;
 pub mod metrics;
 pub mod nesting;
 pub mod pulsar_topic;
+pub mod sinks;
 pub mod suggest;
 pub mod units;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::sinks::{KinesisSinkConfig, PulsarBatching, PulsarSinkConfig, SinkConfig};
 use self::units::{duration, size};
 
 /// Everything a worker needs, as the user wrote it (after defaults).
@@ -628,157 +630,6 @@ impl Default for WasmConfig {
     }
 }
 
-/// A destination system: exactly one of its keys, `pulsar` or `kinesis`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    #[serde(default)]
-    pub pulsar: Option<PulsarSinkConfig>,
-    #[serde(default)]
-    pub kinesis: Option<KinesisSinkConfig>,
-}
-
-impl SinkConfig {
-    /// The longest a send may wait for its receipt: a Pulsar sink's `send_timeout`, a
-    /// Kinesis sink's `record_ttl` (its producer gives a record up then).
-    pub fn ack_timeout(&self) -> Duration {
-        match (&self.pulsar, &self.kinesis) {
-            (Some(p), _) => p.send_timeout,
-            (None, Some(k)) => k.record_ttl,
-            (None, None) => Duration::ZERO,
-        }
-    }
-}
-
-/// Amazon Kinesis, through Shardline's KPL-grade producer (see `producer`). A destination's
-/// topic is a stream name; the route stage may choose each record's partition key and
-/// explicit hash key.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KinesisSinkConfig {
-    /// Stream for destinations that name none.
-    pub stream: String,
-    /// Endpoint override for this sink (default: `aws.endpoints.kinesis`).
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Region override for this sink (default: `aws.region`).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// Pack records bound for the same shard into KPL aggregates (KPL `AggregationEnabled`).
-    #[serde(default = "defaults::yes")]
-    pub aggregation: bool,
-    /// Largest aggregate (KPL `AggregationMaxSize`).
-    #[serde(default = "defaults::aggregation_max_size", deserialize_with = "size")]
-    pub aggregation_max_size: u64,
-    /// Longest a record waits to be aggregated and collected (KPL `RecordMaxBufferedTime`).
-    #[serde(default = "defaults::max_buffered_time", deserialize_with = "duration")]
-    pub max_buffered_time: Duration,
-    /// Records per PutRecords request, 1 to 500 (KPL `CollectionMaxCount`).
-    #[serde(default = "defaults::max_request_records")]
-    pub max_request_records: usize,
-    /// Bytes per PutRecords request, up to 5 MiB (KPL `CollectionMaxSize`).
-    #[serde(default = "defaults::max_request_bytes", deserialize_with = "size")]
-    pub max_request_bytes: u64,
-    /// Per-shard rate limit, in percent of a shard's 1,000 records/s and 1 MiB/s (KPL
-    /// `RateLimit`).
-    #[serde(default = "defaults::rate_limit")]
-    pub rate_limit: u32,
-    /// How long a record may take to be stored, retries included (KPL `RecordTtl`).
-    #[serde(default = "defaults::record_ttl", deserialize_with = "duration")]
-    pub record_ttl: Duration,
-    /// PutRecords requests in flight at once (KPL `MaxConnections`).
-    #[serde(default = "defaults::max_connections")]
-    pub max_connections: usize,
-    /// Time allowed for one PutRecords request (KPL `RequestTimeout`).
-    #[serde(default = "defaults::request_timeout", deserialize_with = "duration")]
-    pub request_timeout: Duration,
-    /// Bound on records inside the producer; the pipeline waits beyond it.
-    #[serde(default = "defaults::max_outstanding_records")]
-    pub max_outstanding_records: usize,
-    /// Bound on bytes inside the producer; the pipeline waits beyond it.
-    #[serde(default = "defaults::max_outstanding_bytes", deserialize_with = "size")]
-    pub max_outstanding_bytes: u64,
-    /// Keep each partition key's records in order even across retries (one Kinesis record
-    /// per shard in flight at a time).
-    #[serde(default)]
-    pub strict_ordering: bool,
-}
-
-impl KinesisSinkConfig {
-    /// The producer's tunables.
-    pub fn producer(&self) -> crate::producer::ProducerConfig {
-        crate::producer::ProducerConfig {
-            aggregation: self.aggregation,
-            aggregation_max_size: self.aggregation_max_size as usize,
-            max_request_records: self.max_request_records,
-            max_request_bytes: self.max_request_bytes as usize,
-            max_buffered_time: self.max_buffered_time,
-            rate_limit: self.rate_limit,
-            record_ttl: self.record_ttl,
-            max_connections: self.max_connections,
-            request_timeout: self.request_timeout,
-            max_outstanding_records: self.max_outstanding_records,
-            max_outstanding_bytes: self.max_outstanding_bytes as usize,
-            strict_ordering: self.strict_ordering,
-            ..crate::producer::ProducerConfig::default()
-        }
-    }
-}
-
-/// Apache Pulsar, through the `pulsar` crate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PulsarSinkConfig {
-    /// e.g. `pulsar://127.0.0.1:6650`.
-    pub service_url: String,
-    /// Topic for destinations that name none.
-    pub topic: String,
-    /// Add `kinesis.shard.id` to every message (opt-in, as in Pulsar IO).
-    #[serde(default)]
-    pub shard_id_property: bool,
-    /// Add `kinesis.millis.behind.latest` to every message (opt-in, as in Pulsar IO).
-    #[serde(default)]
-    pub millis_behind_latest_property: bool,
-    /// Longest wait for a send receipt before the send is retried.
-    #[serde(default = "defaults::send_timeout", deserialize_with = "duration")]
-    pub send_timeout: Duration,
-    /// Producer batching, on by default as in the Pulsar Java client (and so in Pulsar IO).
-    #[serde(default)]
-    pub batching: PulsarBatching,
-}
-
-/// Pulsar producer batching: several messages travel and are acknowledged as one entry.
-///
-/// Consumers still see one message per event, keys and properties included. A batch mixes
-/// keys, so a `Key_Shared` subscription on the topic should turn it off (the Java client's
-/// key-based batcher has no equivalent in the Rust client).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PulsarBatching {
-    #[serde(default = "defaults::yes")]
-    pub enabled: bool,
-    /// A batch is sent when it holds this many messages …
-    #[serde(default = "defaults::batch_max_messages")]
-    pub max_messages: u32,
-    /// … or this many bytes …
-    #[serde(default = "defaults::batch_max_bytes", deserialize_with = "size")]
-    pub max_bytes: u64,
-    /// … or when its first message has waited this long.
-    #[serde(default = "defaults::batch_max_delay", deserialize_with = "duration")]
-    pub max_delay: Duration,
-}
-
-impl Default for PulsarBatching {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_messages: defaults::batch_max_messages(),
-            max_bytes: defaults::batch_max_bytes(),
-            max_delay: defaults::batch_max_delay(),
-        }
-    }
-}
-
 /// What happens to a record a stage refuses or cannot process.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -814,39 +665,6 @@ pub struct DeadLetterConfig {
 mod defaults {
     use std::time::Duration;
 
-    pub fn yes() -> bool {
-        true
-    }
-    pub fn aggregation_max_size() -> u64 {
-        crate::agg::KPL_DEFAULT_MAX_SIZE as u64
-    }
-    pub fn max_buffered_time() -> Duration {
-        Duration::from_millis(100)
-    }
-    pub fn max_request_records() -> usize {
-        crate::producer::MAX_REQUEST_RECORDS
-    }
-    pub fn max_request_bytes() -> u64 {
-        crate::producer::MAX_REQUEST_BYTES as u64
-    }
-    pub fn rate_limit() -> u32 {
-        150
-    }
-    pub fn record_ttl() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn max_connections() -> usize {
-        24
-    }
-    pub fn request_timeout() -> Duration {
-        Duration::from_secs(6)
-    }
-    pub fn max_outstanding_records() -> usize {
-        100_000
-    }
-    pub fn max_outstanding_bytes() -> u64 {
-        128 * 1024 * 1024
-    }
     pub fn receive_queue_size() -> usize {
         10_000
     }
@@ -901,19 +719,6 @@ mod defaults {
     }
     pub fn watch_interval() -> Duration {
         Duration::from_secs(1)
-    }
-    pub fn send_timeout() -> Duration {
-        Duration::from_secs(30)
-    }
-    /// The Pulsar Java client's batching defaults: 1,000 messages, 128 KiB, 1 ms.
-    pub fn batch_max_messages() -> u32 {
-        1000
-    }
-    pub fn batch_max_bytes() -> u64 {
-        128 << 10
-    }
-    pub fn batch_max_delay() -> Duration {
-        Duration::from_millis(1)
     }
 }
 
@@ -1151,7 +956,7 @@ impl Config {
                 self.source.max_in_flight_bytes,
             ),
         ] {
-            if v < crate::producer::MAX_RECORD_BYTES as u64 {
+            if v < crate::kinesis_limits::MAX_RECORD_BYTES as u64 {
                 bad(
                     key,
                     "must be at least 1MiB, the largest Kinesis record".into(),
@@ -1214,66 +1019,7 @@ impl Config {
             bad("sinks", "at least one sink is required".into());
         }
         for (name, sink) in &self.sinks {
-            if let Some(k) = &sink.kinesis {
-                self.check_kinesis_sink(name, k, &mut bad);
-            }
-            match &sink.pulsar {
-                None if sink.kinesis.is_some() => {}
-                None => bad(
-                    &format!("sinks.{name}"),
-                    "needs a sink type: pulsar or kinesis".into(),
-                ),
-                Some(_) if sink.kinesis.is_some() => bad(
-                    &format!("sinks.{name}"),
-                    "has both pulsar and kinesis; a sink is one of them (add another sink for the other)"
-                        .into(),
-                ),
-                Some(p) => {
-                    if !(p.service_url.starts_with("pulsar://")
-                        || p.service_url.starts_with("pulsar+ssl://"))
-                    {
-                        bad(
-                            &format!("sinks.{name}.pulsar.service_url"),
-                            format!(
-                                "must start with pulsar:// or pulsar+ssl://, got {:?}",
-                                p.service_url
-                            ),
-                        );
-                    }
-                    if let Err(why) = pulsar_topic::check(&p.topic) {
-                        bad(&format!("sinks.{name}.pulsar.topic"), why);
-                    }
-                    let b = &p.batching;
-                    if b.enabled {
-                        if b.max_messages == 0 {
-                            bad(
-                                &format!("sinks.{name}.pulsar.batching.max_messages"),
-                                "must be at least 1".into(),
-                            );
-                        }
-                        // Pulsar's default maxMessageSize is 5 MiB; a batch is one entry.
-                        if b.max_bytes == 0 || b.max_bytes > 5 << 20 {
-                            bad(
-                                &format!("sinks.{name}.pulsar.batching.max_bytes"),
-                                format!(
-                                    "must be between 1 byte and 5MiB (the broker's default \
-                                     maxMessageSize), got {}",
-                                    b.max_bytes
-                                ),
-                            );
-                        }
-                        if b.max_delay.is_zero() || b.max_delay > Duration::from_secs(10) {
-                            bad(
-                                &format!("sinks.{name}.pulsar.batching.max_delay"),
-                                format!(
-                                    "must be between 1ms and 10s, got {:?}",
-                                    b.max_delay
-                                ),
-                            );
-                        }
-                    }
-                }
-            }
+            sink.problems(name, &mut bad);
         }
         match &self.default_sink {
             Some(d) if !self.sinks.contains_key(d) => bad(
@@ -1438,82 +1184,6 @@ impl Config {
     }
 
     /// The stream named first (for commands that write to one stream).
-    fn check_kinesis_sink(
-        &self,
-        name: &str,
-        k: &KinesisSinkConfig,
-        bad: &mut impl FnMut(&str, String),
-    ) {
-        use crate::producer::{MAX_RECORD_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS};
-        let path = |key: &str| format!("sinks.{name}.kinesis.{key}");
-        if k.stream.trim().is_empty() {
-            bad(&path("stream"), "must not be empty".into());
-        }
-        if let Some(e) = &k.endpoint {
-            if !(e.starts_with("http://") || e.starts_with("https://")) {
-                bad(
-                    &path("endpoint"),
-                    format!("must start with http:// or https://, got {e:?}"),
-                );
-            }
-        }
-        // an aggregate is a Kinesis record: with its partition key it must fit in 1 MiB
-        let max_agg = (MAX_RECORD_BYTES - crate::producer::MAX_PARTITION_KEY_CHARS * 4) as u64;
-        if k.aggregation_max_size < 64 || k.aggregation_max_size > max_agg {
-            bad(
-                &path("aggregation_max_size"),
-                format!(
-                    "must be between 64 bytes and {max_agg} bytes (a Kinesis record is at most 1 MiB with its partition key), got {}",
-                    k.aggregation_max_size
-                ),
-            );
-        }
-        if k.max_request_records == 0 || k.max_request_records > MAX_REQUEST_RECORDS {
-            bad(
-                &path("max_request_records"),
-                format!(
-                    "must be between 1 and {MAX_REQUEST_RECORDS} (the PutRecords limit), got {}",
-                    k.max_request_records
-                ),
-            );
-        }
-        if k.max_request_bytes < MAX_RECORD_BYTES as u64
-            || k.max_request_bytes > MAX_REQUEST_BYTES as u64
-        {
-            bad(
-                &path("max_request_bytes"),
-                format!(
-                    "must be between 1 MiB (one record) and 5 MiB (the PutRecords limit), got {} bytes",
-                    k.max_request_bytes
-                ),
-            );
-        }
-        if k.rate_limit == 0 {
-            bad(&path("rate_limit"), "must be at least 1 (percent)".into());
-        }
-        if k.max_connections == 0 {
-            bad(&path("max_connections"), "must be at least 1".into());
-        }
-        if k.record_ttl.is_zero() {
-            bad(&path("record_ttl"), "must be more than 0".into());
-        }
-        if k.max_outstanding_records == 0 {
-            bad(
-                &path("max_outstanding_records"),
-                "must be at least 1".into(),
-            );
-        }
-        if k.max_outstanding_bytes < MAX_RECORD_BYTES as u64 {
-            bad(
-                &path("max_outstanding_bytes"),
-                format!(
-                    "must be at least 1 MiB (the largest record), got {} bytes",
-                    k.max_outstanding_bytes
-                ),
-            );
-        }
-    }
-
     pub fn first_stream(&self) -> String {
         self.streams()
             .into_iter()

@@ -120,7 +120,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                         resync = true; // children may be ready now
                     }
                     ShardExit::LeaseLost => {
-                        crate::metrics::consumer::LeaseMetrics::of(&shared.worker).lost.inc();
+                        crate::consumer::metrics::LeaseMetrics::of(&shared.worker).lost.inc();
                         tracing::warn!(shard = %key, "lease lost");
                         forget(&mut held, &registry, &key);
                     }
@@ -173,7 +173,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
                     match shared.leases.take(&lease, &shared.worker).await {
                         Ok(counter) => {
                             tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
-                            crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+                            crate::consumer::metrics::LeaseMetrics::of(&shared.worker)
                                 .took(reason == Reason::Stolen);
                             let hl = HeldLease::new(&lease, counter, sent);
                             hl.spawn_watchdog(stop_after);
@@ -208,7 +208,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
             Err(e) => tracing::warn!(error = %e, "cannot list leases"),
         }
 
-        crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+        crate::consumer::metrics::LeaseMetrics::of(&shared.worker)
             .current
             .set(held.len() as i64);
         if last_progress.elapsed() >= PROGRESS_INTERVAL {
@@ -340,7 +340,7 @@ async fn renewer(
         });
         for (lease, result) in futures::future::join_all(renewals).await {
             if !matches!(result, Ok(Ok(()))) {
-                crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
+                crate::consumer::metrics::LeaseMetrics::of(&shared.worker)
                     .renew_failures
                     .inc();
             }

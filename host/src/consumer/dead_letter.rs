@@ -90,7 +90,7 @@ pub fn envelope(
 /// Most bytes of a Kinesis dead-letter envelope: a record with its partition key fits in
 /// 1 MiB.
 pub fn max_envelope_len(partition_key: &str) -> usize {
-    crate::producer::MAX_RECORD_BYTES.saturating_sub(partition_key.len())
+    crate::kinesis_limits::MAX_RECORD_BYTES.saturating_sub(partition_key.len())
 }
 
 /// Standard base64 (RFC 4648 §4) with padding.

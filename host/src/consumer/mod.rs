@@ -8,6 +8,7 @@ pub mod lag;
 pub mod lease;
 pub mod lease_table;
 pub mod lease_taker;
+pub mod metrics;
 pub mod receive_queue;
 pub mod retrieval;
 pub mod shard_consumer;

@@ -437,7 +437,7 @@ pub async fn run(
         Err(e) => return ShardExit::Failed(ShardError::Instantiate(e)),
     };
     let mut consumer = ShardConsumer {
-        metrics: crate::metrics::consumer::ShardMetrics::new(&stream.name, &shard, &shared.config),
+        metrics: crate::consumer::metrics::ShardMetrics::new(&stream.name, &shard, &shared.config),
         shared,
         lease,
         stream: stream.name,
@@ -503,7 +503,7 @@ enum Pass {
 }
 
 struct ShardConsumer {
-    metrics: crate::metrics::consumer::ShardMetrics,
+    metrics: crate::consumer::metrics::ShardMetrics,
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: String,
@@ -1076,7 +1076,7 @@ fn unpack(
     fetched: Vec<aws_sdk_kinesis::types::Record>,
     skip: &mut Option<(String, u64)>,
     shard: &str,
-    metrics: &crate::metrics::consumer::ShardMetrics,
+    metrics: &crate::consumer::metrics::ShardMetrics,
 ) -> (Vec<SourceRecord>, Vec<Meta>) {
     let n = fetched.len();
     let mut records = Vec::with_capacity(n);
@@ -1256,7 +1256,7 @@ mod tests {
             .build()
             .expect("a record");
         let (stream, shard) = ("corrupt-aggregates", "shardId-000000000007");
-        let metrics = crate::metrics::consumer::ShardMetrics::new(stream, shard, &config(PULSAR));
+        let metrics = crate::consumer::metrics::ShardMetrics::new(stream, shard, &config(PULSAR));
         let (records, metas) = unpack(vec![record], &mut None, shard, &metrics);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].data, data);

@@ -261,7 +261,7 @@ pub(super) struct Pipeline {
     stream: Arc<str>,
     config: ProducerConfig,
     stats: Arc<ProducerStats>,
-    metrics: Arc<crate::metrics::producer::ProducerMetrics>,
+    metrics: Arc<crate::producer::metrics::ProducerMetrics>,
     map: ShardMap,
     shards: HashMap<Arc<str>, ShardQueue>,
     /// Shard ids in hash order, for round-robin collection.
@@ -300,7 +300,7 @@ impl Pipeline {
             max: config.max_retry_backoff,
         };
         let mut p = Self {
-            metrics: Arc::new(crate::metrics::producer::ProducerMetrics::new(
+            metrics: Arc::new(crate::producer::metrics::ProducerMetrics::new(
                 &stream, &stats,
             )),
             client,
@@ -402,7 +402,7 @@ impl Pipeline {
         let max = self
             .config
             .aggregation_max_size
-            .min(super::MAX_RECORD_BYTES - 4 * super::MAX_PARTITION_KEY_CHARS);
+            .min(crate::kinesis_limits::MAX_AGGREGATE_BYTES);
         let ehk = p.explicit_hash_key.as_deref();
         if self.config.aggregation && !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
             q.seal(&self.stats);

@@ -17,14 +17,42 @@ use tokio::sync::Mutex;
 
 use super::{Delivery, Receipt, SinkError, SinkErrorKind};
 use crate::config::{AwsConfig, KinesisSinkConfig};
-use crate::producer::{Producer, UserRecord};
+use crate::producer::{Producer, ProducerConfig, ProducerError, UserRecord};
+
+/// The producer settings of a Kinesis sink's section.
+fn producer_config(c: &KinesisSinkConfig) -> ProducerConfig {
+    ProducerConfig {
+        aggregation: c.aggregation,
+        aggregation_max_size: c.aggregation_max_size as usize,
+        max_request_records: c.max_request_records,
+        max_request_bytes: c.max_request_bytes as usize,
+        max_buffered_time: c.max_buffered_time,
+        rate_limit: c.rate_limit,
+        record_ttl: c.record_ttl,
+        max_connections: c.max_connections,
+        request_timeout: c.request_timeout,
+        max_outstanding_records: c.max_outstanding_records,
+        max_outstanding_bytes: c.max_outstanding_bytes as usize,
+        strict_ordering: c.strict_ordering,
+        ..ProducerConfig::default()
+    }
+}
+
+/// Whether a producer error can heal by sending again.
+fn failure_kind(e: &ProducerError) -> SinkErrorKind {
+    if e.is_permanent() {
+        SinkErrorKind::Permanent
+    } else {
+        SinkErrorKind::Transient
+    }
+}
 
 pub struct KinesisSink {
     name: String,
     config: KinesisSinkConfig,
     client: aws_sdk_kinesis::Client,
     producers: Mutex<HashMap<String, Arc<Producer>>>,
-    metrics: Arc<crate::metrics::sink::SinkMetrics>,
+    metrics: Arc<crate::sinks::metrics::SinkMetrics>,
 }
 
 impl std::fmt::Debug for KinesisSink {
@@ -58,7 +86,7 @@ impl KinesisSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
-            metrics: Arc::new(crate::metrics::sink::SinkMetrics::new(name)),
+            metrics: Arc::new(crate::sinks::metrics::SinkMetrics::new(name)),
         };
         sink.producer(&config.stream)
             .await
@@ -84,9 +112,9 @@ impl KinesisSink {
         if let Some(p) = producers.get(stream) {
             return Ok(p.clone());
         }
-        let p = Producer::start(&self.client, stream, self.config.producer())
+        let p = Producer::start(&self.client, stream, producer_config(&self.config))
             .await
-            .map_err(|e| self.err(stream, e.to_string(), e.failure_kind()))?;
+            .map_err(|e| self.err(stream, e.to_string(), failure_kind(&e)))?;
         let p = Arc::new(p);
         producers.insert(stream.to_string(), p.clone());
         Ok(p)
@@ -119,7 +147,7 @@ impl KinesisSink {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     self.metrics.refused(handles.len());
-                    return Err(self.err(stream, e.to_string(), e.failure_kind()));
+                    return Err(self.err(stream, e.to_string(), failure_kind(&e)));
                 }
             }
         }

@@ -9,6 +9,7 @@
 //! PutRecords), so a receipt per message only cost a task, a timer and a wake-up each.
 
 pub mod kinesis;
+pub mod metrics;
 pub mod pulsar;
 
 use std::collections::HashMap;
@@ -19,6 +20,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::config::Config;
+use crate::kinesis_limits::MAX_PARTITION_KEY_CHARS;
 use crate::wasm::bindings::{Destination, Event};
 
 /// What a sink knows of the record an event came from.
@@ -139,10 +141,10 @@ impl Sinks {
         };
         if let Some(k) = &d.partition_key {
             let chars = k.chars().count();
-            if !(1..=crate::producer::MAX_PARTITION_KEY_CHARS).contains(&chars) {
+            if !(1..=MAX_PARTITION_KEY_CHARS).contains(&chars) {
                 return Err(format!(
-                    "route chose a partition key of {chars} characters; it must have 1 to {}",
-                    crate::producer::MAX_PARTITION_KEY_CHARS
+                    "route chose a partition key of {chars} characters; it must have 1 to \
+                     {MAX_PARTITION_KEY_CHARS}"
                 ));
             }
         }
@@ -172,7 +174,7 @@ impl Sinks {
         match self.sinks.get(&target.sink) {
             Some(Sink::Kinesis(_)) => {
                 let key = event.key.as_deref().unwrap_or(record_key);
-                crate::producer::check_record(key, event.payload.len())
+                crate::kinesis_limits::check_record(key, event.payload.len())
                     .map_err(|why| format!("stream {}: {why}", target.topic))
             }
             Some(Sink::Pulsar(_)) => {

@@ -214,7 +214,7 @@ pub struct PulsarSink {
     opts: MessageOptions,
     client: Pulsar<TokioExecutor>,
     producers: Mutex<HashMap<String, std::sync::Arc<Mutex<Producer<TokioExecutor>>>>>,
-    metrics: std::sync::Arc<crate::metrics::sink::SinkMetrics>,
+    metrics: std::sync::Arc<crate::sinks::metrics::SinkMetrics>,
 }
 
 impl std::fmt::Debug for PulsarSink {
@@ -246,7 +246,7 @@ impl PulsarSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
-            metrics: std::sync::Arc::new(crate::metrics::sink::SinkMetrics::new(name)),
+            metrics: std::sync::Arc::new(crate::sinks::metrics::SinkMetrics::new(name)),
         })
     }
 

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use super::bindings::{BatchContext, Destination, Event, Output, SourceRecord, Stage};
-use super::component::{ComponentInfo, Export, WasmError};
+use super::component::ComponentInfo;
+use super::error::WasmError;
+use super::export::Export;
 use super::grants::Grants;
 use super::instance::{CallError, Instance};
 use super::WasmEngine;

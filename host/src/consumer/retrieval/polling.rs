@@ -52,7 +52,7 @@ pub struct PollingFetcher {
     iterator: Option<String>,
     next_call: Instant,
     backoff: Duration,
-    metrics: crate::metrics::consumer::RetrievalMetrics,
+    metrics: crate::consumer::metrics::RetrievalMetrics,
 }
 
 impl PollingFetcher {
@@ -76,7 +76,7 @@ impl PollingFetcher {
             iterator: None,
             next_call: Instant::now(),
             backoff,
-            metrics: crate::metrics::consumer::RetrievalMetrics::new(stream, shard),
+            metrics: crate::consumer::metrics::RetrievalMetrics::new(stream, shard),
         }
     }
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{defs, global, stream_shard, Counter, Distribution, Gauge};
-use crate::consumer::retrieval::Fetched;
+use super::retrieval::Fetched;
+use crate::metrics::{defs, global, stream_shard, Counter, Dims, Distribution, Gauge};
 use crate::wasm::bindings::SourceRecord;
 use crate::wasm::BatchOutcome;
 
 const PROCESS_TASK: &str = "ProcessTask";
 
-fn process_task(stream: &str, shard: &str) -> super::Dims {
+fn process_task(stream: &str, shard: &str) -> Dims {
     let r = global();
     let mut d = vec![(&defs::OPERATION, PROCESS_TASK.to_string())];
     d.extend(stream_shard(r, stream, shard));
@@ -24,7 +24,7 @@ pub struct ShardMetrics {
     records: Arc<Counter>,
     bytes: Arc<Counter>,
     behind: Arc<Distribution>,
-    stages: super::wasm::StageMetrics,
+    stages: crate::wasm::metrics::StageMetrics,
     dead_letters: Arc<Counter>,
     corrupt_aggregates: Arc<Counter>,
 }
@@ -48,7 +48,7 @@ impl ShardMetrics {
             bytes: r.counter(&defs::DATA_BYTES_PROCESSED, dims.clone()),
             corrupt_aggregates: r.counter(&defs::CORRUPT_AGGREGATES, dims.clone()),
             behind: r.distribution(&defs::MILLIS_BEHIND_LATEST, dims),
-            stages: super::wasm::StageMetrics::new(&component),
+            stages: crate::wasm::metrics::StageMetrics::new(&component),
             dead_letters: r.counter(
                 &defs::DEAD_LETTERS,
                 vec![(&defs::STREAM, stream.to_string())],
