@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::lease_table::LeaseTable;
-use crate::consumer::{coordinator, Shared, Stats, WorkerQueue};
+use crate::consumer::{coordinator, Shared, WorkerQueue};
 use crate::sinks::Sinks;
 use crate::wasm::inspect::World;
 use crate::wasm::reload::Plans;
@@ -387,7 +387,6 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         worker,
         sinks: Arc::new(sinks),
         plans,
-        stats: Arc::new(Stats::default()),
         receive_queue: Arc::new(receive_queue),
     });
     let result = coordinator::run(shared, shutdown).await;
