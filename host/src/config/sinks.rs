@@ -52,8 +52,8 @@ impl SinkConfig {
     /// Kinesis sink's `record_ttl` (its producer gives a record up then).
     pub fn ack_timeout(&self) -> Duration {
         match (&self.pulsar, &self.kinesis) {
-            (Some(p), _) => p.send_timeout,
-            (None, Some(k)) => k.record_ttl,
+            (Some(p), _) => p.ack_timeout(),
+            (None, Some(k)) => k.ack_timeout(),
             (None, None) => Duration::ZERO,
         }
     }
@@ -136,6 +136,12 @@ pub struct KinesisSinkConfig {
 }
 
 impl KinesisSinkConfig {
+    /// The longest a record may wait to be stored: its producer gives it up after
+    /// `record_ttl`.
+    pub fn ack_timeout(&self) -> Duration {
+        self.record_ttl
+    }
+
     /// What is wrong with `sinks.<name>.kinesis`.
     fn problems(&self, name: &str, bad: &mut impl FnMut(&str, String)) {
         let k = self;
@@ -231,6 +237,11 @@ pub struct PulsarSinkConfig {
 }
 
 impl PulsarSinkConfig {
+    /// The longest a send waits for the broker's receipt: `send_timeout`.
+    pub fn ack_timeout(&self) -> Duration {
+        self.send_timeout
+    }
+
     /// What is wrong with `sinks.<name>.pulsar`.
     fn problems(&self, name: &str, bad: &mut impl FnMut(&str, String)) {
         if !(self.service_url.starts_with("pulsar://")

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::checkpoint::{AckTracker, Checkpoint, RecordId};
 use super::receive_queue::{Reservation, WorkerQueue};
-use crate::sinks::{Receipt, SinkError};
+use crate::sinks::{Acks, SinkError};
 
 /// The acknowledgement tracker of a shard was poisoned by a panic in the middle of an
 /// update: which records are done is unknown, so nothing is checkpointed from it.
@@ -124,13 +124,14 @@ impl Flow {
         self.worker_queue.release(released);
     }
 
-    /// Waits for a receipt on a task of its own: it acknowledges one delivery of each of
-    /// `ids`, or fails the flow (the shard rewinds to the acknowledged prefix).
-    pub(super) fn await_receipt(self: &Arc<Self>, receipt: Receipt, ids: Vec<RecordId>) {
+    /// Waits for a send's acknowledgements on a task of their own: they acknowledge one
+    /// delivery of each of `ids`, or fail the flow (the shard rewinds to the acknowledged
+    /// prefix).
+    pub(super) fn await_acks(self: &Arc<Self>, acks: Acks, ids: Vec<RecordId>) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
         let flow = self.clone();
         tokio::spawn(async move {
-            match receipt.await {
+            match acks.await {
                 Ok(()) => flow.ack_all(&ids),
                 Err(e) => flow.fail(FlowFailure::Sink(e)),
             }

@@ -4,7 +4,6 @@
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod coordinator;
-pub mod dead_letter;
 pub mod deaggregation;
 pub mod in_flight;
 pub mod lag;
@@ -19,5 +18,8 @@ pub mod retrieval;
 pub mod shard_consumer;
 pub mod shard_sync;
 
+/// Dead letters are the sinks' to shape ([`crate::sinks::dead_letter`]); kept here for
+/// the commands that name them through the consumer.
+pub use crate::sinks::dead_letter;
 pub use receive_queue::WorkerQueue;
 pub use shard_consumer::Shared;

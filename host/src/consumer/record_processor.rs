@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use super::dead_letter;
 use super::deaggregation::{unpack, Meta};
 use super::in_flight::{Flow, FlowFailure, TrackerPoisoned};
 use super::metrics::ShardMetrics;
@@ -370,6 +369,11 @@ impl RecordProcessor {
                         reason,
                     },
                 })?;
+                let dl = self.sinks.dead_letter(&target, &f, &rc, &rec.data);
+                let dl = dl.ok_or_else(|| RecordError::DeadLetterRefused {
+                    record: what.clone(),
+                    reason: format!("sink {} is not configured", target.sink),
+                })?;
                 self.metrics.dead_lettered();
                 tracing::warn!(
                     "{what}; {key} is dead_letter: sent to {} of sink {}",
@@ -377,9 +381,8 @@ impl RecordProcessor {
                     target.sink
                 );
                 let id = flow.push(&meta.sequence, sub, 1, meta.bytes, reservation)?;
-                let (event, extra) = self.dead_letter(&target, &f, &rc, rec, meta);
                 let g = batch.group_of(target);
-                batch.groups[g].add(id, rc, event, extra);
+                batch.groups[g].add(id, rc, dl.event, dl.extra);
                 Ok(())
             }
         }
@@ -403,44 +406,14 @@ impl RecordProcessor {
         }
     }
 
-    /// The dead letter of a failed record for `target`: the original bytes with the
-    /// dead-letter properties, or, where records carry no properties (Kinesis), a JSON
-    /// envelope.
-    fn dead_letter(
-        &self,
-        target: &Target,
-        f: &RecordFailure,
-        rc: &RecordContext<'_>,
-        rec: &SourceRecord,
-        meta: &Meta,
-    ) -> (Event, Vec<(&'static str, String)>) {
-        let payload = if self.sinks.is_kinesis(&target.sink) {
-            let max = dead_letter::max_envelope_len(&rec.partition_key);
-            let e = dead_letter::envelope(f, rc, &rec.data, max);
-            if e.len() < rec.data.len() {
-                tracing::warn!(sequence = %meta.sequence, bytes = rec.data.len(),
-                    "dead letter too large for a Kinesis record with its envelope: sent without its data");
-            }
-            e
-        } else {
-            rec.data.clone()
-        };
-        let event = Event {
-            key: None,
-            payload,
-            properties: Vec::new(),
-            event_time_millis: None,
-        };
-        (event, dead_letter::properties(f, rc))
-    }
-
-    /// Hands each group to its sink; a receipt acknowledges its records when it resolves.
+    /// Hands each group to its sink; its [`Acks`](crate::sinks::Acks) acknowledge its records
+    /// when they resolve.
     /// A send that fails fails the flow (the shard rewinds; later groups are read and sent
     /// again).
     async fn send(&self, flow: &Arc<Flow>, groups: Vec<Group<'_>>) {
         for g in groups {
             match self.sinks.send_all(&g.target, g.deliveries).await {
-                Ok(receipt) => flow.await_receipt(receipt, g.ids),
+                Ok(acks) => flow.await_acks(acks, g.ids),
                 Err(e) => {
                     flow.fail(FlowFailure::Sink(e));
                     break;

@@ -69,21 +69,23 @@ impl fmt::Display for Format {
     }
 }
 
-/// Where records go, when the source format does not say (`--to`).
+/// The sink a converted config sends its records to, when the source format does not say
+/// (`--to`). (A guest's [`crate::wasm::bindings::Destination`] is another thing: where one
+/// event goes, chosen at run time.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum ConvertedSink {
     /// A Pulsar topic (`persistent://public/default/x`).
     Pulsar(String),
     /// A Kinesis stream (`kinesis:name`), through the KPL-grade producer.
     Kinesis(String),
 }
 
-impl Destination {
+impl ConvertedSink {
     /// `kinesis:NAME` is a stream; anything else a Pulsar topic.
     pub fn parse(text: &str) -> Self {
         match text.strip_prefix("kinesis:") {
-            Some(s) => Destination::Kinesis(s.to_string()),
-            None => Destination::Pulsar(text.to_string()),
+            Some(s) => ConvertedSink::Kinesis(s.to_string()),
+            None => ConvertedSink::Pulsar(text.to_string()),
         }
     }
 }
@@ -92,7 +94,7 @@ impl Destination {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--to`: the destination topic or stream.
-    pub to: Option<Destination>,
+    pub to: Option<ConvertedSink>,
     /// `--pulsar-url`: the Pulsar service URL of a Pulsar destination.
     pub pulsar_url: Option<String>,
     /// `--stream`: the stream, for formats that name it in code (Flink).
@@ -438,7 +440,7 @@ impl Draft {
     /// Adds the `--to` destination as sink `main`, unless the draft or overlay has sinks.
     fn add_destination(&mut self, opts: &Options) {
         match &opts.to {
-            Some(Destination::Pulsar(topic)) => {
+            Some(ConvertedSink::Pulsar(topic)) => {
                 let url = opts.pulsar_url.as_deref().unwrap_or(DEFAULT_PULSAR_URL);
                 self.set("sinks.main.pulsar.service_url", url, "--pulsar-url");
                 self.set("sinks.main.pulsar.topic", topic.as_str(), "--to");
@@ -451,7 +453,7 @@ impl Draft {
                     );
                 }
             }
-            Some(Destination::Kinesis(stream)) => {
+            Some(ConvertedSink::Kinesis(stream)) => {
                 self.set("sinks.main.kinesis.stream", stream.as_str(), "--to");
             }
             None => {}
@@ -958,7 +960,7 @@ mod tests {
                     systems.k.streams.in.aws.region=eu-west-1\n\
                     job.sys\u{0}tem.x=1\n";
         let opts = Options {
-            to: Some(Destination::Pulsar("out".into())),
+            to: Some(ConvertedSink::Pulsar("out".into())),
             ..Options::default()
         };
         let converted = convert(

@@ -10,7 +10,9 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{app_name, millis, text, Destination, Draft, MigrateError, NoteKind, Options, Source};
+use super::{
+    app_name, millis, text, ConvertedSink, Draft, MigrateError, NoteKind, Options, Source,
+};
 
 /// Every key of the connector's config.
 pub const KEYS: &[&str] = &[
@@ -358,7 +360,7 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             }
         }
     }
-    if let Some(Destination::Kinesis(_)) = &opts.to {
+    if let Some(ConvertedSink::Kinesis(_)) = &opts.to {
         d.note(
             NoteKind::Changed,
             "--to",

@@ -12,12 +12,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use tokio::sync::Mutex;
 
-use super::{Delivery, Receipt, SinkError, SinkErrorKind};
+use super::{
+    dead_letter, Acks, DeadLetter, Delivery, RecordContext, SinkError, SinkErrorKind, Target,
+};
 use crate::config::{AwsConfig, KinesisSinkConfig};
 use crate::producer::{Producer, ProducerConfig, ProducerError, UserRecord};
+use crate::wasm::bindings::{Destination, Event};
+use crate::wasm::RecordFailure;
 
 /// The producer settings of a Kinesis sink's section.
 fn producer_config(c: &KinesisSinkConfig) -> ProducerConfig {
@@ -94,10 +101,6 @@ impl KinesisSink {
         Ok(sink)
     }
 
-    pub fn default_stream(&self) -> &str {
-        &self.config.stream
-    }
-
     fn err(&self, stream: &str, message: String, kind: SinkErrorKind) -> SinkError {
         SinkError {
             sink: self.name.clone(),
@@ -122,12 +125,12 @@ impl KinesisSink {
 
     /// Hands the records to the stream's producer in order (waiting while it is full); the
     /// receipt resolves once every one is stored, or with the first failure.
-    pub async fn send_all(
+    async fn send_batch(
         &self,
         stream: &str,
         explicit_hash_key: Option<&str>,
         deliveries: Vec<Delivery<'_>>,
-    ) -> Result<Receipt, SinkError> {
+    ) -> Result<Acks, SinkError> {
         let n = deliveries.len();
         let producer = self
             .producer(stream)
@@ -180,10 +183,82 @@ impl KinesisSink {
     }
 
     /// Flushes and stops every producer.
-    pub async fn close(&self) {
+    async fn close_producers(&self) {
         let producers: Vec<_> = self.producers.lock().await.drain().collect();
         for (_, p) in producers {
             p.close().await;
         }
+    }
+}
+
+impl super::Sink for KinesisSink {
+    /// A stream name (not checked here: a stream that does not exist fails its first
+    /// send, permanently), and an explicit hash key that is a 128-bit decimal.
+    fn target(&self, name: &str, d: &Destination) -> Result<Target, String> {
+        let topic = match &d.topic {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => self.config.stream.clone(),
+        };
+        let explicit_hash_key = match &d.explicit_hash_key {
+            Some(e) => {
+                crate::agg::parse_explicit_hash_key(e)
+                    .map_err(|err| format!("route chose explicit hash key {e:?}: {err}"))?;
+                Some(e.clone())
+            }
+            None => None,
+        };
+        Ok(Target {
+            sink: name.to_string(),
+            topic,
+            explicit_hash_key,
+        })
+    }
+
+    fn admit(&self, topic: &str, event: &Event, record_key: &str) -> Result<(), String> {
+        let key = event.key.as_deref().unwrap_or(record_key);
+        crate::kinesis_limits::check_record(key, event.payload.len())
+            .map_err(|why| format!("stream {topic}: {why}"))
+    }
+
+    /// A Kinesis record has no properties: a JSON envelope with the original bytes, or
+    /// without them when they would not fit.
+    fn dead_letter(
+        &self,
+        failure: &RecordFailure,
+        record: &RecordContext<'_>,
+        data: &[u8],
+    ) -> DeadLetter {
+        let max = dead_letter::max_envelope_len(record.partition_key);
+        let payload = dead_letter::envelope(failure, record, data, max);
+        if payload.len() < data.len() {
+            tracing::warn!(sequence = %record.sequence_number, bytes = data.len(),
+                "dead letter too large for a Kinesis record with its envelope: sent without its data");
+        }
+        DeadLetter {
+            event: Event {
+                key: None,
+                payload,
+                properties: Vec::new(),
+                event_time_millis: None,
+            },
+            extra: Vec::new(),
+        }
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        self.config.ack_timeout()
+    }
+
+    fn send_all<'a>(
+        &'a self,
+        target: &'a Target,
+        deliveries: Vec<Delivery<'a>>,
+    ) -> BoxFuture<'a, Result<Acks, SinkError>> {
+        let ehk = target.explicit_hash_key.as_deref();
+        self.send_batch(&target.topic, ehk, deliveries).boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.close_producers().boxed()
     }
 }

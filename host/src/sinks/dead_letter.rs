@@ -15,7 +15,7 @@
 //! larger: when the envelope would not fit in a Kinesis record (1 MiB with its key), `data`
 //! is left out and `data.omitted` says how many bytes the record had.
 
-use crate::sinks::RecordContext;
+use super::RecordContext;
 use crate::wasm::RecordFailure;
 
 /// Stage that failed: `deserialize`, `transform`, `route`, or `pipeline` when a fused call
@@ -65,7 +65,7 @@ pub fn envelope(
     data: &[u8],
     max_len: usize,
 ) -> Vec<u8> {
-    use crate::sinks::pulsar::{java_instant, ARRIVAL_TIMESTAMP, PARTITION_KEY};
+    use super::properties::{java_instant, ARRIVAL_TIMESTAMP, PARTITION_KEY};
     let mut o = serde_json::Map::new();
     for (k, v) in properties(failure, record) {
         o.insert(k.to_string(), v.into());
