@@ -32,7 +32,9 @@ pub use self::source::{
     FanOutConfig, InitialPosition, PollingConfig, RetrievalMode, SourceConfig, StreamConfig,
     StreamSpec,
 };
-pub use self::stages::{GrantsConfig, SettingValue, StageConfig, StagesConfig, WasmConfig};
+pub use self::stages::{
+    GrantsConfig, SettingValue, StageConfig, StageKind, StagesConfig, WasmConfig,
+};
 use self::units::duration;
 
 /// Everything a worker needs, as the user wrote it (after defaults).
@@ -391,35 +393,25 @@ impl Config {
         self.sinks.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
-    /// The configured stages by name, in the order they run.
-    pub fn stage_configs(&self) -> Vec<(&'static str, &StageConfig)> {
-        let s = &self.stages;
-        [
-            ("pipeline", &s.pipeline),
-            ("deserialize", &s.deserialize),
-            ("transform", &s.transform),
-            ("route", &s.route),
-        ]
-        .into_iter()
-        .filter_map(|(n, c)| c.as_ref().map(|c| (n, c)))
-        .collect()
+    /// The configured stages, in the order they run.
+    pub fn stage_configs(&self) -> Vec<(StageKind, &StageConfig)> {
+        StageKind::ALL
+            .into_iter()
+            .filter_map(|k| self.stages.get(k).map(|c| (k, c)))
+            .collect()
     }
 
-    /// The policy for a failure reported in `stage` (`pipeline`, `deserialize`,
-    /// `transform` or `route`), with the key that chose it: a `pipeline` component's
-    /// `on_error` covers every failure of the fused call; otherwise the failing stage's
-    /// `on_error`; otherwise `errors.policy`.
-    pub fn error_policy(&self, stage: &str) -> (ErrorPolicy, String) {
+    /// The policy for a failure reported in `stage`, with the key that chose it: a
+    /// `pipeline` component's `on_error` covers every failure of the fused call; otherwise
+    /// the failing stage's `on_error`; otherwise `errors.policy`.
+    pub fn error_policy(&self, stage: StageKind) -> (ErrorPolicy, String) {
         let s = &self.stages;
-        let (name, configured) = match (&s.pipeline, stage) {
-            (Some(p), _) => ("pipeline", Some(p)),
-            (None, "deserialize") => ("deserialize", s.deserialize.as_ref()),
-            (None, "transform") => ("transform", s.transform.as_ref()),
-            (None, "route") => ("route", s.route.as_ref()),
-            (None, _) => ("", None),
+        let (kind, configured) = match &s.pipeline {
+            Some(p) => (StageKind::Pipeline, Some(p)),
+            None => (stage, s.get(stage)),
         };
         match configured.and_then(|c| c.on_error) {
-            Some(p) => (p, format!("stages.{name}.on_error")),
+            Some(p) => (p, format!("stages.{kind}.on_error")),
             None => (self.errors.policy, "errors.policy".to_string()),
         }
     }

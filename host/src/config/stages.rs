@@ -10,6 +10,43 @@ use serde::Deserialize;
 use super::errors::ErrorPolicy;
 use super::units::{duration, size};
 
+/// A stage of the Wasm path: a key of `stages`, and the stage a failure or a dead letter
+/// names. `Pipeline` is one component that runs the other three in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageKind {
+    Pipeline,
+    Deserialize,
+    Transform,
+    Route,
+}
+
+impl StageKind {
+    /// In the order they run (a pipeline runs alone).
+    pub const ALL: [StageKind; 4] = [
+        StageKind::Pipeline,
+        StageKind::Deserialize,
+        StageKind::Transform,
+        StageKind::Route,
+    ];
+
+    /// The name in the config, the logs and dead letters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageKind::Pipeline => "pipeline",
+            StageKind::Deserialize => "deserialize",
+            StageKind::Transform => "transform",
+            StageKind::Route => "route",
+        }
+    }
+}
+
+impl std::fmt::Display for StageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The Wasm stages. Either one `pipeline` component that runs all three stages in one call
 /// per batch, or any of `deserialize`, `transform`, `route` (each optional, with built-in
 /// defaults: bytes as they are, identity, the default destination).
@@ -24,6 +61,18 @@ pub struct StagesConfig {
     pub transform: Option<StageConfig>,
     #[serde(default)]
     pub route: Option<StageConfig>,
+}
+
+impl StagesConfig {
+    /// The section of stage `kind`, when configured.
+    pub fn get(&self, kind: StageKind) -> Option<&StageConfig> {
+        match kind {
+            StageKind::Pipeline => self.pipeline.as_ref(),
+            StageKind::Deserialize => self.deserialize.as_ref(),
+            StageKind::Transform => self.transform.as_ref(),
+            StageKind::Route => self.route.as_ref(),
+        }
+    }
 }
 
 /// One component and the settings it is handed.

@@ -87,22 +87,22 @@ fn a_stage_on_error_overrides_the_global_policy() {
     let stages = "stages:\n  transform:\n    component: Cargo.toml\n    on_error: skip\n  route:\n    component: Cargo.toml\n";
     let c = parse(&format!("{MINIMAL}{stages}")).expect("parses");
     assert_eq!(
-        c.error_policy("transform"),
+        c.error_policy(StageKind::Transform),
         (ErrorPolicy::Skip, "stages.transform.on_error".into())
     );
     assert_eq!(
-        c.error_policy("route"),
+        c.error_policy(StageKind::Route),
         (ErrorPolicy::Fail, "errors.policy".into())
     );
     assert_eq!(
-        c.error_policy("deserialize"),
+        c.error_policy(StageKind::Deserialize),
         (ErrorPolicy::Fail, "errors.policy".into()),
         "a stage that is not configured follows errors.policy"
     );
     // A pipeline component's on_error covers whatever stage its failure names.
     let pipeline = "stages:\n  pipeline:\n    component: Cargo.toml\n    on_error: skip\nerrors:\n  policy: fail\n";
     let c = parse(&format!("{MINIMAL}{pipeline}")).expect("parses");
-    for stage in ["pipeline", "deserialize", "transform", "route"] {
+    for stage in StageKind::ALL {
         assert_eq!(
             c.error_policy(stage),
             (ErrorPolicy::Skip, "stages.pipeline.on_error".into())
@@ -122,7 +122,7 @@ fn a_stage_dead_letter_policy_needs_a_dead_letter_destination() {
     );
     let ok = format!("{MINIMAL}{stages}errors:\n  dead_letter:\n    topic: dlq\n");
     let c = parse(&ok).expect("a stage's dead_letter uses errors.dead_letter");
-    assert_eq!(c.error_policy("route").0, ErrorPolicy::DeadLetter);
+    assert_eq!(c.error_policy(StageKind::Route).0, ErrorPolicy::DeadLetter);
     let unused = format!("{MINIMAL}errors:\n  dead_letter:\n    topic: dlq\n");
     let err = parse(&unused).unwrap_err().to_string();
     assert!(

@@ -33,11 +33,10 @@ impl ShardMetrics {
     /// Handles for `shard` of `stream`; the stages are named by the component that runs
     /// them (the pipeline's, else the route's, else `builtin`).
     pub fn new(stream: &str, shard: &str, config: &crate::config::Config) -> Self {
-        let s = &config.stages;
-        let component = [&s.pipeline, &s.route, &s.transform, &s.deserialize]
+        use crate::config::StageKind::{Deserialize, Pipeline, Route, Transform};
+        let component = [Pipeline, Route, Transform, Deserialize]
             .into_iter()
-            .flatten()
-            .next()
+            .find_map(|k| config.stages.get(k))
             .and_then(|c| c.component.file_stem())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "builtin".into());

@@ -12,7 +12,7 @@ use super::in_flight::{Flow, FlowFailure, TrackerPoisoned};
 use super::metrics::ShardMetrics;
 use super::receive_queue::{RecordSize, Reservation};
 use super::retrieval::Fetched;
-use crate::config::{Config, ErrorPolicy};
+use crate::config::{Config, ErrorPolicy, StageKind};
 use crate::sinks::{Delivery, RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, Output, SourceRecord};
 use crate::wasm::reload::Plans;
@@ -130,9 +130,9 @@ impl RecordProcessor {
     /// the stage plan names it.
     fn router_name(&self) -> String {
         let s = &self.config().stages;
-        s.pipeline
-            .as_ref()
-            .or(s.route.as_ref())
+        [StageKind::Pipeline, StageKind::Route]
+            .into_iter()
+            .find_map(|k| s.get(k))
             .and_then(|c| c.component.file_stem())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "router".into())
@@ -319,7 +319,7 @@ impl RecordProcessor {
             if let Err((kind, reason)) = sent {
                 return Err(RecordFailure {
                     index: output.index,
-                    stage: "route",
+                    stage: StageKind::Route,
                     component: self.router_name(),
                     kind,
                     reason,

@@ -18,8 +18,8 @@
 use super::RecordContext;
 use crate::wasm::RecordFailure;
 
-/// Stage that failed: `deserialize`, `transform`, `route`, or `pipeline` when a fused call
-/// failed as a whole.
+/// Stage that failed ([`crate::config::StageKind`]): `deserialize`, `transform`, `route`,
+/// or `pipeline` when a fused call failed as a whole.
 pub const STAGE: &str = "shardline.error.stage";
 /// `rejected`, `trap`, `timeout`, `memory` or `contract`.
 pub const KIND: &str = "shardline.error.kind";
@@ -140,7 +140,7 @@ mod tests {
     fn envelope_carries_every_property_and_the_bytes() {
         let f = RecordFailure {
             index: 0,
-            stage: "transform",
+            stage: crate::config::StageKind::Transform,
             component: "orders".into(),
             kind: FailureKind::Rejected,
             reason: "bad \"json\"".into(),

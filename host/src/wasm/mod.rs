@@ -26,4 +26,4 @@ pub use engine::WasmEngine;
 pub use error::WasmError;
 pub use export::Export;
 pub use instance::CallError;
-pub use stages::{stage_name, BatchOutcome, FailureKind, RecordFailure, StagePlan, StageSet};
+pub use stages::{stage_kind, BatchOutcome, FailureKind, RecordFailure, StagePlan, StageSet};

@@ -10,7 +10,7 @@ use super::export::Export;
 use super::grants::Grants;
 use super::instance::{CallError, Instance};
 use super::WasmEngine;
-use crate::config::{Config, StageConfig};
+use crate::config::{Config, StageConfig, StageKind};
 
 /// How a record failed in a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,9 +48,9 @@ impl FailureKind {
 pub struct RecordFailure {
     /// Position in the batch.
     pub index: u32,
-    /// `deserialize`, `transform`, `route`, or `pipeline` when a fused `processor` call
-    /// failed as a whole (the stage cannot be known then).
-    pub stage: &'static str,
+    /// The stage that failed, or `Pipeline` when a fused `processor` call failed as a
+    /// whole (the stage cannot be known then).
+    pub stage: StageKind,
     pub component: String,
     pub kind: FailureKind,
     pub reason: String,
@@ -65,11 +65,12 @@ pub struct BatchOutcome {
     pub failures: Vec<RecordFailure>,
 }
 
-pub fn stage_name(s: Stage) -> &'static str {
+/// The stage a pipeline component says a record failed in.
+pub fn stage_kind(s: Stage) -> StageKind {
     match s {
-        Stage::Deserialize => "deserialize",
-        Stage::Transform => "transform",
-        Stage::Route => "route",
+        Stage::Deserialize => StageKind::Deserialize,
+        Stage::Transform => StageKind::Transform,
+        Stage::Route => StageKind::Route,
     }
 }
 
@@ -93,7 +94,7 @@ struct Slot {
 impl StagePlan {
     /// Loads every configured component and checks it exports what its stage needs.
     pub fn load(engine: &WasmEngine, config: &Config) -> Result<Self, WasmError> {
-        let slot = |stage: &str, c: &Option<StageConfig>, export: Export| {
+        let slot = |stage: StageKind, c: &Option<StageConfig>, export: Export| {
             c.as_ref()
                 .map(|c| {
                     let path = config.resolve(&c.component);
@@ -102,7 +103,7 @@ impl StagePlan {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| stage.to_string());
                     let info = engine.load(&path, &name)?;
-                    info.require(export, stage)?;
+                    info.require(export, stage.as_str())?;
                     let settings = c
                         .settings
                         .iter()
@@ -134,10 +135,10 @@ impl StagePlan {
         };
         let s = &config.stages;
         Ok(Self {
-            pipeline: slot("pipeline", &s.pipeline, Export::Processor)?,
-            deserialize: slot("deserialize", &s.deserialize, Export::Deserializer)?,
-            transform: slot("transform", &s.transform, Export::Transformer)?,
-            route: slot("route", &s.route, Export::Router)?,
+            pipeline: slot(StageKind::Pipeline, &s.pipeline, Export::Processor)?,
+            deserialize: slot(StageKind::Deserialize, &s.deserialize, Export::Deserializer)?,
+            transform: slot(StageKind::Transform, &s.transform, Export::Transformer)?,
+            route: slot(StageKind::Route, &s.route, Export::Router)?,
         })
     }
 
@@ -158,29 +159,30 @@ impl StagePlan {
 
     /// Names of the loaded components with what they export, for `validate`.
     pub fn describe(&self) -> Vec<String> {
-        [
-            ("pipeline", &self.pipeline),
-            ("deserialize", &self.deserialize),
-            ("transform", &self.transform),
-            ("route", &self.route),
-        ]
-        .into_iter()
-        .filter_map(|(stage, s)| {
-            s.as_ref().map(|s| {
-                format!(
-                    "{stage}: {} ({}) exports {}",
-                    s.info.name,
-                    s.info.path.display(),
-                    s.info
-                        .exports()
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+        StageKind::ALL
+            .into_iter()
+            .zip([
+                &self.pipeline,
+                &self.deserialize,
+                &self.transform,
+                &self.route,
+            ])
+            .filter_map(|(stage, s)| {
+                s.as_ref().map(|s| {
+                    format!(
+                        "{stage}: {} ({}) exports {}",
+                        s.info.name,
+                        s.info.path.display(),
+                        s.info
+                            .exports()
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 }
 
@@ -209,7 +211,7 @@ impl std::fmt::Debug for StageSet {
 
 /// A call that failed as a whole.
 struct BatchError {
-    stage: &'static str,
+    stage: StageKind,
     error: CallError,
 }
 
@@ -297,13 +299,13 @@ impl StageSet {
         match &mut self.deserialize {
             Some(inst) => {
                 let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
-                    stage: "deserialize",
+                    stage: StageKind::Deserialize,
                     error,
                 })?;
                 if results.len() != n {
                     return Err(contract(
                         inst,
-                        "deserialize",
+                        StageKind::Deserialize,
                         format!(
                             "deserialize returned {} results for {n} records",
                             results.len()
@@ -320,7 +322,7 @@ impl StageSet {
                         }
                         Err(reason) => failures.push(RecordFailure {
                             index: i as u32,
-                            stage: "deserialize",
+                            stage: StageKind::Deserialize,
                             component: inst.name().to_string(),
                             kind: FailureKind::Rejected,
                             reason,
@@ -337,7 +339,7 @@ impl StageSet {
         // transform: any number of events per input, or identity.
         if let Some(inst) = &mut self.transform {
             let t = inst.transform(ctx, &events).map_err(|error| BatchError {
-                stage: "transform",
+                stage: StageKind::Transform,
                 error,
             })?;
             let m = events.len();
@@ -347,7 +349,7 @@ impl StageSet {
                 let Some(&o) = origin.get(ie.index as usize) else {
                     return Err(contract(
                         inst,
-                        "transform",
+                        StageKind::Transform,
                         format!("transform returned an event for input {} of {m}", ie.index),
                     ));
                 };
@@ -358,13 +360,13 @@ impl StageSet {
                 let Some(&o) = origin.get(r.index as usize) else {
                     return Err(contract(
                         inst,
-                        "transform",
+                        StageKind::Transform,
                         format!("transform rejected input {} of {m}", r.index),
                     ));
                 };
                 failures.push(RecordFailure {
                     index: o,
-                    stage: "transform",
+                    stage: StageKind::Transform,
                     component: inst.name().to_string(),
                     kind: FailureKind::Rejected,
                     reason: r.reason,
@@ -378,13 +380,13 @@ impl StageSet {
         let destinations: Vec<Option<Vec<Destination>>> = match &mut self.route {
             Some(inst) => {
                 let results = inst.route(ctx, &events).map_err(|error| BatchError {
-                    stage: "route",
+                    stage: StageKind::Route,
                     error,
                 })?;
                 if results.len() != events.len() {
                     return Err(contract(
                         inst,
-                        "route",
+                        StageKind::Route,
                         format!(
                             "route returned {} results for {} events",
                             results.len(),
@@ -400,7 +402,7 @@ impl StageSet {
                         Err(reason) => {
                             failures.push(RecordFailure {
                                 index: origin[i],
-                                stage: "route",
+                                stage: StageKind::Route,
                                 component: inst.name().to_string(),
                                 kind: FailureKind::Rejected,
                                 reason,
@@ -445,7 +447,7 @@ fn run_processor(
 ) -> Result<BatchOutcome, BatchError> {
     let n = records.len() as u32;
     let p = inst.process(ctx, records).map_err(|error| BatchError {
-        stage: "pipeline",
+        stage: StageKind::Pipeline,
         error,
     })?;
     if let Some(bad) = p
@@ -457,7 +459,7 @@ fn run_processor(
     {
         return Err(contract(
             inst,
-            "pipeline",
+            StageKind::Pipeline,
             format!("process returned index {bad} for a batch of {n} records"),
         ));
     }
@@ -466,7 +468,7 @@ fn run_processor(
         .into_iter()
         .map(|r| RecordFailure {
             index: r.index,
-            stage: stage_name(r.stage),
+            stage: stage_kind(r.stage),
             component: inst.name().to_string(),
             kind: FailureKind::Rejected,
             reason: r.reason,
@@ -489,7 +491,7 @@ fn default_event(r: &SourceRecord) -> Event {
     }
 }
 
-fn contract(inst: &Instance, stage: &'static str, message: String) -> BatchError {
+fn contract(inst: &Instance, stage: StageKind, message: String) -> BatchError {
     BatchError {
         stage,
         error: inst.contract(message),
