@@ -47,6 +47,15 @@ impl Readiness {
         self.draining.store(true, Relaxed);
     }
 
+    /// Marks the worker draining once `shutdown` is cancelled (on a task of its own, done
+    /// then).
+    pub fn drain_at(&'static self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            self.draining();
+        })
+    }
+
     /// `Ok` when ready, else why not.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.draining.load(Relaxed) {
@@ -191,6 +200,19 @@ mod tests {
         r.leasing();
         assert_eq!(r.check(), Ok(()));
         r.draining();
+        assert_eq!(r.check(), Err("shutting down"));
+    }
+
+    #[tokio::test]
+    async fn readiness_turns_to_draining_when_shutdown_begins() {
+        let r: &'static Readiness = Box::leak(Box::default());
+        r.sinks_connected();
+        r.leasing();
+        let shutdown = CancellationToken::new();
+        let marked = r.drain_at(shutdown.clone());
+        assert_eq!(r.check(), Ok(()));
+        shutdown.cancel();
+        marked.await.expect("the task ends");
         assert_eq!(r.check(), Err("shutting down"));
     }
 
