@@ -231,7 +231,14 @@ impl RecordProcessor {
                 }
             }
             let done = match failure {
-                Some(f) => self.on_failure(flow, &mut batch, f, rec, meta, rc, reservation),
+                Some(f) => {
+                    let record = InBatch {
+                        source: rec,
+                        meta,
+                        context: rc,
+                    };
+                    self.on_failure(flow, &mut batch, reservation, f, record)
+                }
                 None => flow
                     .push(
                         &meta.sequence,
@@ -331,17 +338,19 @@ impl RecordProcessor {
 
     /// Applies the error policy to a failed record: skip it (acknowledged at once), send
     /// it to the dead-letter target, or stop (`Err`).
-    #[allow(clippy::too_many_arguments)]
     fn on_failure<'a>(
         &self,
         flow: &Flow,
         batch: &mut Groups<'a>,
-        f: RecordFailure,
-        rec: &'a SourceRecord,
-        meta: &Meta,
-        rc: RecordContext<'a>,
         reservation: &mut Reservation,
+        f: RecordFailure,
+        record: InBatch<'a>,
     ) -> Result<(), ProcessError> {
+        let InBatch {
+            source: rec,
+            meta,
+            context: rc,
+        } = record;
         let what = format!(
             "record {} (partition key {:?}) of stream {} shard {} failed in stage {} of component {} ({}): {}",
             meta.sequence, rec.partition_key, self.stream, self.shard,
@@ -421,6 +430,15 @@ impl RecordProcessor {
             }
         }
     }
+}
+
+/// One record of the batch being dispatched: what the stages saw, what the host kept of
+/// it, and what a sink is told of it.
+#[derive(Clone, Copy)]
+struct InBatch<'a> {
+    source: &'a SourceRecord,
+    meta: &'a Meta,
+    context: RecordContext<'a>,
 }
 
 /// The batch's deliveries by target, each in record order; sent after every record was

@@ -46,6 +46,7 @@ pub mod metrics;
 mod pipeline;
 pub mod retrier;
 pub mod shard_map;
+mod shard_queue;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -304,7 +305,7 @@ struct Permits {
 }
 
 enum Command {
-    Put(Box<pipeline::Pending>),
+    Put(Box<shard_queue::Pending>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -412,7 +413,7 @@ impl Producer {
             stream: self.stream.clone(),
             partition_key: record.partition_key.clone(),
         };
-        let pending = pipeline::Pending::new(
+        let pending = shard_queue::Pending::new(
             record,
             hash,
             tx,

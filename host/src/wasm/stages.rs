@@ -290,154 +290,185 @@ impl StageSet {
         if let Some(p) = &mut self.pipeline {
             return run_processor(p, ctx, records);
         }
-        let n = records.len();
         let mut failures = Vec::new();
-
-        // deserialize: one result per record, or the bytes as they are.
-        let mut events: Vec<Event>;
-        let mut origin: Vec<u32>;
-        match &mut self.deserialize {
-            Some(inst) => {
-                let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
-                    stage: StageKind::Deserialize,
-                    error,
-                })?;
-                if results.len() != n {
-                    return Err(contract(
-                        inst,
-                        StageKind::Deserialize,
-                        format!(
-                            "deserialize returned {} results for {n} records",
-                            results.len()
-                        ),
-                    ));
-                }
-                events = Vec::with_capacity(n);
-                origin = Vec::with_capacity(n);
-                for (i, r) in results.into_iter().enumerate() {
-                    match r {
-                        Ok(e) => {
-                            events.push(e);
-                            origin.push(i as u32);
-                        }
-                        Err(reason) => failures.push(RecordFailure {
-                            index: i as u32,
-                            stage: StageKind::Deserialize,
-                            component: inst.name().to_string(),
-                            kind: FailureKind::Rejected,
-                            reason,
-                        }),
-                    }
-                }
-            }
-            None => {
-                events = records.iter().map(default_event).collect();
-                origin = (0..n as u32).collect();
-            }
-        }
-
-        // transform: any number of events per input, or identity.
+        let (mut events, mut origin) = match &mut self.deserialize {
+            Some(inst) => deserialize(inst, ctx, records, &mut failures)?,
+            None => (
+                records.iter().map(default_event).collect(),
+                (0..records.len() as u32).collect(),
+            ),
+        };
         if let Some(inst) = &mut self.transform {
-            let t = inst.transform(ctx, &events).map_err(|error| BatchError {
-                stage: StageKind::Transform,
-                error,
-            })?;
-            let m = events.len();
-            let mut next_events = Vec::with_capacity(t.events.len());
-            let mut next_origin = Vec::with_capacity(t.events.len());
-            for ie in t.events {
-                let Some(&o) = origin.get(ie.index as usize) else {
-                    return Err(contract(
-                        inst,
-                        StageKind::Transform,
-                        format!("transform returned an event for input {} of {m}", ie.index),
-                    ));
-                };
-                next_events.push(ie.event);
-                next_origin.push(o);
-            }
-            for r in t.rejections {
-                let Some(&o) = origin.get(r.index as usize) else {
-                    return Err(contract(
-                        inst,
-                        StageKind::Transform,
-                        format!("transform rejected input {} of {m}", r.index),
-                    ));
-                };
-                failures.push(RecordFailure {
-                    index: o,
-                    stage: StageKind::Transform,
-                    component: inst.name().to_string(),
-                    kind: FailureKind::Rejected,
-                    reason: r.reason,
-                });
-            }
-            events = next_events;
-            origin = next_origin;
+            (events, origin) = transform(inst, ctx, &events, &origin, &mut failures)?;
         }
-
-        // route: one destination list per event, or the default destination.
-        let destinations: Vec<Option<Vec<Destination>>> = match &mut self.route {
-            Some(inst) => {
-                let results = inst.route(ctx, &events).map_err(|error| BatchError {
-                    stage: StageKind::Route,
-                    error,
-                })?;
-                if results.len() != events.len() {
-                    return Err(contract(
-                        inst,
-                        StageKind::Route,
-                        format!(
-                            "route returned {} results for {} events",
-                            results.len(),
-                            events.len()
-                        ),
-                    ));
-                }
-                results
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| match r {
-                        Ok(d) => Some(d),
-                        Err(reason) => {
-                            failures.push(RecordFailure {
-                                index: origin[i],
-                                stage: StageKind::Route,
-                                component: inst.name().to_string(),
-                                kind: FailureKind::Rejected,
-                                reason,
-                            });
-                            None
-                        }
-                    })
-                    .collect()
-            }
+        let destinations = match &mut self.route {
+            Some(inst) => route(inst, ctx, &events, &origin, &mut failures)?,
             None => vec![Some(Vec::new()); events.len()],
         };
-
-        // A record with a failure anywhere delivers none of its events.
-        failures.sort_by_key(|f| f.index);
-        let failed = |i: u32| failures.binary_search_by_key(&i, |f| f.index).is_ok();
-        let mut outputs: Vec<Output> = events
-            .into_iter()
-            .zip(origin)
-            .zip(destinations)
-            .filter_map(|((event, index), d)| {
-                let destinations = d?;
-                (!failed(index)).then_some(Output {
-                    index,
-                    event,
-                    destinations,
-                })
-            })
-            .collect();
-        // A transform may list its events out of input order; the consumer's dispatch
-        // walks records and outputs together and would silently drop an output whose
-        // record it has passed (found by fuzz/wit_values). Stable: a record's events keep
-        // their order.
-        outputs.sort_by_key(|o| o.index);
-        Ok(BatchOutcome { outputs, failures })
+        Ok(outcome(events, origin, destinations, failures))
     }
+}
+
+/// The deserialize stage: one result per record. Returns the events and, for each, the
+/// index of its record; rejections go to `failures`.
+fn deserialize(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    records: &[SourceRecord],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<(Vec<Event>, Vec<u32>), BatchError> {
+    let n = records.len();
+    let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
+        stage: StageKind::Deserialize,
+        error,
+    })?;
+    if results.len() != n {
+        return Err(contract(
+            inst,
+            StageKind::Deserialize,
+            format!(
+                "deserialize returned {} results for {n} records",
+                results.len()
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(n);
+    let mut origin = Vec::with_capacity(n);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(e) => {
+                events.push(e);
+                origin.push(i as u32);
+            }
+            Err(reason) => failures.push(RecordFailure {
+                index: i as u32,
+                stage: StageKind::Deserialize,
+                component: inst.name().to_string(),
+                kind: FailureKind::Rejected,
+                reason,
+            }),
+        }
+    }
+    Ok((events, origin))
+}
+
+/// The transform stage: any number of events per input. Returns the new events and the
+/// record of each; rejections go to `failures`.
+fn transform(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    events: &[Event],
+    origin: &[u32],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<(Vec<Event>, Vec<u32>), BatchError> {
+    let t = inst.transform(ctx, events).map_err(|error| BatchError {
+        stage: StageKind::Transform,
+        error,
+    })?;
+    let m = events.len();
+    let mut next_events = Vec::with_capacity(t.events.len());
+    let mut next_origin = Vec::with_capacity(t.events.len());
+    for ie in t.events {
+        let Some(&o) = origin.get(ie.index as usize) else {
+            return Err(contract(
+                inst,
+                StageKind::Transform,
+                format!("transform returned an event for input {} of {m}", ie.index),
+            ));
+        };
+        next_events.push(ie.event);
+        next_origin.push(o);
+    }
+    for r in t.rejections {
+        let Some(&o) = origin.get(r.index as usize) else {
+            return Err(contract(
+                inst,
+                StageKind::Transform,
+                format!("transform rejected input {} of {m}", r.index),
+            ));
+        };
+        failures.push(RecordFailure {
+            index: o,
+            stage: StageKind::Transform,
+            component: inst.name().to_string(),
+            kind: FailureKind::Rejected,
+            reason: r.reason,
+        });
+    }
+    Ok((next_events, next_origin))
+}
+
+/// The route stage: one destination list per event (`None` for a rejected one, whose
+/// failure goes to `failures`).
+fn route(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    events: &[Event],
+    origin: &[u32],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<Vec<Option<Vec<Destination>>>, BatchError> {
+    let results = inst.route(ctx, events).map_err(|error| BatchError {
+        stage: StageKind::Route,
+        error,
+    })?;
+    if results.len() != events.len() {
+        return Err(contract(
+            inst,
+            StageKind::Route,
+            format!(
+                "route returned {} results for {} events",
+                results.len(),
+                events.len()
+            ),
+        ));
+    }
+    Ok(results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(d) => Some(d),
+            Err(reason) => {
+                failures.push(RecordFailure {
+                    index: origin[i],
+                    stage: StageKind::Route,
+                    component: inst.name().to_string(),
+                    kind: FailureKind::Rejected,
+                    reason,
+                });
+                None
+            }
+        })
+        .collect())
+}
+
+/// The outputs of a batch, in record order: a record with a failure anywhere delivers none
+/// of its events.
+fn outcome(
+    events: Vec<Event>,
+    origin: Vec<u32>,
+    destinations: Vec<Option<Vec<Destination>>>,
+    mut failures: Vec<RecordFailure>,
+) -> BatchOutcome {
+    failures.sort_by_key(|f| f.index);
+    let failed = |i: u32| failures.binary_search_by_key(&i, |f| f.index).is_ok();
+    let mut outputs: Vec<Output> = events
+        .into_iter()
+        .zip(origin)
+        .zip(destinations)
+        .filter_map(|((event, index), d)| {
+            let destinations = d?;
+            (!failed(index)).then_some(Output {
+                index,
+                event,
+                destinations,
+            })
+        })
+        .collect();
+    // A transform may list its events out of input order; the consumer's dispatch walks
+    // records and outputs together and would silently drop an output whose record it has
+    // passed (found by fuzz/wit_values). Stable: a record's events keep their order.
+    outputs.sort_by_key(|o| o.index);
+    BatchOutcome { outputs, failures }
 }
 
 fn run_processor(
