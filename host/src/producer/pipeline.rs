@@ -1,6 +1,10 @@
 //! The producer's pipeline task: one task owns every queue (no locks), and reacts to new
 //! records, finished requests, a reloaded shard map, and the clock. See the
-//! [module docs](super) for the steps a record goes through.
+//! [module docs](super) for the steps a record goes through; what is queued per shard is
+//! in [`super::shard_queue`].
+//!
+//! A little over 600 lines: the task's methods (intake, collect, send, complete, retry,
+//! tick) all work on the one state they own, and read best together.
 
 use std::collections::HashMap;
 use std::sync::Arc;
