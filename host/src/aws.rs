@@ -182,3 +182,41 @@ where
             )
         })
 }
+
+/// ListShards failed.
+#[derive(Debug, thiserror::Error)]
+#[error("stream {stream}: ListShards failed: {message}")]
+pub struct ListShardsError {
+    pub stream: String,
+    pub message: String,
+    /// Whether retrying cannot help (the stream does not exist, access is refused).
+    pub permanent: bool,
+}
+
+/// Every shard of the stream, following `NextToken` (the consumer's shard sync and the
+/// producer's shard map both start from it).
+pub async fn list_shards(
+    client: &aws_sdk_kinesis::Client,
+    stream: &str,
+) -> Result<Vec<aws_sdk_kinesis::types::Shard>, ListShardsError> {
+    let mut shards = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let req = match &token {
+            // With a token, the stream name must not be sent again.
+            Some(t) => client.list_shards().next_token(t),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = req.send().await.map_err(|e| ListShardsError {
+            stream: stream.to_string(),
+            message: describe(&e),
+            permanent: is_permanent(&e),
+        })?;
+        shards.extend(out.shards.unwrap_or_default());
+        match out.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    Ok(shards)
+}

@@ -1,4 +1,5 @@
-//! The `shardline` command line: `run`, `validate`, `check-guest`, `status`, `produce`,
+//! The `shardline` command line: `run` (Kinesis → Wasm stages → Pulsar or Kinesis sinks),
+//! `validate`, `check-guest`, `status`, `produce` (the KPL-grade producer on its own),
 //! `tail`, `convert`, `try`, `build-guest`.
 
 use std::io::IsTerminal;
@@ -12,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::lease_table::LeaseTable;
-use crate::consumer::{coordinator, Shared, Stats, WorkerQueue};
+use crate::consumer::{coordinator, Shared, WorkerQueue};
 use crate::sinks::Sinks;
 use crate::wasm::inspect::World;
 use crate::wasm::reload::Plans;
@@ -25,7 +26,7 @@ const EXIT_INVALID: u8 = 2;
 #[command(
     name = "shardline",
     version,
-    about = "Kinesis → WebAssembly → Pulsar, KCL-grade"
+    about = "Kinesis → WebAssembly → Pulsar or Kinesis, KCL-grade"
 )]
 struct Cli {
     /// Log format: human on a terminal, JSON for machines.
@@ -364,6 +365,7 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
     crate::progress::spawn_for_run(shutdown.clone());
+    let _draining = crate::health::readiness().drain_at(shutdown.clone());
     // Hot reload: on a component file change or SIGHUP.
     let plans = Arc::new(Plans::new(p.plan));
     let interval = config.wasm.watch_interval;
@@ -376,7 +378,7 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         shutdown.clone(),
     ));
     let receive_queue = WorkerQueue::new(config.source.max_in_flight_bytes).with_gauge(
-        crate::metrics::consumer::LeaseMetrics::of(&worker)
+        crate::consumer::metrics::LeaseMetrics::of(&worker)
             .receive_queue_bytes
             .clone(),
     );
@@ -387,7 +389,6 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         worker,
         sinks: Arc::new(sinks),
         plans,
-        stats: Arc::new(Stats::default()),
         receive_queue: Arc::new(receive_queue),
     });
     let result = coordinator::run(shared, shutdown).await;

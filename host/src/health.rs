@@ -47,6 +47,15 @@ impl Readiness {
         self.draining.store(true, Relaxed);
     }
 
+    /// Marks the worker draining once `shutdown` is cancelled (on a task of its own, done
+    /// then).
+    pub fn drain_at(&'static self, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            self.draining();
+        })
+    }
+
     /// `Ok` when ready, else why not.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.draining.load(Relaxed) {
@@ -75,10 +84,15 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
+/// What `/metrics` answers, made at each request: its content type and body (the
+/// metrics exporters pass the Prometheus page).
+pub type MetricsPage = fn() -> (&'static str, String);
+
 /// Binds `addr` (port 0: any free port) and serves until `shutdown`; returns the bound
 /// address.
 pub async fn serve(
     addr: SocketAddr,
+    metrics: MetricsPage,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr, ListenError> {
     let listener = TcpListener::bind(addr)
@@ -95,7 +109,7 @@ pub async fn serve(
             };
             match conn {
                 Ok((stream, _)) => {
-                    tokio::spawn(handle(stream));
+                    tokio::spawn(handle(stream, metrics));
                 }
                 Err(e) => {
                     tracing::warn!(component = "metrics", error = %e, "cannot accept a connection");
@@ -107,7 +121,7 @@ pub async fn serve(
     Ok(bound)
 }
 
-async fn handle(mut stream: TcpStream) {
+async fn handle(mut stream: TcpStream, metrics: MetricsPage) {
     let mut buf = Vec::with_capacity(1024);
     let head = tokio::time::timeout(READ_TIMEOUT, async {
         let mut chunk = [0u8; 1024];
@@ -134,7 +148,7 @@ async fn handle(mut stream: TcpStream) {
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = target.split('?').next().unwrap_or("");
-    let (status, content_type, body) = respond(method, path);
+    let (status, content_type, body) = respond(method, path, metrics);
     let head = format!(
         "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
@@ -146,17 +160,16 @@ async fn handle(mut stream: TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-fn respond(method: &str, path: &str) -> (&'static str, &'static str, String) {
+fn respond(method: &str, path: &str, metrics: MetricsPage) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     if method != "GET" && method != "HEAD" {
         return ("405 Method Not Allowed", TEXT, "only GET\n".into());
     }
     match path {
-        "/metrics" => (
-            "200 OK",
-            crate::metrics::prometheus::CONTENT_TYPE,
-            crate::metrics::prometheus::render(crate::metrics::global()),
-        ),
+        "/metrics" => {
+            let (content_type, body) = metrics();
+            ("200 OK", content_type, body)
+        }
         "/health" => ("200 OK", TEXT, "alive\n".into()),
         "/ready" => match readiness().check() {
             Ok(()) => ("200 OK", TEXT, "ready\n".into()),
@@ -191,9 +204,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readiness_turns_to_draining_when_shutdown_begins() {
+        let r: &'static Readiness = Box::leak(Box::default());
+        r.sinks_connected();
+        r.leasing();
+        let shutdown = CancellationToken::new();
+        let marked = r.drain_at(shutdown.clone());
+        assert_eq!(r.check(), Ok(()));
+        shutdown.cancel();
+        marked.await.expect("the task ends");
+        assert_eq!(r.check(), Err("shutting down"));
+    }
+
+    #[tokio::test]
     async fn serves_the_three_routes() {
         let stop = CancellationToken::new();
-        let addr = serve("127.0.0.1:0".parse().expect("addr"), stop.clone())
+        fn page() -> (&'static str, String) {
+            ("text/plain; version=0.0.4", "# no metrics\n".into())
+        }
+        let addr = serve("127.0.0.1:0".parse().expect("addr"), page, stop.clone())
             .await
             .expect("listens");
         let get = |path: &'static str| async move {

@@ -1,14 +1,21 @@
 //! Shardline reads Amazon Kinesis the way the KCL does — leases and checkpoints in a
 //! DynamoDB table shared by every worker of an application — hands each batch of records
 //! to WebAssembly components that deserialize, transform and route them, and publishes the
-//! results to Apache Pulsar, checkpointing only what the sinks acknowledged.
+//! results to Apache Pulsar or to Kinesis streams (through its own KPL-grade producer),
+//! checkpointing only what the sinks acknowledged. The producer also stands alone
+//! (`shardline produce`).
 //!
-//! - [`config`]: the YAML file.
-//! - [`consumer`]: leases, shard sync, retrieval, shard consumers, checkpoints.
+//! - [`config`]: the YAML file (at the bottom of the imports: it uses no other part).
+//! - [`consumer`]: leases, shard sync, retrieval, shard consumers, the record processor,
+//!   checkpoints.
 //! - [`wasm`]: the component runtime and the stages.
-//! - [`sinks`]: Pulsar and Kinesis.
-//! - [`agg`]: the KPL aggregation format.
-//! - [`metrics`], [`health`]: what operators watch (CloudWatch, Prometheus, /ready).
+//! - [`sinks`]: the sink contract, Pulsar and Kinesis, dead letters.
+//! - [`producer`]: putting records into Kinesis as the KPL does.
+//! - [`agg`], [`kinesis_limits`]: the KPL aggregation format, Kinesis's record and request
+//!   limits.
+//! - [`aws`]: SDK clients and the calls both consumer and producer make.
+//! - [`metrics`], [`health`], [`progress`]: what operators watch (CloudWatch, Prometheus,
+//!   /ready, the progress line).
 //! - [`migrate`]: configs of Pulsar IO, StateFun, Samza and Flink, converted.
 //! - [`cli`]: the `shardline` command.
 
@@ -39,6 +46,7 @@ pub mod consumer;
 pub mod fanout;
 pub mod guest_build;
 pub mod health;
+pub mod kinesis_limits;
 pub mod metrics;
 pub mod migrate;
 pub mod preflight;

@@ -43,8 +43,7 @@ pub fn describe(records: u64, per_sec: f64, lag: Option<u64>) -> String {
     format!("{records} records processed · {per_sec:.0} rec/s · {lag}")
 }
 
-/// Reports the progress of `shardline run` until `shutdown`, when it marks the worker
-/// not ready (draining).
+/// Reports the progress of `shardline run` until `shutdown`.
 pub fn spawn_for_run(shutdown: CancellationToken) {
     let terminal = std::io::stderr().is_terminal();
     let every = if terminal {
@@ -67,7 +66,6 @@ pub fn spawn_for_run(shutdown: CancellationToken) {
                     if terminal {
                         crate::report!();
                     }
-                    crate::health::readiness().draining();
                     return;
                 }
             }
@@ -112,7 +110,7 @@ mod tests {
         .expect("config");
         let (before, _) = sample();
         let metrics =
-            crate::metrics::consumer::ShardMetrics::new("progress-stream", "shard-0", &config);
+            crate::consumer::metrics::ShardMetrics::new("progress-stream", "shard-0", &config);
         let record = SourceRecord {
             partition_key: "k".into(),
             arrival_millis: 0,

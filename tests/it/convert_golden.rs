@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use shardline::migrate::{self, Destination, Format, Options};
+use shardline::migrate::{self, ConvertedSink, Format, Options};
 
 fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,7 +37,7 @@ fn options(input: &Path) -> Options {
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (k, v) = line.split_once('=').expect("key=value");
         match k {
-            "to" => o.to = Some(Destination::parse(v)),
+            "to" => o.to = Some(ConvertedSink::parse(v)),
             "stream" => o.stream = Some(v.to_string()),
             "pulsar_url" => o.pulsar_url = Some(v.to_string()),
             "overlay" => o.overlay = Some(input.parent().expect("folder").join(v)),

@@ -1,5 +1,7 @@
 //! Tests of the aggregate format. Hand-built messages use the small encoder below, written
 //! apart from `wire.rs` so that a shared mistake cannot make both sides agree.
+//!
+//! One long file on purpose: every test here builds its messages with that one encoder.
 
 use super::*;
 use md5::{Digest, Md5};

@@ -7,7 +7,19 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units::duration;
-pub use crate::metrics::Level;
+
+/// How much is recorded (the KCL's `MetricsLevel`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Nothing is recorded or exported.
+    None = 0,
+    /// What an operator alarms on, per stream (and per worker for leases).
+    Summary = 1,
+    /// Everything, with per-shard dimensions.
+    #[default]
+    Detailed = 2,
+}
 
 /// The `metrics` section.
 #[derive(Debug, Clone, Deserialize)]

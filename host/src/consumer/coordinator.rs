@@ -8,7 +8,6 @@
 //! synchronisation between workers is needed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,54 +15,64 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::checkpointer::HeldLease;
+use super::lease_renewer::{renewer, Registry};
 use super::lease_table::LeaseTableError;
 use super::lease_taker::{LeaseTaker, Reason};
 use super::retrieval::consumer_registration::deregister;
 use super::retrieval::ConsumerRegistration;
-use super::shard_consumer::{self, HeldLease, ShardExit, Shared};
+use super::shard_consumer::{self, ShardExit, Shared};
 use super::shard_sync;
 use crate::config::{RetrievalMode, StreamSpec};
-
-/// How often progress is logged.
-const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Counters shared by the shard consumers.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub records: AtomicU64,
-    pub deliveries: AtomicU64,
-    pub stolen: AtomicU64,
-    /// Records with the KPL magic that could not be read (delivered whole).
-    pub corrupt_aggregates: AtomicU64,
-}
 
 struct Held {
     lease: Arc<HeldLease>,
     shutdown: CancellationToken,
 }
 
-/// The leases the renewer keeps alive.
-type Registry = Arc<std::sync::Mutex<HashMap<String, Arc<HeldLease>>>>;
-
 /// Runs the worker until `shutdown` is cancelled (graceful) or a shard fails fatally.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let cfg = shared.config.clone();
     let streams = cfg.streams();
-    let lease_duration = cfg.leases.duration;
-    let renew_interval = cfg.leases.renew_interval();
-    // Another worker can take a lease `lease_duration` after the last renewal it saw, at
-    // the earliest when that renewal was written; our clock starts when we sent it. Stop a
-    // shard whose lease went unrenewed for all but a margin of that, so it is never
-    // processed by two workers at once.
-    let margin = (renew_interval / 2).max(Duration::from_millis(250));
-    let stop_after = lease_duration.saturating_sub(margin);
-
     for spec in &streams {
         shard_sync::sync(&shared.kinesis, &shared.leases, spec).await?;
     }
-    // Enhanced fan-out: the application's consumer on each such stream, ACTIVE before
-    // any shard is read (a worker that cannot register it says so now, not per shard).
-    let mut registrations: HashMap<String, Arc<ConsumerRegistration>> = HashMap::new();
+    let registrations = register_fan_out(&shared, &streams).await?;
+    tracing::info!(worker = %shared.worker, streams = %streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","), table = %shared.leases.name(), "worker started");
+    let mut worker = Worker::new(shared.clone(), streams, registrations, shutdown);
+    // Renewals run in their own task: a slow scan or a hung call in this loop must not
+    // delay them, and they go on while shards drain at shutdown.
+    let renewer_stop = CancellationToken::new();
+    let renewer = tokio::spawn(renewer(
+        shared.clone(),
+        worker.registry.clone(),
+        cfg.leases.renew_interval(),
+        renewer_stop.clone(),
+    ));
+    let fatal = worker.lead().await;
+    let fatal = worker.hand_over(fatal).await;
+    renewer_stop.cancel();
+    let _ = renewer.await;
+    if cfg.source.fan_out.deregister_on_shutdown
+        && fatal.is_none()
+        && !worker.registrations.is_empty()
+    {
+        deregister_if_last(&shared, &worker.streams, &worker.registrations).await;
+    }
+    shared.sinks.close().await;
+    match fatal {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(()),
+    }
+}
+
+/// Enhanced fan-out: the application's consumer on each such stream, ACTIVE before any
+/// shard is read (a worker that cannot register it says so now, not per shard).
+async fn register_fan_out(
+    shared: &Shared,
+    streams: &[StreamSpec],
+) -> anyhow::Result<HashMap<String, Arc<ConsumerRegistration>>> {
+    let mut registrations = HashMap::new();
     for spec in streams
         .iter()
         .filter(|s| s.retrieval == RetrievalMode::FanOut)
@@ -71,192 +80,228 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) -> anyhow::Re
         let r = Arc::new(ConsumerRegistration::new(
             shared.kinesis.clone(),
             &spec.name,
-            cfg.fan_out_consumer(),
+            shared.config.fan_out_consumer(),
         ));
         r.arn().await?;
         registrations.insert(spec.name.clone(), r);
     }
-    let mut last_sync = Instant::now();
-    let mut last_progress = Instant::now();
+    Ok(registrations)
+}
 
-    let mut held: HashMap<String, Held> = HashMap::new();
-    let mut taker = LeaseTaker::new(
-        &shared.worker,
-        lease_duration,
-        cfg.leases.max_per_worker,
-        cfg.leases.max_steal,
-    );
-    let mut consumers: JoinSet<(String, ShardExit)> = JoinSet::new();
-    let mut fatal: Option<String> = None;
-    let mut resync = false;
+/// The worker while it runs: the leases it holds and their shard consumers.
+struct Worker {
+    shared: Arc<Shared>,
+    streams: Vec<StreamSpec>,
+    registrations: HashMap<String, Arc<ConsumerRegistration>>,
+    held: HashMap<String, Held>,
+    /// The held leases, for the renewer.
+    registry: Registry,
+    consumers: JoinSet<(String, ShardExit)>,
+    taker: LeaseTaker,
+    /// How long a lease may go unrenewed before its shard stops.
+    stop_after: Duration,
+    shutdown: CancellationToken,
+}
 
-    tracing::info!(worker = %shared.worker, streams = %streams.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","), table = %shared.leases.name(), "worker started");
-    // Renewals run in their own task: a slow scan or a hung call in this loop must not
-    // delay them, and they go on while shards drain at shutdown.
-    let registry: Registry = Arc::default();
-    let renewer_stop = CancellationToken::new();
-    let renewer = tokio::spawn(renewer(
-        shared.clone(),
-        registry.clone(),
-        renew_interval,
-        renewer_stop.clone(),
-    ));
-    let mut take_timer = tokio::time::interval(cfg.leases.take_interval());
-    take_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = take_timer.tick() => {}
-            _ = shutdown.cancelled() => break,
-            Some(done) = consumers.join_next() => {
-                let (key, exit) = match done {
-                    Ok(v) => v,
-                    Err(e) => {
-                        fatal = Some(format!("a shard consumer panicked: {e}"));
-                        break;
+impl Worker {
+    fn new(
+        shared: Arc<Shared>,
+        streams: Vec<StreamSpec>,
+        registrations: HashMap<String, Arc<ConsumerRegistration>>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let leases = &shared.config.leases;
+        // Another worker can take a lease `leases.duration` after the last renewal it saw,
+        // at the earliest when that renewal was written; our clock starts when we sent it.
+        // Stop a shard whose lease went unrenewed for all but a margin of that, so it is
+        // never processed by two workers at once.
+        let margin = (leases.renew_interval() / 2).max(Duration::from_millis(250));
+        let taker = LeaseTaker::new(
+            &shared.worker,
+            leases.duration,
+            leases.max_per_worker,
+            leases.max_steal,
+        );
+        Self {
+            stop_after: leases.duration.saturating_sub(margin),
+            taker,
+            shared,
+            streams,
+            registrations,
+            held: HashMap::new(),
+            registry: Registry::default(),
+            consumers: JoinSet::new(),
+            shutdown,
+        }
+    }
+
+    /// Keeps the lease table in step with the streams and takes leases every
+    /// `leases.take_interval`, until shutdown (`None`) or a fatal shard error (`Some`).
+    async fn lead(&mut self) -> Option<String> {
+        let cfg = self.shared.config.clone();
+        let shutdown = self.shutdown.clone();
+        let mut take_timer = tokio::time::interval(cfg.leases.take_interval());
+        take_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sync = Instant::now();
+        let mut resync = false;
+        loop {
+            tokio::select! {
+                _ = take_timer.tick() => {}
+                _ = shutdown.cancelled() => return None,
+                Some(done) = self.consumers.join_next() => {
+                    match self.ended(done).await {
+                        Ok(ended_shard) => resync |= ended_shard,
+                        Err(fatal) => return Some(fatal),
                     }
-                };
-                match exit {
-                    ShardExit::ShardEnd => {
-                        if let Some(h) = forget(&mut held, &registry, &key) {
-                            let _ = h.lease.release(&shared.leases, &shared.worker).await;
-                        }
-                        resync = true; // children may be ready now
-                    }
-                    ShardExit::LeaseLost => {
-                        crate::metrics::consumer::LeaseMetrics::of(&shared.worker).lost.inc();
-                        tracing::warn!(shard = %key, "lease lost");
-                        forget(&mut held, &registry, &key);
-                    }
-                    ShardExit::Shutdown => {
-                        // Drained and checkpointed: hand the lease over now. (Shutdown
-                        // may reach a consumer before this loop sees it.)
-                        if let Some(h) = forget(&mut held, &registry, &key) {
-                            release(&shared, &key, &h.lease).await;
-                        }
-                    }
-                    ShardExit::Failed(why) => {
-                        fatal = Some(why);
-                        break;
-                    }
+                    continue;
                 }
+            }
+            if resync || last_sync.elapsed() >= cfg.leases.shard_sync_interval {
+                self.sync_shards().await;
+                last_sync = Instant::now();
+                resync = false;
+            }
+            self.take_leases().await;
+            crate::consumer::metrics::LeaseMetrics::of(&self.shared.worker)
+                .current
+                .set(self.held.len() as i64);
+        }
+    }
+
+    /// A shard consumer ended: its lease is released or forgotten. `Ok(true)` at a shard
+    /// end (its children may be ready now); `Err` is fatal for the worker.
+    async fn ended(
+        &mut self,
+        done: Result<(String, ShardExit), tokio::task::JoinError>,
+    ) -> Result<bool, String> {
+        let (key, exit) = done.map_err(|e| format!("a shard consumer panicked: {e}"))?;
+        match exit {
+            ShardExit::ShardEnd => {
+                if let Some(h) = forget(&mut self.held, &self.registry, &key) {
+                    let _ = h
+                        .lease
+                        .release(&self.shared.leases, &self.shared.worker)
+                        .await;
+                }
+                return Ok(true);
+            }
+            ShardExit::LeaseLost => {
+                crate::consumer::metrics::LeaseMetrics::of(&self.shared.worker)
+                    .lost
+                    .inc();
+                tracing::warn!(shard = %key, "lease lost");
+                forget(&mut self.held, &self.registry, &key);
+            }
+            ShardExit::Shutdown => {
+                // Drained and checkpointed: hand the lease over now. (Shutdown may reach
+                // a consumer before this loop sees it.)
+                if let Some(h) = forget(&mut self.held, &self.registry, &key) {
+                    release(&self.shared, &key, &h.lease).await;
+                }
+            }
+            ShardExit::Failed(why) => return Err(why.to_string()),
+        }
+        Ok(false)
+    }
+
+    /// Creates leases for new shards of every stream.
+    async fn sync_shards(&self) {
+        for spec in &self.streams {
+            match shard_sync::sync(&self.shared.kinesis, &self.shared.leases, spec).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(stream = %spec.name, created = n, "new shards found")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+            }
+        }
+    }
+
+    /// Takes what balancing says: free and expired leases first, then steals.
+    async fn take_leases(&mut self) {
+        let mut leases = match self.shared.leases.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list leases");
+                return;
+            }
+        };
+        crate::health::readiness().leasing();
+        // Leases of streams this config does not read (any more) are not ours to balance
+        // or take.
+        leases.retain(|l| stream_of(&self.streams, &l.key).is_some());
+        if let Err(e) = shard_sync::clean_up_parents(&self.shared.leases, &leases).await {
+            tracing::warn!(error = %e, "parent lease cleanup failed; will retry");
+        }
+        let keys = self.held.keys().cloned().collect();
+        for (lease, reason) in self.taker.plan(&leases, &keys, Instant::now()) {
+            let Some(spec) = stream_of(&self.streams, &lease.key).cloned() else {
                 continue;
-            }
-        }
-
-        if resync || last_sync.elapsed() >= cfg.leases.shard_sync_interval {
-            for spec in &streams {
-                match shard_sync::sync(&shared.kinesis, &shared.leases, spec).await {
-                    Ok(n) if n > 0 => {
-                        tracing::info!(stream = %spec.name, created = n, "new shards found")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "shard sync failed; will retry"),
+            };
+            let sent = Instant::now();
+            match self.shared.leases.take(&lease, &self.shared.worker).await {
+                Ok(counter) => {
+                    tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
+                    crate::consumer::metrics::LeaseMetrics::of(&self.shared.worker)
+                        .took(reason == Reason::Stolen);
+                    self.start(HeldLease::new(&lease, counter, sent), spec);
+                }
+                Err(LeaseTableError::Conflict(_)) => {
+                    tracing::debug!(shard = %lease.key, "another worker changed the lease first");
+                }
+                Err(e) => {
+                    tracing::warn!(shard = %lease.key, error = %e, "cannot take lease")
                 }
             }
-            last_sync = Instant::now();
-            resync = false;
         }
+    }
 
-        // Take what balancing says: free and expired leases first, then steal.
-        match shared.leases.list().await {
-            Ok(mut leases) => {
-                crate::health::readiness().leasing();
-                // Leases of streams this config does not read (any more) are not ours to
-                // balance or take.
-                leases.retain(|l| stream_of(&streams, &l.key).is_some());
-                if let Err(e) = shard_sync::clean_up_parents(&shared.leases, &leases).await {
-                    tracing::warn!(error = %e, "parent lease cleanup failed; will retry");
-                }
-                let keys = held.keys().cloned().collect();
-                for (lease, reason) in taker.plan(&leases, &keys, Instant::now()) {
-                    let Some(spec) = stream_of(&streams, &lease.key) else {
-                        continue;
-                    };
-                    let sent = Instant::now();
-                    match shared.leases.take(&lease, &shared.worker).await {
-                        Ok(counter) => {
-                            tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
-                            if reason == Reason::Stolen {
-                                shared.stats.stolen.fetch_add(1, Ordering::Relaxed);
-                            }
-                            crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
-                                .took(reason == Reason::Stolen);
-                            let hl = HeldLease::new(&lease, counter, sent);
-                            hl.spawn_watchdog(stop_after);
-                            if let Ok(mut r) = registry.lock() {
-                                r.insert(lease.key.clone(), hl.clone());
-                            }
-                            let token = shutdown.child_token();
-                            consumers.spawn(run_consumer(
-                                shared.clone(),
-                                hl.clone(),
-                                spec.clone(),
-                                registrations.get(&spec.name).cloned(),
-                                token.clone(),
-                            ));
-                            held.insert(
-                                lease.key.clone(),
-                                Held {
-                                    lease: hl,
-                                    shutdown: token,
-                                },
-                            );
-                        }
-                        Err(LeaseTableError::Conflict(_)) => {
-                            tracing::debug!(shard = %lease.key, "another worker changed the lease first");
-                        }
-                        Err(e) => {
-                            tracing::warn!(shard = %lease.key, error = %e, "cannot take lease")
-                        }
-                    }
-                }
+    /// Starts the shard consumer of a lease just taken, and its watchdog and renewals.
+    fn start(&mut self, lease: Arc<HeldLease>, spec: StreamSpec) {
+        lease.spawn_watchdog(self.stop_after);
+        if let Ok(mut r) = self.registry.lock() {
+            r.insert(lease.key.clone(), lease.clone());
+        }
+        let token = self.shutdown.child_token();
+        self.consumers.spawn(run_consumer(
+            self.shared.clone(),
+            lease.clone(),
+            spec.clone(),
+            self.registrations.get(&spec.name).cloned(),
+            token.clone(),
+        ));
+        self.held.insert(
+            lease.key.clone(),
+            Held {
+                lease,
+                shutdown: token,
+            },
+        );
+    }
+
+    /// Graceful handoff: every shard drains and checkpoints, then its lease is released.
+    /// Returns the first fatal error, `fatal` or one a shard met while stopping.
+    async fn hand_over(&mut self, mut fatal: Option<String>) -> Option<String> {
+        tracing::info!(
+            shards = self.held.len(),
+            "shutting down: draining and checkpointing"
+        );
+        for h in self.held.values() {
+            h.shutdown.cancel();
+        }
+        while let Some(done) = self.consumers.join_next().await {
+            if let Ok((key, ShardExit::Failed(why))) = done {
+                tracing::error!(shard = %key, "{why}");
+                fatal.get_or_insert(why.to_string());
             }
-            Err(e) => tracing::warn!(error = %e, "cannot list leases"),
         }
-
-        crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
-            .current
-            .set(held.len() as i64);
-        if last_progress.elapsed() >= PROGRESS_INTERVAL {
-            last_progress = Instant::now();
-            tracing::info!(
-                shards = held.len(),
-                records = shared_stats(&shared).records.load(Ordering::Relaxed),
-                deliveries = shared_stats(&shared).deliveries.load(Ordering::Relaxed),
-                "progress"
-            );
+        for (key, h) in std::mem::take(&mut self.held) {
+            if let Ok(mut r) = self.registry.lock() {
+                r.remove(&key);
+            }
+            release(&self.shared, &key, &h.lease).await;
         }
-    }
-
-    // Graceful handoff: every shard drains and checkpoints, then its lease is released.
-    tracing::info!(
-        shards = held.len(),
-        "shutting down: draining and checkpointing"
-    );
-    for h in held.values() {
-        h.shutdown.cancel();
-    }
-    while let Some(done) = consumers.join_next().await {
-        if let Ok((key, ShardExit::Failed(why))) = done {
-            tracing::error!(shard = %key, "{why}");
-            fatal.get_or_insert(why);
-        }
-    }
-    for (key, h) in held {
-        if let Ok(mut r) = registry.lock() {
-            r.remove(&key);
-        }
-        release(&shared, &key, &h.lease).await;
-    }
-    renewer_stop.cancel();
-    let _ = renewer.await;
-    if cfg.source.fan_out.deregister_on_shutdown && fatal.is_none() && !registrations.is_empty() {
-        deregister_if_last(&shared, &streams, &registrations).await;
-    }
-    shared.sinks.close().await;
-    match fatal {
-        Some(why) => Err(anyhow::anyhow!(why)),
-        None => Ok(()),
+        fatal
     }
 }
 
@@ -317,57 +362,6 @@ fn forget(held: &mut HashMap<String, Held>, registry: &Registry, key: &str) -> O
         r.remove(key);
     }
     held.remove(key)
-}
-
-/// Renews every registered lease each `interval`, each renewal bounded by the interval so
-/// an unreachable table cannot pile calls up. A lease that cannot be renewed is stopped by
-/// its watchdog ([`HeldLease::spawn_watchdog`]), not here.
-async fn renewer(
-    shared: Arc<Shared>,
-    registry: Registry,
-    interval: Duration,
-    stop: CancellationToken,
-) {
-    let mut timer = tokio::time::interval(interval);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = timer.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let leases: Vec<Arc<HeldLease>> = match registry.lock() {
-            Ok(r) => r.values().cloned().collect(),
-            Err(_) => return,
-        };
-        let shared = &shared;
-        let renewals = leases.iter().map(|l| async move {
-            let r = tokio::time::timeout(interval, l.renew(&shared.leases, &shared.worker)).await;
-            (l, r)
-        });
-        for (lease, result) in futures::future::join_all(renewals).await {
-            if !matches!(result, Ok(Ok(()))) {
-                crate::metrics::consumer::LeaseMetrics::of(&shared.worker)
-                    .renew_failures
-                    .inc();
-            }
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(LeaseTableError::Conflict(_))) => {
-                    tracing::warn!(shard = %lease.key, "lease taken by another worker; stopping the shard");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(shard = %lease.key, error = %e, "lease renewal failed")
-                }
-                Err(_) => {
-                    tracing::warn!(shard = %lease.key, "lease renewal got no answer within {interval:?}")
-                }
-            }
-        }
-    }
-}
-
-fn shared_stats(shared: &Shared) -> &Stats {
-    &shared.stats
 }
 
 async fn run_consumer(

@@ -278,7 +278,7 @@ impl LeaseTable {
             .send()
             .await;
         let r = self.conditional(r, key, "UpdateItem (checkpoint)");
-        crate::metrics::consumer::checkpointed(key, started, r.is_ok());
+        crate::consumer::metrics::checkpointed(key, started, r.is_ok());
         r?;
         Ok(next)
     }

@@ -2,17 +2,24 @@
 //! and checkpoints of what the sinks acknowledged.
 
 pub mod checkpoint;
+pub mod checkpointer;
 pub mod coordinator;
-pub mod dead_letter;
+pub mod deaggregation;
+pub mod in_flight;
 pub mod lag;
 pub mod lease;
+pub mod lease_renewer;
 pub mod lease_table;
 pub mod lease_taker;
+pub mod metrics;
 pub mod receive_queue;
+pub mod record_processor;
 pub mod retrieval;
 pub mod shard_consumer;
 pub mod shard_sync;
 
-pub use coordinator::Stats;
+/// Dead letters are the sinks' to shape ([`crate::sinks::dead_letter`]); kept here for
+/// the commands that name them through the consumer.
+pub use crate::sinks::dead_letter;
 pub use receive_queue::WorkerQueue;
 pub use shard_consumer::Shared;

@@ -2,33 +2,34 @@
 //! waiting on parent shards → initializing → processing → shutting down (shard end, lease
 //! lost, or requested).
 //!
-//! Processing is a loop: fetch a batch (respecting backpressure), run the Wasm stages on a
-//! blocking thread, enqueue every delivery in record order, and let receipts acknowledge
-//! records as they arrive. The checkpoint is written at an interval, at shard end and at
-//! shutdown, and is always the end of the acknowledged prefix. A failed delivery rewinds
-//! the shard to that prefix and reads again (at-least-once); a lost lease stops the shard
-//! at once and nothing is checkpointed for it again.
+//! Processing is a loop: fetch a batch (respecting backpressure), hand it to the
+//! [record processor](super::record_processor), and let receipts acknowledge records as
+//! they arrive ([in-flight tracking](super::in_flight)). The checkpoint is written at an
+//! interval, at shard end and at shutdown, through the [checkpointer](super::checkpointer),
+//! and is always the end of the acknowledged prefix. A failed delivery rewinds the shard
+//! to that prefix and reads again (at-least-once); a lost lease stops the shard at once and
+//! nothing is checkpointed for it again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{AckTracker, Checkpoint, RecordId};
-use super::dead_letter;
-use super::lease::Lease;
+use super::checkpoint::Checkpoint;
+use super::checkpointer::HeldLease;
+use super::in_flight::{Flow, FlowFailure, TrackerPoisoned};
 use super::lease_table::{LeaseTable, LeaseTableError};
-use super::receive_queue::{self, RecordSize, Reservation, WorkerQueue};
-use super::retrieval::{ConsumerRegistration, FanOutFetcher, Fetched, Fetcher, PollingFetcher};
-use crate::agg::{self, Deaggregated};
-use crate::config::{Config, ErrorPolicy, StreamSpec};
-use crate::sinks::{Delivery, Receipt, RecordContext, Sinks, Target};
-use crate::wasm::bindings::{BatchContext, Destination, Event, SourceRecord};
+use super::receive_queue::{Reservation, WorkerQueue};
+use super::record_processor::{ProcessError, RecordProcessor, Stages};
+use super::retrieval::{
+    ConsumerRegistration, FanOutFetcher, FetchError, Fetched, Fetcher, PollingFetcher,
+};
+use crate::config::{Config, StreamSpec};
+use crate::sinks::{SinkError, Sinks};
 use crate::wasm::reload::Plans;
-use crate::wasm::{BatchOutcome, FailureKind, RecordFailure, StageSet};
+use crate::wasm::WasmError;
 
 /// What every shard consumer of a worker shares.
 #[derive(Debug)]
@@ -40,163 +41,12 @@ pub struct Shared {
     pub sinks: Arc<Sinks>,
     /// The components in use; replaced by hot reload.
     pub plans: Arc<Plans>,
-    pub stats: Arc<super::Stats>,
     /// The bytes of records every shard of the worker holds.
     pub receive_queue: Arc<WorkerQueue>,
 }
 
-/// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
-/// take turns through `counter`.
-#[derive(Debug)]
-pub struct HeldLease {
-    pub key: String,
-    pub parents: Vec<String>,
-    counter: tokio::sync::Mutex<i64>,
-    checkpoint: Mutex<Checkpoint>,
-    /// When the last successful renewal (or the take) was sent.
-    renewed_at: Mutex<Instant>,
-    /// Cancelled when the lease is lost; the shard stops at once.
-    pub lost: CancellationToken,
-}
-
-impl HeldLease {
-    /// A lease just taken with `counter`; `sent` is when the take was sent.
-    pub fn new(lease: &Lease, counter: i64, sent: Instant) -> Arc<Self> {
-        Arc::new(Self {
-            key: lease.key.clone(),
-            parents: lease.parents.clone(),
-            counter: tokio::sync::Mutex::new(counter),
-            checkpoint: Mutex::new(lease.checkpoint.clone()),
-            renewed_at: Mutex::new(sent),
-            lost: CancellationToken::new(),
-        })
-    }
-
-    fn renewed_at(&self) -> Instant {
-        self.renewed_at
-            .lock()
-            .map(|t| *t)
-            .unwrap_or_else(|p| *p.into_inner())
-    }
-
-    /// Stops the shard when the lease went unrenewed for `stop_after`: another worker
-    /// counts expiry from the last renewal it saw, which was written after we sent it, so
-    /// stopping before `leases.duration` has passed since sending means the shard is never
-    /// processed by two workers at once.
-    pub fn spawn_watchdog(self: &Arc<Self>, stop_after: Duration) {
-        let lease = self.clone();
-        tokio::spawn(async move {
-            loop {
-                let deadline = lease.renewed_at() + stop_after;
-                tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {}
-                    _ = lease.lost.cancelled() => return,
-                }
-                let unrenewed = lease.renewed_at().elapsed();
-                if unrenewed >= stop_after {
-                    tracing::warn!(shard = %lease.key, unrenewed_ms = unrenewed.as_millis() as u64,
-                        "lease not renewed in time; stopping the shard before another worker can take it");
-                    lease.lost.cancel();
-                    return;
-                }
-            }
-        });
-    }
-
-    /// The last checkpoint written (or read when the lease was taken).
-    pub fn checkpoint(&self) -> Checkpoint {
-        self.checkpoint
-            .lock()
-            .map(|c| c.clone())
-            .unwrap_or(Checkpoint::TrimHorizon)
-    }
-
-    pub async fn renew(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
-        let mut counter = self.counter.lock().await;
-        if self.lost.is_cancelled() {
-            return Err(LeaseTableError::Conflict(self.key.clone()));
-        }
-        let sent = Instant::now();
-        match table.renew(&self.key, worker, *counter).await {
-            Ok(next) => {
-                *counter = next;
-                if let Ok(mut t) = self.renewed_at.lock() {
-                    *t = sent;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, LeaseTableError::Conflict(_)) {
-                    self.lost.cancel();
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Writes `cp` if the lease is still ours. A conflict means the lease is lost.
-    pub async fn write_checkpoint(
-        &self,
-        table: &LeaseTable,
-        worker: &str,
-        cp: &Checkpoint,
-    ) -> Result<(), LeaseTableError> {
-        self.write_checkpoint_with_children(table, worker, cp, &[])
-            .await
-    }
-
-    /// As [`Self::write_checkpoint`], recording child shard ids (at shard end).
-    pub async fn write_checkpoint_with_children(
-        &self,
-        table: &LeaseTable,
-        worker: &str,
-        cp: &Checkpoint,
-        child_shards: &[String],
-    ) -> Result<(), LeaseTableError> {
-        // Children are lease keys: `stream:` prefixed like this lease when it is.
-        let prefix = self.key.split_once(':').map(|(s, _)| format!("{s}:"));
-        let children: Vec<String> = child_shards
-            .iter()
-            .map(|c| format!("{}{c}", prefix.as_deref().unwrap_or("")))
-            .collect();
-        let mut counter = self.counter.lock().await;
-        if self.lost.is_cancelled() {
-            return Err(LeaseTableError::Conflict(self.key.clone()));
-        }
-        match table
-            .checkpoint(&self.key, worker, *counter, cp, &children)
-            .await
-        {
-            Ok(next) => {
-                *counter = next;
-                if let Ok(mut c) = self.checkpoint.lock() {
-                    *c = cp.clone();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, LeaseTableError::Conflict(_)) {
-                    self.lost.cancel();
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Gives the lease up so another worker can take it at once.
-    pub async fn release(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
-        let counter = self.counter.lock().await;
-        if self.lost.is_cancelled() {
-            return Ok(());
-        }
-        let r = table.release(&self.key, worker, *counter).await;
-        self.lost.cancel();
-        r
-    }
-}
-
 /// How a shard consumer ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum ShardExit {
     /// Every record of the closed shard is done and `SHARD_END` is checkpointed.
     ShardEnd,
@@ -205,147 +55,26 @@ pub enum ShardExit {
     /// Shutdown was requested; the acknowledged prefix is checkpointed.
     Shutdown,
     /// The worker must stop (error policy `fail`, or an error that retrying cannot fix).
-    Failed(String),
+    Failed(ShardError),
 }
 
-/// Deliveries in flight for one pass over the shard.
-#[derive(Debug)]
-struct Flow {
-    stats: Arc<super::Stats>,
-    /// Where the bytes of this pass's records are counted for the whole worker; what is
-    /// still held when the pass is gone (records never acknowledged) is given back then.
-    worker_queue: Arc<WorkerQueue>,
-    tracker: Mutex<AckTracker>,
-    /// Delivery tasks not finished (acknowledged or failed).
-    outstanding: AtomicUsize,
-    failure: Mutex<Option<String>>,
-    changed: Notify,
-}
-
-impl Flow {
-    fn new(stats: Arc<super::Stats>, worker_queue: Arc<WorkerQueue>) -> Self {
-        Self {
-            stats,
-            worker_queue,
-            tracker: Mutex::default(),
-            outstanding: AtomicUsize::new(0),
-            failure: Mutex::default(),
-            changed: Notify::new(),
-        }
-    }
-
-    fn in_flight(&self) -> usize {
-        self.tracker.lock().map(|t| t.in_flight()).unwrap_or(0)
-    }
-
-    /// Bytes of this pass's records not done yet.
-    fn held_bytes(&self) -> u64 {
-        self.tracker.lock().map(|t| t.held_bytes()).unwrap_or(0)
-    }
-
-    fn checkpointable(&self) -> Option<Checkpoint> {
-        self.tracker.lock().ok().and_then(|t| t.checkpointable())
-    }
-
-    fn failure(&self) -> Option<String> {
-        self.failure.lock().ok().and_then(|f| f.clone())
-    }
-
-    fn fail(&self, why: String) {
-        if let Ok(mut f) = self.failure.lock() {
-            f.get_or_insert(why);
-        }
-        self.wake();
-    }
-
-    /// Wakes whoever waits for progress; the stored permit covers a waiter that is about
-    /// to wait but has not registered yet.
-    fn wake(&self) {
-        self.changed.notify_waiters();
-        self.changed.notify_one();
-    }
-
-    /// Registers a record handed to the sinks: `pending` deliveries, `bytes` of data and
-    /// key held (out of the fetch's `reservation`) until the last of them is acknowledged.
-    fn push(
-        &self,
-        sequence: &Arc<str>,
-        sub: u64,
-        pending: u32,
-        bytes: u32,
-        reservation: &mut Reservation,
-    ) -> RecordId {
-        let mut t = self.tracker.lock().unwrap_or_else(|p| p.into_inner());
-        let id = t.push(sequence.clone(), sub, pending, bytes);
-        if pending > 0 {
-            reservation.take(u64::from(bytes));
-        }
-        id
-    }
-
-    /// One delivery of each of `ids` was acknowledged.
-    fn ack_all(&self, ids: &[RecordId]) {
-        let released = match self.tracker.lock() {
-            Ok(mut t) => ids.iter().map(|&id| t.ack(id)).sum(),
-            Err(_) => 0,
-        };
-        self.worker_queue.release(released);
-        self.stats
-            .deliveries
-            .fetch_add(ids.len() as u64, Ordering::Relaxed);
-    }
-
-    /// Waits for a receipt on a task of its own: it acknowledges one delivery of each of
-    /// `ids`, or fails the flow (the shard rewinds to the acknowledged prefix).
-    fn await_receipt(self: &Arc<Self>, receipt: Receipt, ids: Vec<RecordId>) {
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
-        let flow = self.clone();
-        tokio::spawn(async move {
-            match receipt.await {
-                Ok(()) => flow.ack_all(&ids),
-                Err(e) => flow.fail(e.to_string()),
-            }
-            flow.outstanding.fetch_sub(1, Ordering::AcqRel);
-            flow.wake();
-        });
-    }
-}
-
-impl Drop for Flow {
-    /// Records of a pass that ended (rewind, lease lost, shutdown) before all their
-    /// deliveries were acknowledged: nothing holds their data any more.
-    fn drop(&mut self) {
-        let held = self
-            .tracker
-            .get_mut()
-            .map(|t| t.held_bytes())
-            .unwrap_or_else(|p| p.into_inner().held_bytes());
-        self.worker_queue.release(held);
-    }
-}
-
-/// What a Kinesis record of a fetched batch carries besides its data.
-struct Head {
-    arrival: i64,
-    encryption: Option<aws_sdk_kinesis::types::EncryptionType>,
-    /// Shared by the user records of an aggregate.
-    sequence: Arc<str>,
-    partition_key: String,
-    /// Set on the checkpointed record after a restart: the sub-sequence number up to which
-    /// it was done.
-    done_up_to: Option<u64>,
-}
-
-/// The per-record data the host keeps out of the guest.
-#[derive(Debug)]
-struct Meta {
-    /// Shared by the user records of one KPL aggregate, and with the ack tracker.
-    sequence: Arc<str>,
-    /// Position inside a KPL aggregate; `None` for a plain record.
-    sub: Option<u64>,
-    encryption: Option<aws_sdk_kinesis::types::EncryptionType>,
-    /// The record's size in the receive queue.
-    bytes: u32,
+/// Why a shard consumer stops the worker: nothing a rewind or a retry can fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// The components cannot be instantiated for this shard.
+    #[error(transparent)]
+    Instantiate(WasmError),
+    /// Retrieval failed after its retries.
+    #[error(transparent)]
+    Fetch(FetchError),
+    /// A batch could not be processed (a record's error policy is `fail`, among others).
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// Writing `SHARD_END` failed (a conflict is a lost lease, not this).
+    #[error(transparent)]
+    ShardEndCheckpoint(LeaseTableError),
+    #[error(transparent)]
+    TrackerPoisoned(#[from] TrackerPoisoned),
 }
 
 /// Runs one shard until it ends, its lease is lost, or `shutdown` is cancelled.
@@ -377,13 +106,18 @@ pub async fn run(
 
     // Initializing. From here the shard counts in the receive queue's fair share.
     let _slot = shared.receive_queue.join();
-    let (generation, plan) = shared.plans.current();
-    let mut stages = match plan.instantiate() {
-        Ok(s) => Some(s),
-        Err(e) => return ShardExit::Failed(e.to_string()),
+    let mut stages = match Stages::new(&shared.plans) {
+        Ok(s) => s,
+        Err(e) => return ShardExit::Failed(ShardError::Instantiate(e)),
     };
     let mut consumer = ShardConsumer {
-        metrics: crate::metrics::consumer::ShardMetrics::new(&stream.name, &shard, &shared.config),
+        processor: RecordProcessor::new(
+            shared.config.clone(),
+            shared.sinks.clone(),
+            shared.plans.clone(),
+            &stream.name,
+            &shard,
+        ),
         shared,
         lease,
         stream: stream.name,
@@ -391,8 +125,6 @@ pub async fn run(
         fan_out,
         shard,
         shutdown,
-        generation: AtomicU64::new(generation),
-        record_size: RecordSize::default(),
     };
     let mut rewinds = 0u32;
     loop {
@@ -413,6 +145,13 @@ pub async fn run(
             }
         }
     }
+}
+
+/// How long a stopping shard waits for its deliveries: the longest any sink may take to
+/// answer a send ([`crate::config::SinkConfig::ack_timeout`]) plus a margin.
+fn drain_timeout(config: &Config) -> Duration {
+    let ack = config.sinks.values().map(|s| s.ack_timeout()).max();
+    ack.unwrap_or_default() + Duration::from_secs(5)
 }
 
 /// The shard id of a lease key (`shardId-…`, or `stream:shardId-…` with several streams).
@@ -436,65 +175,50 @@ async fn parents_done(shared: &Shared, lease: &HeldLease) -> Result<bool, LeaseT
     }))
 }
 
+/// How one pass over the shard ended.
 enum Pass {
     Exit(ShardExit),
-    Rewind(String),
+    Rewind(SinkError),
+}
+
+/// What waiting for a fetch came to.
+enum Fetch {
+    Batch(Fetched),
+    /// Shutdown, a lost lease or a failed delivery came first: look again.
+    Interrupted,
+    /// Retrieval gave up.
+    Failed(FetchError),
+    /// A checkpoint due meanwhile found the tracker poisoned.
+    Stop(ShardError),
+}
+
+/// Room for the next fetch.
+struct Room {
+    reservation: Reservation,
+    records: usize,
 }
 
 struct ShardConsumer {
-    metrics: crate::metrics::consumer::ShardMetrics,
+    processor: RecordProcessor,
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: String,
-    at_timestamp: Option<std::time::SystemTime>,
+    at_timestamp: Option<SystemTime>,
     /// The stream's fan-out consumer, when it is read with enhanced fan-out.
     fan_out: Option<Arc<ConsumerRegistration>>,
     shard: String,
     shutdown: CancellationToken,
-    /// Generation of the plan `stages` were instantiated from.
-    generation: AtomicU64,
-    /// Recent record sizes, to turn the receive queue's byte room into a record count.
-    record_size: RecordSize,
 }
 
 impl ShardConsumer {
-    /// The component that chose destinations (the pipeline's or the route stage's), as
-    /// the stage plan names it.
-    fn router_name(&self) -> String {
-        let s = &self.config().stages;
-        s.pipeline
-            .as_ref()
-            .or(s.route.as_ref())
-            .and_then(|c| c.component.file_stem())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "router".into())
-    }
-
-    /// Before a batch: when components were reloaded, instantiates the new version, so the
-    /// whole batch runs on it. If that fails here, the running instances stay.
-    fn refresh(&self, stages: &mut Option<StageSet>) {
-        let current = self.generation.load(Ordering::Acquire);
-        let Some((generation, plan)) = self.shared.plans.newer_than(current) else {
-            return;
-        };
-        self.generation.store(generation, Ordering::Release);
-        match plan.instantiate() {
-            Ok(set) => {
-                tracing::info!(shard = %self.shard, generation, "reloaded components in use from this batch");
-                *stages = Some(set);
-            }
-            Err(e) => tracing::error!(shard = %self.shard, generation, error = %e,
-                "cannot instantiate the reloaded components; this shard keeps the running version"),
-        }
-    }
-
     fn config(&self) -> &Config {
         &self.shared.config
     }
 
-    async fn process(&mut self, stages: &mut Option<StageSet>, start: &Checkpoint) -> Pass {
-        let cfg = self.shared.config.clone();
-        let mut fetcher = match &self.fan_out {
+    /// Retrieval from `start`, by polling or enhanced fan-out as the stream is read.
+    fn fetcher(&self, start: &Checkpoint) -> Fetcher {
+        let cfg = self.config();
+        match &self.fan_out {
             Some(registration) => Fetcher::FanOut(FanOutFetcher::new(
                 self.shared.kinesis.clone(),
                 registration.clone(),
@@ -511,147 +235,200 @@ impl ShardConsumer {
                 self.at_timestamp,
                 cfg.source.polling.clone(),
             )),
-        };
-        let mut children: Vec<String> = Vec::new();
+        }
+    }
+
+    /// One pass over the shard from `start`: fetch, process, checkpoint, until the shard
+    /// ends, the consumer stops, or a failed delivery asks for a rewind.
+    async fn process(&mut self, stages: &mut Stages, start: &Checkpoint) -> Pass {
+        let mut fetcher = self.fetcher(start);
         // The iterator starts AT the checkpointed record; skip what of it was done.
         let mut skip = match start {
             Checkpoint::Sequence { sequence, sub } => Some((sequence.clone(), *sub)),
             _ => None,
         };
-        let flow = Arc::new(Flow::new(
-            self.shared.stats.clone(),
-            self.shared.receive_queue.clone(),
-        ));
-        let interval = cfg.checkpoint.interval;
+        let flow = Arc::new(Flow::new(&self.shard, self.shared.receive_queue.clone()));
+        let interval = self.config().checkpoint.interval;
         let mut next_checkpoint = Instant::now() + interval;
-
         loop {
             if self.lease.lost.is_cancelled() {
                 return Pass::Exit(ShardExit::LeaseLost);
             }
-            if let Some(why) = flow.failure() {
-                self.drain(&flow).await;
-                self.checkpoint(&flow).await;
-                return Pass::Rewind(why);
+            if flow.failure().is_some() {
+                return self.rewind(&flow).await;
             }
             if self.shutdown.is_cancelled() {
                 return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
             }
             if Instant::now() >= next_checkpoint {
-                self.checkpoint(&flow).await;
+                if let Err(e) = self.checkpoint(&flow).await {
+                    return Pass::Exit(ShardExit::Failed(e));
+                }
                 next_checkpoint = Instant::now() + interval;
             }
-            // Backpressure (the receive queue): at most `receive_queue_size` records and
-            // `receive_queue_bytes` of this shard, and `max_in_flight_bytes` of the whole
-            // worker, fetched and not yet acknowledged. A fetch reserves its bytes of the
-            // worker's queue first and asks for no more records than fit in them at the
-            // recent record size. The worker's wait is created before the reservation is
-            // tried, so a release in between still wakes it.
-            let queue = self.shared.receive_queue.clone();
-            let worker_below_limit = queue.below_limit();
-            let records_room = cfg
-                .source
-                .receive_queue_size
-                .saturating_sub(flow.in_flight());
-            let shard_bytes_room = cfg
-                .source
-                .receive_queue_bytes
-                .saturating_sub(flow.held_bytes());
-            let reservation = (records_room > 0 && shard_bytes_room > 0)
-                .then(|| {
-                    let want = shard_bytes_room
-                        .min(queue.fair_share())
-                        .min(self.record_size.fetch_bytes());
-                    queue.reserve(want)
-                })
-                .flatten();
-            let Some(mut reservation) = reservation else {
-                let worker_full = records_room > 0 && shard_bytes_room > 0;
-                tokio::select! {
-                    _ = flow.changed.notified() => {}
-                    _ = worker_below_limit, if worker_full => {}
-                    _ = tokio::time::sleep_until(next_checkpoint) => {}
-                    _ = self.shutdown.cancelled() => {}
-                    _ = self.lease.lost.cancelled() => {}
-                }
-                continue;
+            let mut room = match self.room(&flow, next_checkpoint).await {
+                Ok(Some(room)) => room,
+                Ok(None) => continue,
+                Err(e) => return Pass::Exit(ShardExit::Failed(e.into())),
             };
-            drop(worker_below_limit);
-            let room = self.record_size.limit(records_room, reservation.bytes());
-            // The fetch is kept (not restarted) while checkpoints fall due: a fan-out
-            // subscription may deliver nothing for seconds, and the acknowledged prefix
-            // must still be written on time.
-            let fetched = {
-                let fetch = fetcher.fetch(room);
-                tokio::pin!(fetch);
-                loop {
-                    tokio::select! {
-                        r = &mut fetch => break Some(r),
-                        _ = self.shutdown.cancelled() => break None,
-                        _ = self.lease.lost.cancelled() => break None,
-                        _ = flow.changed.notified(), if flow.failure().is_some() => break None,
-                        _ = tokio::time::sleep_until(next_checkpoint) => {
-                            self.checkpoint(&flow).await;
-                            next_checkpoint = Instant::now() + interval;
-                        }
-                    }
-                }
-            };
-            let Some(fetched) = fetched else { continue };
-            let fetched = match fetched {
-                Ok(f) => f.metered(&self.metrics),
-                Err(e) => {
+            let fetched = match self
+                .fetch(&mut fetcher, room.records, &flow, &mut next_checkpoint)
+                .await
+            {
+                Fetch::Batch(f) => f.metered(self.processor.metrics()),
+                Fetch::Interrupted => continue,
+                Fetch::Stop(e) => return Pass::Exit(ShardExit::Failed(e)),
+                Fetch::Failed(e) => {
                     tracing::error!(error = %e, "retrieval failed");
-                    return Pass::Exit(self.finish(&flow, ShardExit::Failed(e.to_string())).await);
+                    let exit = ShardExit::Failed(ShardError::Fetch(e));
+                    return Pass::Exit(self.finish(&flow, exit).await);
                 }
             };
-            let shard_end = fetched.shard_end;
-            if shard_end {
-                children = fetched.child_shards.clone();
-            }
+            let (shard_end, children) = (fetched.shard_end, fetched.child_shards.clone());
             let delivered = if fetched.records.is_empty() {
                 Ok(())
             } else {
-                self.deliver(stages, &flow, fetched, &mut skip, &mut reservation)
+                let reservation = &mut room.reservation;
+                self.processor
+                    .deliver(stages, &flow, fetched, &mut skip, reservation)
                     .await
             };
             // What the batch did not take goes back before anything waits.
-            drop(reservation);
+            drop(room);
             if let Err(fatal) = delivered {
-                return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal)).await);
+                return Pass::Exit(self.finish(&flow, ShardExit::Failed(fatal.into())).await);
             }
             if shard_end {
-                // Shard end: wait for every delivery, then record SHARD_END.
-                self.drain(&flow).await;
-                if let Some(why) = flow.failure() {
-                    self.checkpoint(&flow).await;
-                    return Pass::Rewind(why);
-                }
-                if self.lease.lost.is_cancelled() {
-                    return Pass::Exit(ShardExit::LeaseLost);
-                }
-                if flow.in_flight() > 0 {
-                    // Shutdown cut the drain short.
-                    return Pass::Exit(self.finish(&flow, ShardExit::Shutdown).await);
-                }
-                let r = self
-                    .lease
-                    .write_checkpoint_with_children(
-                        &self.shared.leases,
-                        &self.shared.worker,
-                        &Checkpoint::ShardEnd,
-                        &children,
-                    )
-                    .await;
-                return Pass::Exit(match r {
-                    Ok(()) => {
-                        tracing::info!(shard = %self.shard, children = %children.join(","), "shard end reached and checkpointed");
-                        ShardExit::ShardEnd
-                    }
-                    Err(LeaseTableError::Conflict(_)) => ShardExit::LeaseLost,
-                    Err(e) => ShardExit::Failed(e.to_string()),
-                });
+                return self.end_of_shard(&flow, &children).await;
             }
+        }
+    }
+
+    /// Backpressure (the receive queue): at most `receive_queue_size` records and
+    /// `receive_queue_bytes` of this shard, and `max_in_flight_bytes` of the whole worker,
+    /// fetched and not yet acknowledged. A fetch reserves its bytes of the worker's queue
+    /// first and asks for no more records than fit in them at the recent record size.
+    /// Without room, waits for a change (or the next checkpoint) and answers `None`.
+    async fn room(
+        &self,
+        flow: &Flow,
+        next_checkpoint: Instant,
+    ) -> Result<Option<Room>, TrackerPoisoned> {
+        let source = &self.config().source;
+        let queue = self.shared.receive_queue.clone();
+        // Created before the reservation is tried, so a release in between still wakes it.
+        let worker_below_limit = queue.below_limit();
+        let records_room = source.receive_queue_size.saturating_sub(flow.in_flight()?);
+        let shard_bytes_room = source
+            .receive_queue_bytes
+            .saturating_sub(flow.held_bytes()?);
+        let record_size = self.processor.record_size();
+        let reservation = (records_room > 0 && shard_bytes_room > 0)
+            .then(|| {
+                let want = shard_bytes_room
+                    .min(queue.fair_share())
+                    .min(record_size.fetch_bytes());
+                queue.reserve(want)
+            })
+            .flatten();
+        let Some(reservation) = reservation else {
+            let worker_full = records_room > 0 && shard_bytes_room > 0;
+            tokio::select! {
+                _ = flow.changed.notified() => {}
+                _ = worker_below_limit, if worker_full => {}
+                _ = tokio::time::sleep_until(next_checkpoint) => {}
+                _ = self.shutdown.cancelled() => {}
+                _ = self.lease.lost.cancelled() => {}
+            }
+            return Ok(None);
+        };
+        let records = record_size.limit(records_room, reservation.bytes());
+        Ok(Some(Room {
+            reservation,
+            records,
+        }))
+    }
+
+    /// The next batch of at most `limit` records. The fetch is kept (not restarted) while
+    /// checkpoints fall due: a fan-out subscription may deliver nothing for seconds, and
+    /// the acknowledged prefix must still be written on time.
+    async fn fetch(
+        &self,
+        fetcher: &mut Fetcher,
+        limit: usize,
+        flow: &Flow,
+        next_checkpoint: &mut Instant,
+    ) -> Fetch {
+        let interval = self.config().checkpoint.interval;
+        let fetch = fetcher.fetch(limit);
+        tokio::pin!(fetch);
+        loop {
+            tokio::select! {
+                r = &mut fetch => return match r {
+                    Ok(f) => Fetch::Batch(f),
+                    Err(e) => Fetch::Failed(e),
+                },
+                _ = self.shutdown.cancelled() => return Fetch::Interrupted,
+                _ = self.lease.lost.cancelled() => return Fetch::Interrupted,
+                _ = flow.changed.notified(), if flow.failure().is_some() => return Fetch::Interrupted,
+                _ = tokio::time::sleep_until(*next_checkpoint) => {
+                    if let Err(e) = self.checkpoint(flow).await {
+                        return Fetch::Stop(e);
+                    }
+                    *next_checkpoint = Instant::now() + interval;
+                }
+            }
+        }
+    }
+
+    /// Shard end: waits for every delivery, then records SHARD_END with the child shards.
+    async fn end_of_shard(&self, flow: &Arc<Flow>, children: &[String]) -> Pass {
+        self.drain(flow).await;
+        if flow.failure().is_some() {
+            return self.rewind(flow).await;
+        }
+        if self.lease.lost.is_cancelled() {
+            return Pass::Exit(ShardExit::LeaseLost);
+        }
+        match flow.in_flight() {
+            Ok(0) => {}
+            // Shutdown cut the drain short.
+            Ok(_) => return Pass::Exit(self.finish(flow, ShardExit::Shutdown).await),
+            Err(e) => return Pass::Exit(ShardExit::Failed(e.into())),
+        }
+        let r = self
+            .lease
+            .write_checkpoint_with_children(
+                &self.shared.leases,
+                &self.shared.worker,
+                &Checkpoint::ShardEnd,
+                children,
+            )
+            .await;
+        Pass::Exit(match r {
+            Ok(()) => {
+                tracing::info!(shard = %self.shard, children = %children.join(","), "shard end reached and checkpointed");
+                ShardExit::ShardEnd
+            }
+            Err(LeaseTableError::Conflict(_)) => ShardExit::LeaseLost,
+            Err(e) => ShardExit::Failed(ShardError::ShardEndCheckpoint(e)),
+        })
+    }
+
+    /// After a failed send: waits for deliveries in flight (bounded), checkpoints what was
+    /// acknowledged, and reads again from there; a poisoned tracker stops the shard.
+    async fn rewind(&self, flow: &Arc<Flow>) -> Pass {
+        self.drain(flow).await;
+        if let Err(e) = self.checkpoint(flow).await {
+            return Pass::Exit(ShardExit::Failed(e));
+        }
+        match flow.failure() {
+            Some(FlowFailure::Sink(e)) => Pass::Rewind(e.clone()),
+            Some(FlowFailure::TrackerPoisoned) | None => Pass::Exit(ShardExit::Failed(
+                ShardError::TrackerPoisoned(TrackerPoisoned {
+                    shard: self.shard.clone(),
+                }),
+            )),
         }
     }
 
@@ -661,17 +438,19 @@ impl ShardConsumer {
             return ShardExit::LeaseLost;
         }
         self.drain(flow).await;
-        self.checkpoint(flow).await;
-        if self.lease.lost.is_cancelled() && exit == ShardExit::Shutdown {
+        if let Err(e) = self.checkpoint(flow).await {
+            return ShardExit::Failed(e);
+        }
+        if self.lease.lost.is_cancelled() && matches!(exit, ShardExit::Shutdown) {
             return ShardExit::LeaseLost;
         }
         exit
     }
 
     /// Waits until no delivery is outstanding, the lease is lost, or the drain deadline
-    /// (the sinks' send timeout plus a margin) passes.
+    /// ([`drain_timeout`]) passes.
     async fn drain(&self, flow: &Arc<Flow>) {
-        let deadline = Instant::now() + self.drain_timeout();
+        let deadline = Instant::now() + drain_timeout(self.config());
         while flow.outstanding.load(Ordering::Acquire) > 0 {
             let notified = flow.changed.notified();
             if flow.outstanding.load(Ordering::Acquire) == 0 {
@@ -689,24 +468,14 @@ impl ShardConsumer {
         }
     }
 
-    fn drain_timeout(&self) -> Duration {
-        let send = self
-            .config()
-            .sinks
-            .values()
-            .filter_map(|s| s.pulsar.as_ref().map(|p| p.send_timeout))
-            .max()
-            .unwrap_or(Duration::from_secs(30));
-        send + Duration::from_secs(5)
-    }
-
-    /// Writes the acknowledged prefix if it moved.
-    async fn checkpoint(&self, flow: &Flow) {
-        let Some(cp) = flow.checkpointable() else {
-            return;
+    /// Writes the acknowledged prefix if it moved. A failed write is retried at the next
+    /// checkpoint; `Err` (a poisoned tracker) stops the shard.
+    async fn checkpoint(&self, flow: &Flow) -> Result<(), ShardError> {
+        let Some(cp) = flow.checkpointable()? else {
+            return Ok(());
         };
         if cp == self.lease.checkpoint() || self.lease.lost.is_cancelled() {
-            return;
+            return Ok(());
         }
         match self
             .lease
@@ -721,399 +490,38 @@ impl ShardConsumer {
                 tracing::warn!(shard = %self.shard, error = %e, "checkpoint failed; will retry")
             }
         }
-    }
-
-    /// Runs the stages over one batch and enqueues its deliveries. `Err` is fatal (error
-    /// policy `fail`); delivery problems are reported through `flow`.
-    async fn deliver(
-        &mut self,
-        stages: &mut Option<StageSet>,
-        flow: &Arc<Flow>,
-        fetched: Fetched,
-        skip: &mut Option<(String, u64)>,
-        reservation: &mut Reservation,
-    ) -> Result<(), String> {
-        let n = fetched.records.len();
-        self.shared
-            .stats
-            .records
-            .fetch_add(n as u64, Ordering::Relaxed);
-        let mut records = Vec::with_capacity(n);
-        let mut metas = Vec::with_capacity(n);
-        let now_millis = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        // The data of every Kinesis record first, so that the KPL aggregates among them are
-        // unpacked together (their MD5s computed several at a time).
-        let mut heads = Vec::with_capacity(n);
-        let mut datas = Vec::with_capacity(n);
-        for r in fetched.records {
-            // After a restart the iterator starts AT the checkpointed record: what of it
-            // was done (all of a plain record, sub-records up to the checkpoint of an
-            // aggregate) is skipped.
-            let done_up_to = match skip.take() {
-                Some((seq, sub)) if seq == r.sequence_number => Some(sub),
-                _ => None,
-            };
-            heads.push(Head {
-                arrival: r
-                    .approximate_arrival_timestamp
-                    .as_ref()
-                    .map_or(now_millis, super::retrieval::arrival_millis),
-                encryption: r.encryption_type,
-                sequence: r.sequence_number.into(),
-                partition_key: r.partition_key.unwrap_or_default(),
-                done_up_to,
-            });
-            datas.push(r.data.into_inner());
-        }
-        // Records delivered whole: (index in `records`, index in `datas`), their data moved
-        // in once the unpacked aggregates no longer borrow `datas`.
-        let mut whole = Vec::new();
-        for (i, (head, unpacked)) in heads
-            .iter_mut()
-            .zip(agg::deaggregate_many(&datas))
-            .enumerate()
-        {
-            match unpacked {
-                Deaggregated::Aggregate(users) => {
-                    for u in users {
-                        if head.done_up_to.is_some_and(|d| u.sub_sequence <= d) {
-                            continue;
-                        }
-                        metas.push(Meta {
-                            sequence: head.sequence.clone(),
-                            sub: Some(u.sub_sequence),
-                            encryption: head.encryption.clone(),
-                            bytes: receive_queue::record_bytes(u.partition_key, u.data),
-                        });
-                        records.push(SourceRecord {
-                            partition_key: u.partition_key.to_string(),
-                            arrival_millis: head.arrival,
-                            data: u.data.to_vec(),
-                        });
-                    }
-                    continue;
-                }
-                Deaggregated::Corrupt { reason, .. } => {
-                    // As the KCL does: deliver it whole, and say so.
-                    self.shared
-                        .stats
-                        .corrupt_aggregates
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(shard = %self.shard, sequence = %head.sequence, %reason,
-                        "record has the KPL aggregate magic but cannot be read; delivering it whole");
-                }
-                Deaggregated::Plain(_) => {}
-            }
-            if head.done_up_to.is_some() {
-                continue;
-            }
-            let partition_key = std::mem::take(&mut head.partition_key);
-            metas.push(Meta {
-                sequence: head.sequence.clone(),
-                sub: None,
-                encryption: head.encryption.take(),
-                bytes: receive_queue::record_bytes(&partition_key, &datas[i]),
-            });
-            whole.push((records.len(), i));
-            records.push(SourceRecord {
-                partition_key,
-                arrival_millis: head.arrival,
-                data: Vec::new(),
-            });
-        }
-        for (record, data) in whole {
-            records[record].data = std::mem::take(&mut datas[data]);
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.record_size
-            .observe(metas.len(), metas.iter().map(|m| u64::from(m.bytes)).sum());
-        self.metrics.processed(&records);
-        let ctx = BatchContext {
-            stream_name: self.stream.clone(),
-            shard_id: self.shard.clone(),
-            millis_behind_latest: fetched.millis_behind_latest.map(|m| m.max(0) as u64),
-        };
-        // Under a `fail` policy nothing past the failed record is delivered: stop there.
-        let cfg = self.shared.config.clone();
-        self.refresh(stages);
-
-        // The stages run on a blocking thread: a guest call is synchronous CPU work.
-        let started = std::time::Instant::now();
-        let (outcome, records) = match stages.take() {
-            Some(mut set) => {
-                let ctx2 = ctx.clone();
-                let joined = tokio::task::spawn_blocking(move || {
-                    let stop = |f: &RecordFailure| cfg.error_policy(f.stage).0 == ErrorPolicy::Fail;
-                    let o = set.run_until(&ctx2, &records, &stop);
-                    (set, o, records)
-                })
-                .await;
-                match joined {
-                    Ok((set, o, records)) => {
-                        *stages = Some(set);
-                        (o, records)
-                    }
-                    Err(e) => return Err(format!("stage thread panicked: {e}")),
-                }
-            }
-            None => return Err("stage instances are gone after an earlier failure".into()),
-        };
-        self.metrics.staged(records.len(), &outcome, started);
-        self.dispatch(flow, &ctx, &records, &metas, outcome, reservation)
-            .await
-    }
-
-    async fn dispatch(
-        &self,
-        flow: &Arc<Flow>,
-        ctx: &BatchContext,
-        records: &[SourceRecord],
-        metas: &[Meta],
-        outcome: BatchOutcome,
-        reservation: &mut Reservation,
-    ) -> Result<(), String> {
-        let sinks = &self.shared.sinks;
-        let mut outputs = outcome.outputs.into_iter().peekable();
-        let mut failures = outcome.failures.into_iter().peekable();
-        // The batch's deliveries by target, each in record order; sent after the loop.
-        let mut groups: Vec<Group<'_>> = Vec::new();
-        // The destination resolved last and its group: most batches go to one place.
-        let mut last: Option<(Destination, usize)> = None;
-        let default_destination = Destination {
-            sink: None,
-            topic: None,
-            partition_key: None,
-            explicit_hash_key: None,
-        };
-        // Every event of the current record: (group, event).
-        let mut sends: Vec<(usize, Event)> = Vec::new();
-        let mut fatal = None;
-        for (i, (rec, meta)) in records.iter().zip(metas).enumerate() {
-            let (i, bytes) = (i as u32, meta.bytes);
-            let rc = RecordContext {
-                stream: &self.stream,
-                shard_id: &self.shard,
-                partition_key: &rec.partition_key,
-                sequence_number: &meta.sequence,
-                sub_sequence_number: meta.sub,
-                arrival_millis: rec.arrival_millis,
-                encryption_type: meta.encryption.as_ref().map(|e| e.as_str()),
-                millis_behind_latest: ctx.millis_behind_latest.map(|m| m as i64),
-            };
-            let mut failure: Option<RecordFailure> = None;
-            while failures.peek().is_some_and(|f| f.index < i) {
-                failures.next();
-            }
-            if failures.peek().is_some_and(|f| f.index == i) {
-                failure = failures.next();
-            }
-            sends.clear();
-            while let Some(o) = outputs.next_if(|o| o.index <= i) {
-                if o.index < i || failure.is_some() {
-                    continue;
-                }
-                let dests = if o.destinations.is_empty() {
-                    std::slice::from_ref(&default_destination)
-                } else {
-                    &o.destinations[..]
-                };
-                let mut event = Some(o.event);
-                for (k, d) in dests.iter().enumerate() {
-                    let group = match &last {
-                        Some((prev, g)) if same_destination(prev, d) => Ok(*g),
-                        _ => sinks
-                            .resolve(d)
-                            .map_err(|reason| (FailureKind::Contract, reason))
-                            .and_then(|target| match sinks.refusal(&target) {
-                                Some(why) => Err((FailureKind::Sink, why)),
-                                None => {
-                                    let g = group_of(&mut groups, target);
-                                    last = Some((d.clone(), g));
-                                    Ok(g)
-                                }
-                            }),
-                    };
-                    let ev = if k + 1 == dests.len() {
-                        event.take()
-                    } else {
-                        event.clone()
-                    };
-                    // The destination must resolve, and its sink take this event.
-                    let sent = group.and_then(|g| {
-                        let Some(mut ev) = ev else { return Ok(()) };
-                        if let Some(key) = &d.partition_key {
-                            ev.key = Some(key.clone());
-                        }
-                        sinks
-                            .admit(&groups[g].target, &ev, &rec.partition_key)
-                            .map_err(|reason| (FailureKind::Sink, reason))?;
-                        sends.push((g, ev));
-                        Ok(())
-                    });
-                    if let Err((kind, reason)) = sent {
-                        failure = Some(RecordFailure {
-                            index: i,
-                            stage: "route",
-                            component: self.router_name(),
-                            kind,
-                            reason,
-                        });
-                        break;
-                    }
-                }
-            }
-
-            if let Some(f) = failure {
-                let what = format!(
-                    "record {} (partition key {:?}) of stream {} shard {} failed in stage {} of component {} ({}): {}",
-                    meta.sequence, rec.partition_key, self.stream, self.shard,
-                    f.stage, f.component, f.kind.as_str(), f.reason
-                );
-                let (policy, key) = self.config().error_policy(f.stage);
-                match policy {
-                    ErrorPolicy::Fail => {
-                        tracing::error!(
-                            "{what}; {key} is fail: stopping without checkpointing past it"
-                        );
-                        fatal = Some(what);
-                        break;
-                    }
-                    ErrorPolicy::Skip => {
-                        tracing::warn!("{what}; {key} is skip: record skipped");
-                        flow.push(&meta.sequence, meta.sub.unwrap_or(0), 0, bytes, reservation);
-                    }
-                    ErrorPolicy::DeadLetter => {
-                        let Some(dl) = &self.config().errors.dead_letter else {
-                            fatal = Some(what);
-                            break;
-                        };
-                        let dest = Destination {
-                            sink: dl.sink.clone(),
-                            topic: Some(dl.topic.clone()),
-                            partition_key: None,
-                            explicit_hash_key: None,
-                        };
-                        let target = match sinks.resolve(&dest) {
-                            Ok(t) => match sinks.refusal(&t) {
-                                None => t,
-                                Some(why) => {
-                                    fatal = Some(format!("{what}; dead letter: {why}"));
-                                    break;
-                                }
-                            },
-                            Err(e) => {
-                                fatal = Some(format!("{what}; dead letter: {e}"));
-                                break;
-                            }
-                        };
-                        self.metrics.dead_lettered();
-                        tracing::warn!(
-                            "{what}; {key} is dead_letter: sent to {} of sink {}",
-                            target.topic,
-                            target.sink
-                        );
-                        let id =
-                            flow.push(&meta.sequence, meta.sub.unwrap_or(0), 1, bytes, reservation);
-                        // A Kinesis record has no properties: it carries a JSON envelope.
-                        let payload = if sinks.is_kinesis(&target.sink) {
-                            let max = dead_letter::max_envelope_len(&rec.partition_key);
-                            let e = dead_letter::envelope(&f, &rc, &rec.data, max);
-                            if e.len() < rec.data.len() {
-                                tracing::warn!(sequence = %meta.sequence, bytes = rec.data.len(),
-                                    "dead letter too large for a Kinesis record with its envelope: sent without its data");
-                            }
-                            e
-                        } else {
-                            rec.data.clone()
-                        };
-                        let event = Event {
-                            key: None,
-                            payload,
-                            properties: Vec::new(),
-                            event_time_millis: None,
-                        };
-                        let extra = dead_letter::properties(&f, &rc);
-                        let g = group_of(&mut groups, target);
-                        groups[g].add(id, rc, event, extra);
-                    }
-                }
-                continue;
-            }
-
-            let id = flow.push(
-                &meta.sequence,
-                meta.sub.unwrap_or(0),
-                sends.len() as u32,
-                bytes,
-                reservation,
-            );
-            for (g, event) in sends.drain(..) {
-                groups[g].add(id, rc, event, Vec::new());
-            }
-        }
-        // Under a `fail` policy what came before the failed record is still delivered
-        // (and may be checkpointed); nothing after it is.
-        for g in groups {
-            match sinks.send_all(&g.target, g.deliveries).await {
-                Ok(receipt) => flow.await_receipt(receipt, g.ids),
-                Err(e) => {
-                    // The shard will rewind; later groups are read and sent again.
-                    flow.fail(e.to_string());
-                    break;
-                }
-            }
-        }
-        fatal.map_or(Ok(()), Err)
+        Ok(())
     }
 }
 
-/// The deliveries of one batch bound for one target.
-struct Group<'a> {
-    target: Target,
-    /// The record of each delivery (a record with several deliveries here is listed as
-    /// often).
-    ids: Vec<RecordId>,
-    deliveries: Vec<Delivery<'a>>,
-}
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
 
-impl<'a> Group<'a> {
-    fn add(
-        &mut self,
-        id: RecordId,
-        record: RecordContext<'a>,
-        event: Event,
-        extra: Vec<(&'static str, String)>,
-    ) {
-        self.ids.push(id);
-        self.deliveries.push(Delivery {
-            record,
-            event,
-            extra,
-        });
+    use super::*;
+
+    fn config(sinks: &str) -> Config {
+        let default = sinks.split_once(':').map_or("", |(name, _)| name.trim());
+        let yaml = format!(
+            "application: app\ndefault_sink: {default}\nsource:\n  stream: orders\nsinks:\n{sinks}"
+        );
+        Config::from_yaml(&yaml, "test.yaml", PathBuf::from(".")).expect("config parses")
     }
-}
 
-/// The index of `target`'s group, added if it has none yet.
-fn group_of(groups: &mut Vec<Group<'_>>, target: Target) -> usize {
-    if let Some(g) = groups.iter().position(|g| g.target == target) {
-        return g;
+    const PULSAR: &str = "  main:\n    pulsar:\n      service_url: pulsar://127.0.0.1:6650\n      topic: out\n      send_timeout: 10s\n";
+
+    #[test]
+    fn the_drain_waits_as_long_as_the_slowest_sink_may_take_to_answer() {
+        let kinesis = "  copy:\n    kinesis:\n      stream: copy\n      record_ttl: 2s\n";
+        assert_eq!(drain_timeout(&config(kinesis)), Duration::from_secs(7));
+        assert_eq!(
+            drain_timeout(&config(&format!("{PULSAR}{kinesis}"))),
+            Duration::from_secs(15)
+        );
+        let slow_kinesis = kinesis.replace("2s", "90s");
+        assert_eq!(
+            drain_timeout(&config(&format!("{PULSAR}{slow_kinesis}"))),
+            Duration::from_secs(95)
+        );
     }
-    groups.push(Group {
-        target,
-        ids: Vec::new(),
-        deliveries: Vec::new(),
-    });
-    groups.len() - 1
-}
-
-fn same_destination(a: &Destination, b: &Destination) -> bool {
-    a.sink == b.sink
-        && a.topic == b.topic
-        && a.partition_key == b.partition_key
-        && a.explicit_hash_key == b.explicit_hash_key
 }

@@ -9,12 +9,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_kinesis::types::Shard;
 use aws_sdk_kinesis::Client;
 
 use super::checkpoint::Checkpoint;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
+use crate::aws::{list_shards, ListShardsError};
 use crate::config::{InitialPosition, StreamSpec};
 
 #[cfg(test)]
@@ -39,39 +39,10 @@ mod tests {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardSyncError {
-    #[error("stream {stream}: ListShards failed: {message}")]
-    ListShards {
-        stream: String,
-        message: String,
-        /// Whether retrying cannot help (the stream does not exist, access is refused).
-        permanent: bool,
-    },
+    #[error(transparent)]
+    ListShards(#[from] ListShardsError),
     #[error(transparent)]
     Leases(#[from] LeaseTableError),
-}
-
-/// Every shard of the stream, following `NextToken`.
-pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>, ShardSyncError> {
-    let mut shards = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let req = match &token {
-            // With a token, the stream name must not be sent again.
-            Some(t) => client.list_shards().next_token(t),
-            None => client.list_shards().stream_name(stream),
-        };
-        let out = req.send().await.map_err(|e| ShardSyncError::ListShards {
-            stream: stream.to_string(),
-            message: crate::aws::describe(&e),
-            permanent: crate::aws::is_permanent(&e),
-        })?;
-        shards.extend(out.shards.unwrap_or_default());
-        match out.next_token {
-            Some(t) if !t.is_empty() => token = Some(t),
-            _ => break,
-        }
-    }
-    Ok(shards)
 }
 
 /// Shards with a descendant that has a lease (children by parent key).

@@ -3,7 +3,7 @@
 //!
 //! | area | CloudWatch dimensions | metrics |
 //! |---|---|---|
-//! | consumer | `Operation=ProcessTask`, `StreamName`, `ShardId` (detailed) | `RecordsProcessed`, `DataBytesProcessed`, `MillisBehindLatest`, `GetRecords.Success`, `GetRecords.Time`, `ExpiredIterator`, `GetRecords.Throttled`, `Checkpoint.Time`, `Checkpoint.Failures` |
+//! | consumer | `Operation=ProcessTask`, `StreamName`, `ShardId` (detailed) | `RecordsProcessed`, `DataBytesProcessed`, `MillisBehindLatest`, `GetRecords.Success`, `GetRecords.Time`, `ExpiredIterator`, `GetRecords.Throttled`, `Checkpoint.Time`, `Checkpoint.Failures`, `CorruptAggregates` |
 //! | leases | `Operation=RenewAllLeases`/`TakeLeases`, `WorkerIdentifier` | `CurrentLeases`, `ReceiveQueue.Bytes`, `TakenLeases`, `StolenLeases`, `LostLeases`, `RenewLease.Failures` |
 //! | producer | `StreamName` (+ `ErrorCode`) | `UserRecordsReceived`, `UserRecordsPut`, `KinesisRecordsPut`, `KinesisRecordsDataPut`, `UserRecordExpired`, `RetriesPerRecord`, `BufferingTime`, `RequestTime`, `AllErrors`, `ErrorsByCode` |
 //! | Wasm | `Component` (+ `ErrorKind`) | `Wasm.Calls`, `Wasm.RecordsIn`, `Wasm.RecordsOut`, `Wasm.Errors`, `Wasm.Traps`, `Wasm.BatchTime`, `Wasm.InstanceRecycles`, `DeadLetters` (`StreamName`) |
@@ -182,6 +182,13 @@ pub static CHECKPOINT_FAILURES: Def = counter(
     "Checkpoint.Failures",
     "shardline_checkpoint_failures_total",
     "Checkpoint writes that failed (retried later) or found the lease lost.",
+    Count,
+    Summary,
+);
+pub static CORRUPT_AGGREGATES: Def = counter(
+    "CorruptAggregates",
+    "shardline_corrupt_aggregates_total",
+    "Records with the KPL aggregate magic that could not be read (delivered whole, as the KCL does).",
     Count,
     Summary,
 );
@@ -429,6 +436,7 @@ pub static ALL: &[&Def] = &[
     &GET_RECORDS_THROTTLED,
     &CHECKPOINT_TIME,
     &CHECKPOINT_FAILURES,
+    &CORRUPT_AGGREGATES,
     &CURRENT_LEASES,
     &RECEIVE_QUEUE_BYTES,
     &TAKEN_LEASES,

@@ -34,7 +34,13 @@ impl Exporters {
         let stop = CancellationToken::new();
         let listening = match m.listen_addr() {
             Some(addr) => {
-                let bound = crate::health::serve(addr, stop.clone()).await?;
+                let page = || {
+                    (
+                        super::prometheus::CONTENT_TYPE,
+                        super::prometheus::render(super::global()),
+                    )
+                };
+                let bound = crate::health::serve(addr, page, stop.clone()).await?;
                 tracing::info!(
                     component = "metrics",
                     "metrics endpoint listening on http://{bound} (/metrics, /health, /ready)"

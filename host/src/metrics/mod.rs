@@ -18,40 +18,22 @@
 //! nothing reads it.
 
 pub mod cloudwatch;
-pub mod consumer;
 pub mod defs;
 pub mod exporters;
-pub mod producer;
 pub mod prometheus;
-pub mod sink;
-pub mod wasm;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use serde::Deserialize;
+pub use crate::config::metrics::Level;
 
-/// How much is recorded (the KCL's `MetricsLevel`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Level {
-    /// Nothing is recorded or exported.
-    None = 0,
-    /// What an operator alarms on, per stream (and per worker for leases).
-    Summary = 1,
-    /// Everything, with per-shard dimensions.
-    #[default]
-    Detailed = 2,
-}
-
-impl Level {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            0 => Self::None,
-            1 => Self::Summary,
-            _ => Self::Detailed,
-        }
+/// The level stored as a `u8` (the registry's atomic), read back.
+fn level_from_u8(v: u8) -> Level {
+    match v {
+        0 => Level::None,
+        1 => Level::Summary,
+        _ => Level::Detailed,
     }
 }
 
@@ -318,7 +300,7 @@ impl Registry {
     }
 
     pub fn level(&self) -> Level {
-        Level::from_u8(self.level.load(Relaxed))
+        level_from_u8(self.level.load(Relaxed))
     }
 
     pub fn set_level(&self, level: Level) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use super::{Destination, Format, MigrateError, Options};
+use super::{ConvertedSink, Format, MigrateError, Options};
 use crate::config::{Config, ConfigError};
 
 /// `--from` and what a foreign config cannot say itself.
@@ -32,7 +32,7 @@ pub struct FromArgs {
 impl FromArgs {
     fn options(&self) -> Options {
         Options {
-            to: self.to.as_deref().map(Destination::parse),
+            to: self.to.as_deref().map(ConvertedSink::parse),
             pulsar_url: self.pulsar_url.clone(),
             stream: self.stream.clone(),
             overlay: self.overlay.clone(),

@@ -72,12 +72,33 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             .find(|(_, pk, _)| pk == k)
             .map(|(_, _, v)| v.clone())
     };
-    for (line, k, v) in &props {
+    check_keys(src, &mut d, &props)?;
+    stream(&mut d, opts);
+    if let Some(r) = get("aws.region") {
+        d.set("aws.region", r.as_str(), "aws.region");
+    }
+    if let Some(e) = get("aws.endpoint") {
+        d.set("aws.endpoints.kinesis", e.as_str(), "aws.endpoint");
+    }
+    credentials(src, &mut d, &get)?;
+    start_position(src, &mut d, &get)?;
+    retrieval(src, &mut d, &get)?;
+    note_unmapped(&mut d, &props);
+    Ok(d)
+}
+
+/// Every key must be the connector's or the KPL's (those are mapped as the KPL's).
+fn check_keys(
+    src: &Source,
+    d: &mut Draft,
+    props: &[(usize, String, String)],
+) -> Result<(), MigrateError> {
+    for (line, k, v) in props {
         if KEYS.contains(&k.as_str()) {
             continue;
         }
         if KPL_PROPERTIES.contains(&k.as_str()) {
-            kpl_property(&mut d, src, k, k, v)?;
+            kpl_property(d, src, k, k, v)?;
             continue;
         }
         if k.starts_with("aws.clientconfig.")
@@ -94,7 +115,11 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         });
     }
 
-    // The stream is named in code.
+    Ok(())
+}
+
+/// The stream, named in code: `--stream`, and an application named after it.
+fn stream(d: &mut Draft, opts: &Options) {
     match &opts.stream {
         Some(s) => {
             d.set("source.stream", s.as_str(), "--stream");
@@ -113,16 +138,14 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             "Flink names the stream in code: pass --stream NAME (or source.stream and application in an overlay)",
         ),
     }
+}
 
-    if let Some(r) = get("aws.region") {
-        d.set("aws.region", r.as_str(), "aws.region");
-    }
-    if let Some(e) = get("aws.endpoint") {
-        d.set("aws.endpoints.kinesis", e.as_str(), "aws.endpoint");
-    }
-    credentials(src, &mut d, &get)?;
-
-    // Start position.
+/// `flink.stream.initpos` and its timestamp.
+fn start_position(
+    src: &Source,
+    d: &mut Draft,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(), MigrateError> {
     let initpos = get("flink.stream.initpos");
     match initpos.as_deref() {
         None => d.set(
@@ -199,6 +222,15 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         );
     }
 
+    Ok(())
+}
+
+/// Polling or enhanced fan-out, and the polling and shard discovery settings.
+fn retrieval(
+    src: &Source,
+    d: &mut Draft,
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<(), MigrateError> {
     match get("flink.stream.recordpublisher").as_deref() {
         None | Some("POLLING") => d.set(
             "source.retrieval",
@@ -276,7 +308,12 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             "flink.shard.discovery.intervalmillis",
         );
     }
-    for (_, k, _) in &props {
+    Ok(())
+}
+
+/// The connector's settings without a Shardline meaning, noted.
+fn note_unmapped(d: &mut Draft, props: &[(usize, String, String)]) {
+    for (_, k, _) in props {
         let mapped = [
             "aws.region",
             "aws.endpoint",
@@ -311,7 +348,6 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             d.ignore(k, "a Flink retry/backoff setting; Shardline retries with source.polling.backoff and the SDK's retry policy");
         }
     }
-    Ok(d)
 }
 
 fn credentials(

@@ -15,18 +15,23 @@
 //! dropped silently. Secrets are redacted in rendered output unless asked for.
 
 pub mod cli;
+mod draft;
 pub mod flink;
 pub mod pulsar_io;
 pub mod samza;
 pub mod statefun;
+mod values;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+use serde_yaml::Value;
 
 use crate::config::{read_source, suggest, Config, ConfigError};
+
+use self::draft::comment;
+pub use self::draft::Draft;
+pub use self::values::*;
 
 /// A configuration format users come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,21 +74,23 @@ impl fmt::Display for Format {
     }
 }
 
-/// Where records go, when the source format does not say (`--to`).
+/// The sink a converted config sends its records to, when the source format does not say
+/// (`--to`). (A guest's [`crate::wasm::bindings::Destination`] is another thing: where one
+/// event goes, chosen at run time.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Destination {
+pub enum ConvertedSink {
     /// A Pulsar topic (`persistent://public/default/x`).
     Pulsar(String),
     /// A Kinesis stream (`kinesis:name`), through the KPL-grade producer.
     Kinesis(String),
 }
 
-impl Destination {
+impl ConvertedSink {
     /// `kinesis:NAME` is a stream; anything else a Pulsar topic.
     pub fn parse(text: &str) -> Self {
         match text.strip_prefix("kinesis:") {
-            Some(s) => Destination::Kinesis(s.to_string()),
-            None => Destination::Pulsar(text.to_string()),
+            Some(s) => ConvertedSink::Kinesis(s.to_string()),
+            None => ConvertedSink::Pulsar(text.to_string()),
         }
     }
 }
@@ -92,7 +99,7 @@ impl Destination {
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `--to`: the destination topic or stream.
-    pub to: Option<Destination>,
+    pub to: Option<ConvertedSink>,
     /// `--pulsar-url`: the Pulsar service URL of a Pulsar destination.
     pub pulsar_url: Option<String>,
     /// `--stream`: the stream, for formats that name it in code (Flink).
@@ -328,589 +335,6 @@ impl Source {
     }
 }
 
-/// A native config being written: the YAML tree, where each value came from, and notes.
-#[derive(Debug, Default)]
-pub struct Draft {
-    root: Mapping,
-    /// Trailing comment per native key path: the source key(s).
-    origins: BTreeMap<String, String>,
-    /// Comment lines above a native key path.
-    comments: BTreeMap<String, Vec<String>>,
-    /// Paths of secret values (redacted when rendered).
-    secrets: Vec<String>,
-    pub notes: Vec<Note>,
-}
-
-impl Draft {
-    /// Sets `path` (`a.b.c`) to `value`, noting that it came from `origin`.
-    pub fn set(&mut self, path: &str, value: impl Into<Value>, origin: &str) {
-        let mut parts: Vec<&str> = path.split('.').collect();
-        let last = parts.pop().unwrap_or_default();
-        let mut map = &mut self.root;
-        for p in parts {
-            let key = Value::String(p.to_string());
-            if !matches!(map.get(&key), Some(Value::Mapping(_))) {
-                map.insert(key.clone(), Value::Mapping(Mapping::new()));
-            }
-            map = match map.get_mut(&key) {
-                Some(Value::Mapping(m)) => m,
-                _ => unreachable!("inserted a mapping above"),
-            };
-        }
-        map.insert(Value::String(last.to_string()), value.into());
-        if !origin.is_empty() {
-            self.origins.insert(path.to_string(), origin.to_string());
-        }
-    }
-
-    /// Sets a secret: rendered as `<redacted>` unless secrets are asked for.
-    pub fn set_secret(&mut self, path: &str, value: impl Into<Value>, origin: &str) {
-        self.set(path, value, origin);
-        self.secrets.push(path.to_string());
-    }
-
-    pub fn get(&self, path: &str) -> Option<&Value> {
-        let mut v: Option<&Value> = None;
-        let mut map = Some(&self.root);
-        for p in path.split('.') {
-            v = map.and_then(|m| m.get(p));
-            map = v.and_then(Value::as_mapping);
-        }
-        v
-    }
-
-    fn remove(&mut self, path: &str) {
-        let mut parts: Vec<&str> = path.split('.').collect();
-        let last = parts.pop().unwrap_or_default();
-        let mut map = &mut self.root;
-        for p in parts {
-            match map.get_mut(p) {
-                Some(Value::Mapping(m)) => map = m,
-                _ => return,
-            }
-        }
-        map.shift_remove(last);
-    }
-
-    /// Moves every value under `from` to `to` (`a.b` → `c.d`), with its origin.
-    pub fn move_tree(&mut self, from: &str, to: &str) {
-        let Some(Value::Mapping(parked)) = self.get(from).cloned() else {
-            return;
-        };
-        self.remove(from);
-        for (k, v) in parked {
-            let k = k.as_str().unwrap_or_default().to_string();
-            let origin = self
-                .origins
-                .remove(&format!("{from}.{k}"))
-                .unwrap_or_default();
-            self.set(&format!("{to}.{k}"), v, &origin);
-        }
-    }
-
-    /// A note; `changed` and `added` notes with a native key also become a comment above it.
-    pub fn note(
-        &mut self,
-        kind: NoteKind,
-        key: &str,
-        native: Option<&str>,
-        text: impl Into<String>,
-    ) {
-        let text = text.into();
-        if let (Some(n), NoteKind::Changed | NoteKind::Added) = (native, kind) {
-            self.comments
-                .entry(n.to_string())
-                .or_default()
-                .push(format!("{} {key}: {text}", kind.label()));
-        }
-        self.notes.push(Note {
-            kind,
-            key: key.to_string(),
-            native: native.map(str::to_string),
-            text,
-        });
-    }
-
-    pub fn ignore(&mut self, key: &str, text: impl Into<String>) {
-        self.note(NoteKind::Ignored, key, None, text);
-    }
-
-    /// Adds the `--to` destination as sink `main`, unless the draft or overlay has sinks.
-    fn add_destination(&mut self, opts: &Options) {
-        match &opts.to {
-            Some(Destination::Pulsar(topic)) => {
-                let url = opts.pulsar_url.as_deref().unwrap_or(DEFAULT_PULSAR_URL);
-                self.set("sinks.main.pulsar.service_url", url, "--pulsar-url");
-                self.set("sinks.main.pulsar.topic", topic.as_str(), "--to");
-                if opts.pulsar_url.is_none() {
-                    self.note(
-                        NoteKind::Added,
-                        "--pulsar-url",
-                        Some("sinks.main.pulsar.service_url"),
-                        format!("not given; {DEFAULT_PULSAR_URL} assumed"),
-                    );
-                }
-            }
-            Some(Destination::Kinesis(stream)) => {
-                self.set("sinks.main.kinesis.stream", stream.as_str(), "--to");
-            }
-            None => {}
-        }
-    }
-
-    /// Producer tunables a format parked go to the Kinesis sink (from the format, `--to` or
-    /// the overlay); without one they are noted as ignored.
-    fn unpark_producer(&mut self) {
-        // Message shape settings a format parked for Pulsar sinks.
-        if let Some(Value::Mapping(parked)) = self.get("_pulsar").cloned() {
-            self.remove("_pulsar");
-            let sinks: Vec<String> = match self.get("sinks").and_then(Value::as_mapping) {
-                Some(sinks) => sinks
-                    .iter()
-                    .filter(|(_, s)| s.get("pulsar").is_some())
-                    .filter_map(|(n, _)| n.as_str().map(str::to_string))
-                    .collect(),
-                None => Vec::new(),
-            };
-            for (k, v) in parked {
-                let k = k.as_str().unwrap_or_default().to_string();
-                let origin = self.origins.remove(&format!("_pulsar.{k}"));
-                if sinks.is_empty() {
-                    self.ignore(
-                        origin.as_deref().unwrap_or(&k),
-                        "a Pulsar message setting; there is no Pulsar sink",
-                    );
-                }
-                for name in &sinks {
-                    self.set(
-                        &format!("sinks.{name}.pulsar.{k}"),
-                        v.clone(),
-                        origin.as_deref().unwrap_or(""),
-                    );
-                }
-            }
-        }
-        if let Some(Value::Mapping(parked)) = self.get("_kinesis_producer").cloned() {
-            self.remove("_kinesis_producer");
-            let sink = match self.get("sinks").and_then(Value::as_mapping) {
-                Some(sinks) => sinks
-                    .iter()
-                    .find_map(|(name, s)| s.get("kinesis").and(name.as_str().map(str::to_string))),
-                None => None,
-            };
-            for (k, v) in parked {
-                let k = k.as_str().unwrap_or_default().to_string();
-                let origin = self.origins.remove(&format!("_kinesis_producer.{k}"));
-                match &sink {
-                    Some(name) => {
-                        self.set(
-                            &format!("sinks.{name}.kinesis.{k}"),
-                            v,
-                            origin.as_deref().unwrap_or(""),
-                        );
-                    }
-                    None => self.ignore(
-                        origin.as_deref().unwrap_or(&k),
-                        "a producer setting; it applies when the destination is a Kinesis stream (--to kinesis:NAME)",
-                    ),
-                }
-            }
-        }
-    }
-
-    /// Merges a native YAML fragment: its maps merge key by key, everything else (lists,
-    /// scalars, `aws.credentials`, `source.stream`/`source.streams`) replaces.
-    fn merge_overlay(&mut self, overlay: Value, file: &str) {
-        let Value::Mapping(o) = overlay else { return };
-        if let Some(Value::Mapping(src)) = o.get("source") {
-            if src.contains_key("stream") || src.contains_key("streams") {
-                self.remove("source.stream");
-                self.remove("source.streams");
-            }
-        }
-        let origin = format!("overlay {file}");
-        self.merge_at("", o, &origin);
-    }
-
-    fn merge_at(&mut self, prefix: &str, m: Mapping, origin: &str) {
-        for (k, v) in m {
-            let Some(k) = k.as_str() else { continue };
-            let path = if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            };
-            let replace_whole = path == "aws.credentials";
-            match v {
-                Value::Mapping(inner) if !replace_whole && !inner.is_empty() => {
-                    self.merge_at(&path, inner, origin)
-                }
-                other => {
-                    // What was under the replaced key goes with it.
-                    let under = format!("{path}.");
-                    self.secrets
-                        .retain(|s| *s != path && !s.starts_with(&under));
-                    self.origins.retain(|k, _| !k.starts_with(&under));
-                    self.comments.retain(|k, _| !k.starts_with(&under));
-                    self.set(&path, other, origin);
-                }
-            }
-        }
-    }
-
-    /// YAML text with origins as trailing comments and notes above their keys.
-    pub fn render(&self, secrets: bool) -> String {
-        let mut out = String::new();
-        self.render_map(&self.root, "", 0, secrets, &mut out);
-        out
-    }
-
-    fn render_map(
-        &self,
-        m: &Mapping,
-        prefix: &str,
-        indent: usize,
-        secrets: bool,
-        out: &mut String,
-    ) {
-        let pad = " ".repeat(indent);
-        let mut entries: Vec<(&Value, &Value)> = m.iter().collect();
-        if prefix.is_empty() {
-            // The order of config/full.yaml.
-            const ORDER: &[&str] = &[
-                "application",
-                "source",
-                "aws",
-                "leases",
-                "checkpoint",
-                "stages",
-                "wasm",
-                "sinks",
-                "default_sink",
-                "errors",
-            ];
-            entries.sort_by_key(|(k, _)| {
-                ORDER
-                    .iter()
-                    .position(|o| Some(*o) == k.as_str())
-                    .unwrap_or(ORDER.len())
-            });
-        }
-        for (k, v) in entries {
-            let key = scalar(k);
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}.{key}")
-            };
-            for c in self.comments.get(&path).into_iter().flatten() {
-                out.push_str(&format!("{pad}# {}\n", comment(c)));
-            }
-            let trailing = self
-                .origins
-                .get(&path)
-                .map(|o| format!("  # {}", comment(o)))
-                .unwrap_or_default();
-            match v {
-                Value::Mapping(inner) if !inner.is_empty() => {
-                    out.push_str(&format!("{pad}{key}:{trailing}\n"));
-                    self.render_map(inner, &path, indent + 2, secrets, out);
-                }
-                Value::Sequence(items) if !items.is_empty() => {
-                    out.push_str(&format!("{pad}{key}:{trailing}\n"));
-                    for (i, item) in items.iter().enumerate() {
-                        let ipath = format!("{path}.{i}");
-                        match item {
-                            Value::Mapping(im) if !im.is_empty() => {
-                                let mut sub = String::new();
-                                self.render_map(im, &ipath, indent + 4, secrets, &mut sub);
-                                let mut first = true;
-                                for line in sub.lines() {
-                                    if first && !line.trim_start().starts_with('#') {
-                                        out.push_str(&format!(
-                                            "{pad}  - {}\n",
-                                            &line[indent + 4..]
-                                        ));
-                                        first = false;
-                                    } else {
-                                        out.push_str(line);
-                                        out.push('\n');
-                                    }
-                                }
-                            }
-                            other => out.push_str(&format!("{pad}  - {}\n", scalar(other))),
-                        }
-                    }
-                }
-                other => {
-                    let shown = if !secrets && self.secrets.contains(&path) {
-                        "<redacted>".to_string()
-                    } else {
-                        scalar(other)
-                    };
-                    out.push_str(&format!("{pad}{key}: {shown}{trailing}\n"));
-                }
-            }
-        }
-    }
-}
-
-/// Text for a `#` comment: one line, without the characters YAML refuses in a file
-/// (control characters, U+FFFE, U+FFFF), which are shown escaped (`\n`, `\0`). Keys
-/// and values of the source config end up in comments; oddly spelled ones must neither end
-/// the comment early nor make the printed config unreadable (found by fuzz/config_parse).
-fn comment(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// One YAML scalar (or `{}` / `[]`), quoted where YAML needs it.
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Mapping(m) if m.is_empty() => "{}".into(),
-        Value::Sequence(s) if s.is_empty() => "[]".into(),
-        _ => serde_yaml::to_string(v)
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_default(),
-    }
-}
-
-/// A YAML scalar as text (strings, numbers, booleans); `None` for anything else.
-pub fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Milliseconds as a native duration (`60s`, `1500ms`).
-pub fn millis(ms: u64) -> String {
-    if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
-}
-
-/// A Java-ish boolean (`true`/`false`, any case).
-pub fn boolean(text: &str) -> Option<bool> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
-    }
-}
-
-/// The KPL properties (amazon-kinesis-producer default_config.properties), for egress and
-/// producer configs: the ones Shardline's producer shares are mapped, the rest noted.
-pub const KPL_PROPERTIES: &[&str] = &[
-    "AggregationEnabled",
-    "AggregationMaxCount",
-    "AggregationMaxSize",
-    "CloudwatchEndpoint",
-    "CloudwatchPort",
-    "CollectionMaxCount",
-    "CollectionMaxSize",
-    "ConnectTimeout",
-    "CredentialsRefreshDelay",
-    "EnableCoreDumps",
-    "FailIfThrottled",
-    "KinesisEndpoint",
-    "KinesisPort",
-    "LogLevel",
-    "MaxConnections",
-    "MetricsGranularity",
-    "MetricsLevel",
-    "MetricsNamespace",
-    "MetricsUploadDelay",
-    "MinConnections",
-    "NativeExecutable",
-    "RateLimit",
-    "RecordMaxBufferedTime",
-    "RecordTtl",
-    "Region",
-    "RequestTimeout",
-    "StsEndpoint",
-    "StsPort",
-    "TempDirectory",
-    "ThreadingModel",
-    "ThreadPoolSize",
-    "UserRecordTimeoutInMillis",
-    "VerifyCertificate",
-];
-
-/// Maps one KPL property onto the Kinesis sink (parked under `_kinesis_producer` until the
-/// sink exists). `key` is how the user wrote it, for notes.
-pub fn kpl_property(
-    d: &mut Draft,
-    src: &Source,
-    key: &str,
-    name: &str,
-    value: &str,
-) -> Result<(), MigrateError> {
-    let num = |v: &str| {
-        v.trim()
-            .parse::<u64>()
-            .map_err(|_| src.invalid(key, format!("expected a whole number, got {v:?}")))
-    };
-    let park = |d: &mut Draft, native: &str, v: Value| {
-        d.set(&format!("_kinesis_producer.{native}"), v, key);
-    };
-    match name {
-        "AggregationEnabled" => {
-            let b = boolean(value).ok_or_else(|| {
-                src.invalid(key, format!("expected true or false, got {value:?}"))
-            })?;
-            park(d, "aggregation", Value::Bool(b));
-        }
-        "AggregationMaxSize" => park(d, "aggregation_max_size", num(value)?.into()),
-        "CollectionMaxCount" => park(d, "max_request_records", num(value)?.into()),
-        "CollectionMaxSize" => park(d, "max_request_bytes", num(value)?.into()),
-        "RecordMaxBufferedTime" => park(d, "max_buffered_time", millis(num(value)?).into()),
-        "RecordTtl" => park(d, "record_ttl", millis(num(value)?).into()),
-        "RequestTimeout" => park(d, "request_timeout", millis(num(value)?).into()),
-        "MaxConnections" => park(d, "max_connections", num(value)?.into()),
-        "RateLimit" => park(d, "rate_limit", num(value)?.into()),
-        "Region" => park(d, "region", value.into()),
-        "KinesisEndpoint" => park(
-            d,
-            "endpoint",
-            if value.starts_with("http") {
-                value.to_string()
-            } else {
-                format!("https://{value}")
-            }
-            .into(),
-        ),
-        "AggregationMaxCount" => d.ignore(
-            key,
-            "Shardline bounds aggregates by size only (aggregation_max_size)",
-        ),
-        "FailIfThrottled" => d.ignore(
-            key,
-            "Shardline retries throttled records until record_ttl, then dead-letters them",
-        ),
-        "MetricsLevel" | "MetricsGranularity" | "MetricsNamespace" | "MetricsUploadDelay"
-        | "CloudwatchEndpoint" | "CloudwatchPort" => d.ignore(
-            key,
-            "KPL metrics; Shardline's metrics are configured separately",
-        ),
-        "ThreadingModel"
-        | "ThreadPoolSize"
-        | "NativeExecutable"
-        | "TempDirectory"
-        | "EnableCoreDumps"
-        | "LogLevel"
-        | "MinConnections"
-        | "ConnectTimeout"
-        | "CredentialsRefreshDelay"
-        | "VerifyCertificate"
-        | "KinesisPort"
-        | "StsEndpoint"
-        | "StsPort"
-        | "UserRecordTimeoutInMillis" => d.ignore(
-            key,
-            "a setting of the KPL's native process; Shardline's producer runs in-process",
-        ),
-        _ => return Err(src.unknown(key, key, KPL_PROPERTIES)),
-    }
-    Ok(())
-}
-
-/// Java `.properties` text as (line, key, value), in order. `//` lines are taken as
-/// comments too (the seeds write them; Java would read them as keys and ignore them).
-pub fn parse_properties(text: &str) -> Vec<(usize, String, String)> {
-    let mut out = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim_start();
-        let (start, mut acc) = match pending.take() {
-            Some((s, acc)) => (s, acc),
-            None => {
-                if line.is_empty()
-                    || line.starts_with('#')
-                    || line.starts_with('!')
-                    || line.starts_with("//")
-                {
-                    continue;
-                }
-                (i + 1, String::new())
-            }
-        };
-        if let Some(cont) = line.strip_suffix('\\') {
-            acc.push_str(cont);
-            pending = Some((start, acc));
-            continue;
-        }
-        acc.push_str(line);
-        let split = acc
-            .find(|c: char| c == '=' || c == ':' || c.is_whitespace())
-            .unwrap_or(acc.len());
-        let key = acc[..split].trim().to_string();
-        let rest = acc[split..].trim_start();
-        let value = rest
-            .strip_prefix('=')
-            .or_else(|| rest.strip_prefix(':'))
-            .unwrap_or(rest)
-            .trim()
-            .to_string();
-        out.push((start, key, value));
-    }
-    out
-}
-
-/// An RFC 3339 UTC time from `yyyy-MM-dd HH:mm:ss[.SSS] Z|±hhmm|±hh:mm` or an RFC 3339 /
-/// `T`-separated time with an offset.
-pub fn utc_time(text: &str) -> Option<String> {
-    let t = text.trim();
-    let (main, offset_secs) = if let Some(m) = t.strip_suffix('Z').or_else(|| t.strip_suffix('z')) {
-        (m.trim_end(), 0i64)
-    } else {
-        // a trailing ±hh:mm or ±hhmm
-        let pos = t.rfind(['+', '-']).filter(|p| *p > 10)?;
-        let (m, off) = t.split_at(pos);
-        let sign = if off.starts_with('-') { -1 } else { 1 };
-        let digits: String = off[1..].chars().filter(char::is_ascii_digit).collect();
-        if digits.len() != 4 {
-            return None;
-        }
-        let h: i64 = digits[..2].parse().ok()?;
-        let mi: i64 = digits[2..].parse().ok()?;
-        (m.trim_end(), sign * (h * 3600 + mi * 60))
-    };
-    let iso = format!("{}Z", main.replacen(' ', "T", 1));
-    let t = humantime::parse_rfc3339_weak(&iso).ok()?;
-    let t = if offset_secs >= 0 {
-        t.checked_sub(std::time::Duration::from_secs(offset_secs as u64))?
-    } else {
-        t.checked_add(std::time::Duration::from_secs((-offset_secs) as u64))?
-    };
-    let s = humantime::format_rfc3339_millis(t).to_string();
-    Some(s.replace(".000Z", "Z"))
-}
-
-/// A KCL application name or lease table name that Shardline accepts as `application`.
-pub fn app_name(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -958,7 +382,7 @@ mod tests {
                     systems.k.streams.in.aws.region=eu-west-1\n\
                     job.sys\u{0}tem.x=1\n";
         let opts = Options {
-            to: Some(Destination::Pulsar("out".into())),
+            to: Some(ConvertedSink::Pulsar("out".into())),
             ..Options::default()
         };
         let converted = convert(

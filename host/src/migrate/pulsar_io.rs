@@ -10,7 +10,9 @@
 
 use serde_yaml::{Mapping, Value};
 
-use super::{app_name, millis, text, Destination, Draft, MigrateError, NoteKind, Options, Source};
+use super::{
+    app_name, millis, text, ConvertedSink, Draft, MigrateError, NoteKind, Options, Source,
+};
 
 /// Every key of the connector's config.
 pub const KEYS: &[&str] = &[
@@ -83,62 +85,10 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         return Err(src.invalid("(top level)", "expected a map of connector settings"));
     };
     let mut d = Draft::default();
-    let mut topic_from_file = None;
-    let configs = if top.contains_key("configs") {
-        let mut tenant = None;
-        let mut namespace = None;
-        let mut topic = None;
-        for (k, v) in &top {
-            let k = key(k);
-            match k.as_str() {
-                "configs" => {}
-                "tenant" => tenant = text(v),
-                "namespace" => namespace = text(v),
-                "topicName" => topic = text(v),
-                "secrets" => d.ignore(
-                    "secrets",
-                    "Pulsar Functions secrets; write the values into the Shardline config (or use the AWS default chain)",
-                ),
-                "name" => d.ignore(
-                    "name",
-                    "the Pulsar source name; the lease table comes from applicationName",
-                ),
-                "parallelism" => d.ignore(
-                    "parallelism",
-                    "run that many `shardline run` processes: they share the shards through the lease table",
-                ),
-                other if WRAPPER_KEYS.contains(&other) => d.ignore(
-                    other,
-                    "a Pulsar Functions setting without a Shardline meaning",
-                ),
-                other => return Err(src.unknown(other, other, WRAPPER_KEYS)),
-            }
-        }
-        if let Some(t) = topic {
-            let full = if t.contains("://") {
-                t
-            } else {
-                format!(
-                    "persistent://{}/{}/{t}",
-                    tenant.as_deref().unwrap_or("public"),
-                    namespace.as_deref().unwrap_or("default")
-                )
-            };
-            topic_from_file = Some(full);
-        }
-        match top.get("configs") {
-            Some(Value::Mapping(m)) => m.clone(),
-            _ => return Err(src.invalid("configs", "expected a map of connector settings")),
-        }
+    let (configs, topic_from_file) = if top.contains_key("configs") {
+        unwrap_function(src, &mut d, &top)?
     } else {
-        top
-    };
-
-    let get = |k: &str| {
-        configs
-            .get(k)
-            .and_then(text)
-            .filter(|s| !s.trim().is_empty())
+        (top, None)
     };
     for (k, _) in &configs {
         let k = key(k);
@@ -146,8 +96,88 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             return Err(src.unknown(&k, &k, KEYS));
         }
     }
+    application(&mut d, &configs);
+    start(src, &mut d, &configs)?;
+    retrieval(src, &mut d, &configs)?;
+    checkpoints_and_queue(src, &mut d, &configs)?;
+    aws(src, &mut d, &configs)?;
+    message_shape(src, &mut d, &configs)?;
+    d.note(
+        NoteKind::Changed,
+        "(payload)",
+        None,
+        "the connector decoded data as UTF-8 and published an empty value for records that did not decode; Shardline publishes the bytes as they are",
+    );
+    destination(&mut d, opts, topic_from_file);
+    Ok(d)
+}
 
-    // Application (= lease table).
+/// A connector setting as text, when set and not blank.
+fn setting(configs: &Mapping, k: &str) -> Option<String> {
+    configs
+        .get(k)
+        .and_then(text)
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// A Pulsar Functions file: its `configs`, and the topic its `tenant`, `namespace` and
+/// `topicName` name; the wrapper's other keys are noted.
+fn unwrap_function(
+    src: &Source,
+    d: &mut Draft,
+    top: &Mapping,
+) -> Result<(Mapping, Option<String>), MigrateError> {
+    let mut topic_from_file = None;
+    let mut tenant = None;
+    let mut namespace = None;
+    let mut topic = None;
+    for (k, v) in top {
+        let k = key(k);
+        match k.as_str() {
+            "configs" => {}
+            "tenant" => tenant = text(v),
+            "namespace" => namespace = text(v),
+            "topicName" => topic = text(v),
+            "secrets" => d.ignore(
+                "secrets",
+                "Pulsar Functions secrets; write the values into the Shardline config (or use the AWS default chain)",
+            ),
+            "name" => d.ignore(
+                "name",
+                "the Pulsar source name; the lease table comes from applicationName",
+            ),
+            "parallelism" => d.ignore(
+                "parallelism",
+                "run that many `shardline run` processes: they share the shards through the lease table",
+            ),
+            other if WRAPPER_KEYS.contains(&other) => d.ignore(
+                other,
+                "a Pulsar Functions setting without a Shardline meaning",
+            ),
+            other => return Err(src.unknown(other, other, WRAPPER_KEYS)),
+        }
+    }
+    if let Some(t) = topic {
+        let full = if t.contains("://") {
+            t
+        } else {
+            format!(
+                "persistent://{}/{}/{t}",
+                tenant.as_deref().unwrap_or("public"),
+                namespace.as_deref().unwrap_or("default")
+            )
+        };
+        topic_from_file = Some(full);
+    }
+    match top.get("configs") {
+        Some(Value::Mapping(m)) => Ok((m.clone(), topic_from_file)),
+        _ => Err(src.invalid("configs", "expected a map of connector settings")),
+    }
+}
+
+/// `applicationName`: the lease table.
+fn application(d: &mut Draft, configs: &Mapping) {
+    let get = |k: &str| setting(configs, k);
     match get("applicationName") {
         Some(a) => {
             let name = app_name(&a);
@@ -171,7 +201,11 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             );
         }
     }
+}
 
+/// The stream and where reading starts.
+fn start(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), MigrateError> {
+    let get = |k: &str| setting(configs, k);
     let stream = get("awsKinesisStreamName")
         .ok_or_else(|| src.invalid("awsKinesisStreamName", "is required (the stream to read)"))?;
     d.set("source.stream", stream.as_str(), "awsKinesisStreamName");
@@ -231,7 +265,11 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         }
     }
 
-    // Enhanced fan-out is the connector's default.
+    Ok(())
+}
+
+/// Enhanced fan-out (the connector's default) or polling.
+fn retrieval(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), MigrateError> {
     let efo = match configs.get("useEnhancedFanOut") {
         None => true,
         Some(v) => {
@@ -256,7 +294,16 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         );
     }
 
-    if let Some(ms) = number(src, &configs, "checkpointInterval")? {
+    Ok(())
+}
+
+/// The checkpoint interval, the retry settings that meant nothing, the receive queue.
+fn checkpoints_and_queue(
+    src: &Source,
+    d: &mut Draft,
+    configs: &Mapping,
+) -> Result<(), MigrateError> {
+    if let Some(ms) = number(src, configs, "checkpointInterval")? {
         d.set(
             "checkpoint.interval",
             millis(ms).as_str(),
@@ -276,20 +323,20 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         "the connector added these milliseconds to a nanosecond clock (so it checkpointed after almost every batch) and checkpointed records once queued, before Pulsar had them; Shardline checkpoints at this interval and only what Pulsar acknowledged",
     );
     if configs.contains_key("backoffTime") {
-        number(src, &configs, "backoffTime")?;
+        number(src, configs, "backoffTime")?;
         d.ignore(
             "backoffTime",
             "the connector only waited this long between checkpoint retries; Shardline retries a failed checkpoint at the next interval (throttled reads back off per source.polling.backoff)",
         );
     }
     if configs.contains_key("numRetries") {
-        number(src, &configs, "numRetries")?;
+        number(src, configs, "numRetries")?;
         d.ignore(
             "numRetries",
             "checkpoint attempts; Shardline never gives up on a checkpoint but retries it at the next interval and at shutdown",
         );
     }
-    let queue = number(src, &configs, "receiveQueueSize")?.unwrap_or(1000);
+    let queue = number(src, configs, "receiveQueueSize")?.unwrap_or(1000);
     d.set(
         "source.receive_queue_size",
         queue,
@@ -306,7 +353,12 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
         "the connector had one queue for all shards of the worker; Shardline's bound is per shard",
     );
 
-    // AWS.
+    Ok(())
+}
+
+/// Region, endpoints and credentials.
+fn aws(src: &Source, d: &mut Draft, configs: &Mapping) -> Result<(), MigrateError> {
+    let get = |k: &str| setting(configs, k);
     if let Some(r) = get("awsRegion") {
         d.set("aws.region", r.as_str(), "awsRegion");
     }
@@ -326,20 +378,16 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
     }
     credentials(
         src,
-        &mut d,
+        d,
         get("awsCredentialPluginName"),
         configs.get("awsCredentialPluginParam"),
     )?;
 
-    message_shape(src, &mut d, &configs)?;
-    d.note(
-        NoteKind::Changed,
-        "(payload)",
-        None,
-        "the connector decoded data as UTF-8 and published an empty value for records that did not decode; Shardline publishes the bytes as they are",
-    );
+    Ok(())
+}
 
-    // Destination: the file's topicName unless --to says otherwise.
+/// The destination: the file's topicName unless --to says otherwise.
+fn destination(d: &mut Draft, opts: &Options, topic_from_file: Option<String>) {
     if opts.to.is_none() {
         if let Some(t) = topic_from_file {
             let url = opts
@@ -358,7 +406,7 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             }
         }
     }
-    if let Some(Destination::Kinesis(_)) = &opts.to {
+    if let Some(ConvertedSink::Kinesis(_)) = &opts.to {
         d.note(
             NoteKind::Changed,
             "--to",
@@ -366,7 +414,6 @@ pub fn convert(src: &Source, opts: &Options) -> Result<Draft, MigrateError> {
             "a Kinesis destination: records are written with their partition keys; the kinesis.* properties of Pulsar messages do not exist there",
         );
     }
-    Ok(d)
 }
 
 /// awsCredentialPluginName / awsCredentialPluginParam.

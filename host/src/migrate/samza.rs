@@ -74,7 +74,34 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             .find(|(_, pk, _)| pk == k)
             .map(|(_, _, v)| v.clone())
     };
-    // Kinesis systems: those with the Kinesis factory.
+    let systems = kinesis_systems(src, &props)?;
+    let inputs: Vec<(String, String)> = value("task.inputs")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            s.split_once('.')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect();
+    let (streams, client) = system_settings(src, &mut d, &props, &systems)?;
+    let read = streams_read(src, &mut d, &inputs, &systems, &streams)?;
+    let job = value("job.name");
+    let job_id = value("job.id").unwrap_or_else(|| "1".into());
+    application(&mut d, &read, &streams, job.as_deref(), &job_id);
+    aws(src, &mut d, &read, &streams)?;
+    kcl_settings(src, &mut d, &read, &streams)?;
+    client_config(src, &mut d, "aws.clientConfig.", &client)?;
+    Ok(d)
+}
+
+type Props = [(usize, String, String)];
+/// The settings of each stream read through a Kinesis system, by stream name.
+type Streams = BTreeMap<String, StreamSettings>;
+
+/// The Kinesis systems: those with the Kinesis factory.
+fn kinesis_systems(src: &Source, props: &Props) -> Result<Vec<String>, MigrateError> {
     let systems: Vec<String> = props
         .iter()
         .filter_map(|(_, k, v)| {
@@ -88,20 +115,20 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             format!("no system uses {FACTORY}: nothing to read from Kinesis"),
         ));
     }
-    let inputs: Vec<(String, String)> = value("task.inputs")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| {
-            s.split_once('.')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .collect();
+    Ok(systems)
+}
 
-    let mut streams: BTreeMap<String, StreamSettings> = BTreeMap::new();
+/// The settings of the Kinesis systems, by stream, and their client configuration; the
+/// job's other keys are noted (a likely typo of a job key is an error).
+fn system_settings(
+    src: &Source,
+    d: &mut Draft,
+    props: &Props,
+    systems: &[String],
+) -> Result<(Streams, Vec<(String, String)>), MigrateError> {
+    let mut streams = Streams::new();
     let mut client: Vec<(String, String)> = Vec::new();
-    for (line, key, val) in &props {
+    for (line, key, val) in props {
         let plain = key.strip_prefix("sensitive.").unwrap_or(key);
         let system = systems
             .iter()
@@ -188,7 +215,17 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         ));
     }
 
-    // The streams read: task.inputs of Kinesis systems (or every configured stream).
+    Ok((streams, client))
+}
+
+/// The streams read: task.inputs of Kinesis systems (or every configured stream).
+fn streams_read(
+    src: &Source,
+    d: &mut Draft,
+    inputs: &[(String, String)],
+    systems: &[String],
+    streams: &Streams,
+) -> Result<Vec<String>, MigrateError> {
     let mut read: Vec<String> = inputs
         .iter()
         .filter(|(sys, _)| systems.contains(sys))
@@ -205,8 +242,11 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             d.ignore(&format!("streams.{s}"), "configured but not in task.inputs");
         }
     }
-    let job = value("job.name");
-    let job_id = value("job.id").unwrap_or_else(|| "1".into());
+    Ok(read)
+}
+
+/// The application (Samza's lease table name) and the streams of the source.
+fn application(d: &mut Draft, read: &[String], streams: &Streams, job: Option<&str>, job_id: &str) {
     let tables: Vec<String> = read
         .iter()
         .map(|s| {
@@ -214,7 +254,7 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
                 .get(s)
                 .and_then(|st| st.kcl.iter().find(|(k, _, _)| k == "TableName"))
                 .map(|(_, v, _)| v.clone())
-                .unwrap_or_else(|| format!("{}-{job_id}-{s}", job.as_deref().unwrap_or("samza")))
+                .unwrap_or_else(|| format!("{}-{job_id}-{s}", job.unwrap_or("samza")))
         })
         .collect();
     let has_table = read.len() == 1
@@ -268,8 +308,15 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             format!("Samza ran a KCL per stream with its own lease table ({}); Shardline reads them in one application with one table, leases keyed stream:shard, so the Samza checkpoints are not resumed", tables.join(", ")),
         );
     }
+}
 
-    // Per-stream AWS settings: Shardline has one region and one set of credentials.
+/// Per-stream AWS settings: Shardline has one region and one set of credentials.
+fn aws(
+    src: &Source,
+    d: &mut Draft,
+    read: &[String],
+    streams: &Streams,
+) -> Result<(), MigrateError> {
     let first = |setting: &str| -> Option<(String, String)> {
         read.iter()
             .filter_map(|s| {
@@ -312,10 +359,19 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
         }
     }
 
-    // KCL settings of the (first) stream.
+    Ok(())
+}
+
+/// KCL settings of the (first) stream; those of the others are noted.
+fn kcl_settings(
+    src: &Source,
+    d: &mut Draft,
+    read: &[String],
+    streams: &Streams,
+) -> Result<(), MigrateError> {
     if let Some(st) = streams.get(&read[0]) {
         for (k, v, full) in &st.kcl {
-            kcl(src, &mut d, k, v, full)?;
+            kcl(src, d, k, v, full)?;
         }
     }
     if d.get("source.initial_position").is_none() {
@@ -333,8 +389,7 @@ pub fn convert(src: &Source, _opts: &Options) -> Result<Draft, MigrateError> {
             }
         }
     }
-    client_config(src, &mut d, "aws.clientConfig.", &client)?;
-    Ok(d)
+    Ok(())
 }
 
 #[derive(Debug, Default)]

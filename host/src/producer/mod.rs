@@ -42,9 +42,11 @@
 //! as everywhere in Shardline.
 
 pub mod limiter;
+pub mod metrics;
 mod pipeline;
 pub mod retrier;
 pub mod shard_map;
+mod shard_queue;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -58,11 +60,9 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use self::shard_map::ShardMap;
 
-/// Kinesis limits the producer works within.
-pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
-pub const MAX_REQUEST_RECORDS: usize = 500;
-pub const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
-pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+pub use crate::kinesis_limits::{
+    check_record, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS,
+};
 
 /// Tunables, with the KPL's defaults where the KPL has one.
 #[derive(Debug, Clone)]
@@ -97,21 +97,23 @@ pub struct ProducerConfig {
 }
 
 impl Default for ProducerConfig {
+    /// The defaults a Kinesis sink's section also starts from.
     fn default() -> Self {
+        use crate::config::sinks::producer_defaults as d;
         Self {
             aggregation: true,
-            aggregation_max_size: crate::agg::KPL_DEFAULT_MAX_SIZE,
-            max_request_records: MAX_REQUEST_RECORDS,
-            max_request_bytes: MAX_REQUEST_BYTES,
-            max_buffered_time: Duration::from_millis(100),
-            rate_limit: 150,
-            record_ttl: Duration::from_secs(30),
-            max_connections: 24,
-            request_timeout: Duration::from_secs(6),
+            aggregation_max_size: d::AGGREGATION_MAX_SIZE,
+            max_request_records: d::MAX_REQUEST_RECORDS,
+            max_request_bytes: d::MAX_REQUEST_BYTES,
+            max_buffered_time: d::MAX_BUFFERED_TIME,
+            rate_limit: d::RATE_LIMIT,
+            record_ttl: d::RECORD_TTL,
+            max_connections: d::MAX_CONNECTIONS,
+            request_timeout: d::REQUEST_TIMEOUT,
             retry_backoff: Duration::from_millis(100),
             max_retry_backoff: Duration::from_secs(3),
-            max_outstanding_records: 100_000,
-            max_outstanding_bytes: 128 * 1024 * 1024,
+            max_outstanding_records: d::MAX_OUTSTANDING_RECORDS,
+            max_outstanding_bytes: d::MAX_OUTSTANDING_BYTES,
             strict_ordering: false,
         }
     }
@@ -179,38 +181,14 @@ pub enum ProducerError {
     Closed { stream: String },
 }
 
-/// Why Kinesis would refuse a record with this partition key and `data_len` bytes of data,
-/// whatever its stream: the key's length, and the record's size.
-pub fn check_record(partition_key: &str, data_len: usize) -> Result<(), String> {
-    let chars = partition_key.chars().count();
-    if chars == 0 || chars > MAX_PARTITION_KEY_CHARS {
-        return Err(format!(
-            "a partition key has 1 to {MAX_PARTITION_KEY_CHARS} characters, this one {chars}"
-        ));
-    }
-    let size = data_len + partition_key.len();
-    if size > MAX_RECORD_BYTES {
-        return Err(format!(
-            "data plus partition key is {size} bytes, over Kinesis's limit of {MAX_RECORD_BYTES}"
-        ));
-    }
-    Ok(())
-}
-
 impl ProducerError {
-    /// Whether putting again can succeed.
-    pub fn failure_kind(&self) -> crate::sinks::SinkErrorKind {
-        use crate::sinks::SinkErrorKind::{Permanent, Transient};
+    /// Whether putting again cannot succeed (the stream does not exist, access is refused,
+    /// the record is invalid).
+    pub fn is_permanent(&self) -> bool {
         match self {
-            Self::ShardMap { permanent, .. } => {
-                if *permanent {
-                    Permanent
-                } else {
-                    Transient
-                }
-            }
-            Self::Invalid { .. } => Permanent,
-            Self::Closed { .. } => Transient,
+            Self::ShardMap { permanent, .. } => *permanent,
+            Self::Invalid { .. } => true,
+            Self::Closed { .. } => false,
         }
     }
 }
@@ -303,9 +281,9 @@ impl Future for PutHandle {
         Pin::new(&mut self.rx).poll(cx).map(|r| match r {
             Ok(Ok(receipt)) => Ok(receipt),
             Ok(Err(mut f)) => {
-                if f.partition_key.is_empty() {
-                    f.partition_key = self.partition_key.clone();
-                }
+                // The pipeline knows neither: the handle names the record's stream and key.
+                f.stream = self.stream.to_string();
+                f.partition_key = self.partition_key.clone();
                 Err(f)
             }
             Err(_) => Err(PutFailure {
@@ -327,7 +305,7 @@ struct Permits {
 }
 
 enum Command {
-    Put(Box<pipeline::Pending>),
+    Put(Box<shard_queue::Pending>),
     Flush(oneshot::Sender<()>),
 }
 
@@ -435,7 +413,7 @@ impl Producer {
             stream: self.stream.clone(),
             partition_key: record.partition_key.clone(),
         };
-        let pending = pipeline::Pending::new(
+        let pending = shard_queue::Pending::new(
             record,
             hash,
             tx,
@@ -474,22 +452,45 @@ impl Producer {
 }
 
 async fn load_shard_map(client: &Client, stream: &str) -> Result<ShardMap, ProducerError> {
-    let shards = crate::consumer::shard_sync::list_shards(client, stream)
-        .await
-        .map_err(|e| ProducerError::ShardMap {
-            stream: stream.to_string(),
-            permanent: matches!(
-                e,
-                crate::consumer::shard_sync::ShardSyncError::ListShards {
-                    permanent: true,
-                    ..
-                }
-            ),
-            message: e.to_string(),
-        })?;
+    let shards =
+        crate::aws::list_shards(client, stream)
+            .await
+            .map_err(|e| ProducerError::ShardMap {
+                stream: stream.to_string(),
+                permanent: e.permanent,
+                message: e.to_string(),
+            })?;
     ShardMap::from_shards(&shards).map_err(|e| ProducerError::ShardMap {
         stream: stream.to_string(),
         message: e.to_string(),
         permanent: false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_names_the_stream_and_key_of_its_record() {
+        let (tx, rx) = oneshot::channel();
+        let handle = PutHandle {
+            rx,
+            stream: Arc::from("orders"),
+            partition_key: "customer-7".into(),
+        };
+        // Whatever name the pipeline had at hand where it gave up (a shard id, say).
+        tx.send(Err(PutFailure {
+            stream: "shardId-000000000000".into(),
+            partition_key: String::new(),
+            attempts: 3,
+            expired: true,
+            reason: "record TTL expired".into(),
+        }))
+        .expect("the handle is alive");
+        let f = handle.await.expect_err("given up");
+        assert_eq!(f.stream, "orders");
+        assert_eq!(f.partition_key, "customer-7");
+        assert_eq!((f.attempts, f.expired), (3, true));
+    }
 }

@@ -4,11 +4,19 @@
 //! so many sends are in flight while order per topic is kept.
 //!
 //! Deliveries are handed over by the batch: every delivery of a fetched batch bound for one
-//! target is enqueued in one call, and one receipt resolves when the last of them is
+//! target is enqueued in one call, and one [`Acks`] resolves when the last of them is
 //! acknowledged. The sinks' clients batch on the wire anyway (Pulsar producer batches, Kinesis
-//! PutRecords), so a receipt per message only cost a task, a timer and a wake-up each.
+//! PutRecords), so an acknowledgement per message only cost a task, a timer and a wake-up
+//! each.
+//!
+//! Every sink keeps one contract, [`Sink`]: what a destination means on it, whether it
+//! takes an event, how a dead letter looks there, how long an acknowledgement may take,
+//! and sending a batch to a target. [`Sinks`] holds them by name.
 
+pub mod dead_letter;
 pub mod kinesis;
+pub mod metrics;
+pub mod properties;
 pub mod pulsar;
 
 use std::collections::HashMap;
@@ -19,7 +27,9 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use crate::config::Config;
+use crate::kinesis_limits::MAX_PARTITION_KEY_CHARS;
 use crate::wasm::bindings::{Destination, Event};
+use crate::wasm::RecordFailure;
 
 /// What a sink knows of the record an event came from.
 #[derive(Debug, Clone, Copy)]
@@ -64,8 +74,10 @@ pub const REFUSAL_RETRY: Duration = Duration::from_secs(60);
 /// Targets that failed permanently, with the reason and when.
 type Refused = Arc<Mutex<HashMap<(String, String), (String, Instant)>>>;
 
-/// Resolves when the destination acknowledged every message of a send.
-pub type Receipt = BoxFuture<'static, Result<(), SinkError>>;
+/// Resolves when the destination acknowledged every message of a send, or with the first
+/// failure. (A producer's [`crate::producer::Receipt`] is something else: where one record
+/// was stored.)
+pub type Acks = BoxFuture<'static, Result<(), SinkError>>;
 
 /// One event of a record, bound for a target.
 #[derive(Debug)]
@@ -76,11 +88,48 @@ pub struct Delivery<'a> {
     pub extra: Vec<(&'static str, String)>,
 }
 
-/// A configured sink.
+/// A failed record as a sink publishes it: the event, and properties added after its own.
 #[derive(Debug)]
-pub enum Sink {
-    Pulsar(pulsar::PulsarSink),
-    Kinesis(kinesis::KinesisSink),
+pub struct DeadLetter {
+    pub event: Event,
+    pub extra: Vec<(&'static str, String)>,
+}
+
+/// The contract every sink keeps.
+pub trait Sink: Send + Sync + std::fmt::Debug {
+    /// What `destination` means on this sink, configured as `name`: its topic or stream
+    /// (`default` when it names none) and, where it means something, its explicit hash
+    /// key. `Err` says what is invalid.
+    fn target(&self, name: &str, destination: &Destination) -> Result<Target, String>;
+
+    /// Whether `topic` can take `event` at all (its size, its key): a record whose event
+    /// cannot be sent fails alone, under the error policy, instead of failing its batch.
+    /// `record_key` is the source record's partition key (the key when the event has none).
+    fn admit(&self, topic: &str, event: &Event, record_key: &str) -> Result<(), String>;
+
+    /// A record that failed in `failure`'s stage, as published to this sink's dead-letter
+    /// target ([`dead_letter`]).
+    fn dead_letter(
+        &self,
+        failure: &RecordFailure,
+        record: &RecordContext<'_>,
+        data: &[u8],
+    ) -> DeadLetter;
+
+    /// The longest a send may wait for its acknowledgement.
+    fn ack_timeout(&self) -> Duration;
+
+    /// Enqueues events for one target, in order; the [`Acks`] resolves when every one of
+    /// them is acknowledged, or with the first failure. `Err` means not all were enqueued
+    /// (those before the failure may be in flight; nothing will acknowledge them).
+    fn send_all<'a>(
+        &'a self,
+        target: &'a Target,
+        deliveries: Vec<Delivery<'a>>,
+    ) -> BoxFuture<'a, Result<Acks, SinkError>>;
+
+    /// Flushes and closes.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// A destination resolved against the config.
@@ -95,7 +144,7 @@ pub struct Target {
 /// Every configured sink, by name.
 #[derive(Debug)]
 pub struct Sinks {
-    sinks: HashMap<String, Sink>,
+    sinks: HashMap<String, Box<dyn Sink>>,
     default: String,
     refused: Refused,
 }
@@ -105,10 +154,10 @@ impl Sinks {
     pub async fn connect(config: &Config) -> anyhow::Result<Self> {
         let mut sinks = HashMap::new();
         for (name, c) in &config.sinks {
-            let sink = match (&c.pulsar, &c.kinesis) {
-                (Some(p), _) => Sink::Pulsar(pulsar::PulsarSink::connect(name, p).await?),
+            let sink: Box<dyn Sink> = match (&c.pulsar, &c.kinesis) {
+                (Some(p), _) => Box::new(pulsar::PulsarSink::connect(name, p).await?),
                 (None, Some(k)) => {
-                    Sink::Kinesis(kinesis::KinesisSink::connect(name, k, &config.aws).await?)
+                    Box::new(kinesis::KinesisSink::connect(name, k, &config.aws).await?)
                 }
                 (None, None) => anyhow::bail!("sink {name} has no type"),
             };
@@ -130,65 +179,36 @@ impl Sinks {
                 self.names()
             ));
         };
-        let topic = match &d.topic {
-            Some(t) if !t.is_empty() => t.clone(),
-            _ => match sink {
-                Sink::Pulsar(p) => p.default_topic().to_string(),
-                Sink::Kinesis(k) => k.default_stream().to_string(),
-            },
-        };
         if let Some(k) = &d.partition_key {
             let chars = k.chars().count();
-            if !(1..=crate::producer::MAX_PARTITION_KEY_CHARS).contains(&chars) {
+            if !(1..=MAX_PARTITION_KEY_CHARS).contains(&chars) {
                 return Err(format!(
-                    "route chose a partition key of {chars} characters; it must have 1 to {}",
-                    crate::producer::MAX_PARTITION_KEY_CHARS
+                    "route chose a partition key of {chars} characters; it must have 1 to \
+                     {MAX_PARTITION_KEY_CHARS}"
                 ));
             }
         }
-        let explicit_hash_key = match (&d.explicit_hash_key, sink) {
-            (Some(e), Sink::Kinesis(_)) => {
-                crate::agg::parse_explicit_hash_key(e)
-                    .map_err(|err| format!("route chose explicit hash key {e:?}: {err}"))?;
-                Some(e.clone())
-            }
-            _ => None,
-        };
-        if let Sink::Pulsar(_) = sink {
-            crate::config::pulsar_topic::check(&topic)
-                .map_err(|why| format!("sink {name}: {why}"))?;
-        }
-        Ok(Target {
-            sink: name.clone(),
-            topic,
-            explicit_hash_key,
-        })
+        sink.target(name, d)
     }
 
-    /// Whether `target` can take `event` at all (its size, its key): a record whose event
-    /// cannot be sent fails alone, under the error policy, instead of failing its batch.
-    /// `record_key` is the source record's partition key (the key when the event has none).
+    /// Whether `target` can take `event` at all ([`Sink::admit`]).
     pub fn admit(&self, target: &Target, event: &Event, record_key: &str) -> Result<(), String> {
         match self.sinks.get(&target.sink) {
-            Some(Sink::Kinesis(_)) => {
-                let key = event.key.as_deref().unwrap_or(record_key);
-                crate::producer::check_record(key, event.payload.len())
-                    .map_err(|why| format!("stream {}: {why}", target.topic))
-            }
-            Some(Sink::Pulsar(_)) => {
-                let size = event.payload.len();
-                if size > pulsar::MAX_MESSAGE_BYTES {
-                    return Err(format!(
-                        "topic {}: a message of {size} bytes is over the broker's \
-                         maxMessageSize of {} bytes",
-                        target.topic,
-                        pulsar::MAX_MESSAGE_BYTES
-                    ));
-                }
-                Ok(())
-            }
+            Some(s) => s.admit(&target.topic, event, record_key),
             None => Ok(()),
         }
+    }
+
+    /// A failed record as published to `target`'s sink ([`Sink::dead_letter`]).
+    pub fn dead_letter(
+        &self,
+        target: &Target,
+        failure: &RecordFailure,
+        record: &RecordContext<'_>,
+        data: &[u8],
+    ) -> Option<DeadLetter> {
+        let sink = self.sinks.get(&target.sink)?;
+        Some(sink.dead_letter(failure, record, data))
     }
 
     /// Why `target` is refused, while a permanent failure of it is recent.
@@ -208,11 +228,6 @@ impl Sinks {
         }
     }
 
-    /// Whether `sink` is a Kinesis sink (its records carry no properties).
-    pub fn is_kinesis(&self, sink: &str) -> bool {
-        matches!(self.sinks.get(sink), Some(Sink::Kinesis(_)))
-    }
-
     fn names(&self) -> String {
         let mut v: Vec<_> = self.sinks.keys().cloned().collect();
         v.sort();
@@ -226,7 +241,7 @@ impl Sinks {
         &self,
         target: &Target,
         deliveries: Vec<Delivery<'_>>,
-    ) -> Result<Receipt, SinkError> {
+    ) -> Result<Acks, SinkError> {
         let refused = self.refused.clone();
         let sent = self.send_to(target, deliveries).await;
         let sent = sent.inspect_err(|e| refuse(&refused, e));
@@ -243,17 +258,9 @@ impl Sinks {
         &self,
         target: &Target,
         deliveries: Vec<Delivery<'_>>,
-    ) -> Result<Receipt, SinkError> {
+    ) -> Result<Acks, SinkError> {
         match self.sinks.get(&target.sink) {
-            Some(Sink::Pulsar(p)) => p.send_all(&target.topic, deliveries).await,
-            Some(Sink::Kinesis(k)) => {
-                k.send_all(
-                    &target.topic,
-                    target.explicit_hash_key.as_deref(),
-                    deliveries,
-                )
-                .await
-            }
+            Some(s) => s.send_all(target, deliveries).await,
             None => Err(SinkError {
                 sink: target.sink.clone(),
                 topic: target.topic.clone(),
@@ -266,10 +273,7 @@ impl Sinks {
     /// Flushes and closes every sink.
     pub async fn close(&self) {
         for s in self.sinks.values() {
-            match s {
-                Sink::Pulsar(p) => p.close().await,
-                Sink::Kinesis(k) => k.close().await,
-            }
+            s.close().await;
         }
     }
 }

@@ -11,23 +11,24 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use futures::FutureExt;
 use pulsar::producer::{Message, Producer};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
-use super::{Delivery, Receipt, RecordContext, SinkError, SinkErrorKind};
+use super::properties::{
+    java_instant, ARRIVAL_TIMESTAMP, ENCRYPTION_TYPE, MILLIS_BEHIND_LATEST, PARTITION_KEY,
+    SEQUENCE_NUMBER, SHARD_ID, SUB_SEQUENCE_NUMBER,
+};
+use super::{
+    dead_letter, Acks, DeadLetter, Delivery, RecordContext, SinkError, SinkErrorKind, Target,
+};
 use crate::config::PulsarSinkConfig;
-use crate::wasm::bindings::Event;
-
-pub const PARTITION_KEY: &str = "kinesis.partition.key";
-pub const SEQUENCE_NUMBER: &str = "kinesis.sequence.number";
-pub const ARRIVAL_TIMESTAMP: &str = "kinesis.arrival.timestamp";
-pub const ENCRYPTION_TYPE: &str = "kinesis.encryption.type";
-pub const SHARD_ID: &str = "kinesis.shard.id";
-/// Only on user records that came in a KPL aggregate (they share a sequence number).
-pub const SUB_SEQUENCE_NUMBER: &str = "kinesis.sub.sequence.number";
-pub const MILLIS_BEHIND_LATEST: &str = "kinesis.millis.behind.latest";
+use crate::wasm::bindings::{Destination, Event};
+use crate::wasm::RecordFailure;
 
 /// The largest payload sent: the broker's default `maxMessageSize` (5 MiB) less room for
 /// the message's metadata (key and properties). A larger one is refused by the broker.
@@ -86,49 +87,6 @@ pub fn message(
         event_time: u64::try_from(event_time).ok(),
         ..Message::default()
     }
-}
-
-/// Milliseconds since the epoch as Java's `Instant.toString()` prints them:
-/// `2026-11-22T04:06:45.120Z`, or `2026-11-22T04:06:45Z` on a whole second; before 1970
-/// as well (`1969-12-31T23:59:59.999Z`), and past year 9999 with a sign, as Java does
-/// (`+10000-01-01T00:00:00Z`). Any value prints: the arrival time is the service's, and a
-/// host that cannot format it must not stop.
-pub fn java_instant(millis: i64) -> String {
-    use std::fmt::Write;
-    let days = millis.div_euclid(86_400_000);
-    let ms_of_day = millis.rem_euclid(86_400_000);
-    let (year, month, day) = civil_from_days(days);
-    let mut s = String::with_capacity(24);
-    // Errors are impossible when writing into a String.
-    let _ = match year {
-        0..=9999 => write!(s, "{year:04}"),
-        10_000.. => write!(s, "+{year}"),
-        _ => write!(s, "-{:04}", year.unsigned_abs()),
-    };
-    let (h, rest) = (ms_of_day / 3_600_000, ms_of_day % 3_600_000);
-    let (m, rest) = (rest / 60_000, rest % 60_000);
-    let (sec, ms) = (rest / 1000, rest % 1000);
-    let _ = write!(s, "-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}");
-    if ms != 0 {
-        let _ = write!(s, ".{ms:03}");
-    }
-    s.push('Z');
-    s
-}
-
-/// The proleptic Gregorian date of a day counted from 1970-01-01 (H. Hinnant's
-/// `civil_from_days`), for any day an `i64` of milliseconds can name.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11]
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Whether a Pulsar error can heal by sending again. The broker's answer decides: an
@@ -214,7 +172,7 @@ pub struct PulsarSink {
     opts: MessageOptions,
     client: Pulsar<TokioExecutor>,
     producers: Mutex<HashMap<String, std::sync::Arc<Mutex<Producer<TokioExecutor>>>>>,
-    metrics: std::sync::Arc<crate::metrics::sink::SinkMetrics>,
+    metrics: std::sync::Arc<crate::sinks::metrics::SinkMetrics>,
 }
 
 impl std::fmt::Debug for PulsarSink {
@@ -246,12 +204,8 @@ impl PulsarSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
-            metrics: std::sync::Arc::new(crate::metrics::sink::SinkMetrics::new(name)),
+            metrics: std::sync::Arc::new(crate::sinks::metrics::SinkMetrics::new(name)),
         })
-    }
-
-    pub fn default_topic(&self) -> &str {
-        &self.config.topic
     }
 
     fn err(&self, topic: &str, message: String, kind: SinkErrorKind) -> SinkError {
@@ -293,11 +247,11 @@ impl PulsarSink {
     /// Enqueues the messages in topic order; the receipt resolves once the broker
     /// acknowledged the last of them (receipts of one producer arrive in send order), or
     /// with the first failure, or when `send_timeout` passes first.
-    pub async fn send_all(
+    async fn send_batch(
         &self,
         topic: &str,
         deliveries: Vec<Delivery<'_>>,
-    ) -> Result<Receipt, SinkError> {
+    ) -> Result<Acks, SinkError> {
         let n = deliveries.len();
         let producer = self
             .producer(topic)
@@ -349,13 +303,74 @@ impl PulsarSink {
     }
 
     /// Closes the producers (everything sent was awaited by the pipeline before).
-    pub async fn close(&self) {
+    async fn close_producers(&self) {
         let producers: Vec<_> = self.producers.lock().await.drain().collect();
         for (topic, p) in producers {
             if let Err(e) = p.lock().await.close().await {
                 tracing::debug!(sink = %self.name, %topic, error = %e, "closing producer");
             }
         }
+    }
+}
+
+impl super::Sink for PulsarSink {
+    /// A topic name Pulsar accepts; no explicit hash key (it means nothing here).
+    fn target(&self, name: &str, d: &Destination) -> Result<Target, String> {
+        let topic = match &d.topic {
+            Some(t) if !t.is_empty() => t.clone(),
+            _ => self.config.topic.clone(),
+        };
+        crate::config::pulsar_topic::check(&topic).map_err(|why| format!("sink {name}: {why}"))?;
+        Ok(Target {
+            sink: name.to_string(),
+            topic,
+            explicit_hash_key: None,
+        })
+    }
+
+    fn admit(&self, topic: &str, event: &Event, _record_key: &str) -> Result<(), String> {
+        let size = event.payload.len();
+        if size > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "topic {topic}: a message of {size} bytes is over the broker's maxMessageSize \
+                 of {MAX_MESSAGE_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The original bytes, with the dead-letter properties after the usual ones.
+    fn dead_letter(
+        &self,
+        failure: &RecordFailure,
+        record: &RecordContext<'_>,
+        data: &[u8],
+    ) -> DeadLetter {
+        DeadLetter {
+            event: Event {
+                key: None,
+                payload: data.to_vec(),
+                properties: Vec::new(),
+                event_time_millis: None,
+            },
+            extra: dead_letter::properties(failure, record),
+        }
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        self.config.ack_timeout()
+    }
+
+    fn send_all<'a>(
+        &'a self,
+        target: &'a Target,
+        deliveries: Vec<Delivery<'a>>,
+    ) -> BoxFuture<'a, Result<Acks, SinkError>> {
+        self.send_batch(&target.topic, deliveries).boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.close_producers().boxed()
     }
 }
 
@@ -480,39 +495,5 @@ mod tests {
             m.properties[PARTITION_KEY], "customer-7",
             "source key stays visible"
         );
-    }
-
-    #[test]
-    fn instants_print_like_java() {
-        assert_eq!(java_instant(0), "1970-01-01T00:00:00Z");
-        assert_eq!(java_instant(1_500), "1970-01-01T00:00:01.500Z");
-        assert_eq!(java_instant(1_763_784_405_000), "2025-11-22T04:06:45Z");
-        assert_eq!(java_instant(951_782_400_000), "2000-02-29T00:00:00Z");
-        assert_eq!(java_instant(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(java_instant(-62_135_596_800_000), "0001-01-01T00:00:00Z");
-        assert_eq!(java_instant(-62_167_219_200_000), "0000-01-01T00:00:00Z");
-        assert_eq!(java_instant(-62_198_755_200_000), "-0001-01-01T00:00:00Z");
-        assert_eq!(
-            java_instant(253_402_300_799_999),
-            "9999-12-31T23:59:59.999Z"
-        );
-        assert_eq!(java_instant(253_402_300_800_000), "+10000-01-01T00:00:00Z");
-        // The extremes of the type (what Java prints for the same instants).
-        assert_eq!(java_instant(i64::MAX), "+292278994-08-17T07:12:55.807Z");
-        assert_eq!(java_instant(i64::MIN), "-292275055-05-16T16:47:04.192Z");
-    }
-
-    /// Every third day from 1970 to year 9994 agrees with humantime's RFC 3339 (the
-    /// formatter used before, which cannot print before 1970 nor after 9999).
-    #[test]
-    fn instants_agree_with_rfc3339_where_both_print() {
-        for day in (0..(8_030 * 365)).step_by(3) {
-            let millis = day * 86_400_000 + 45_296_789; // 12:34:56.789
-            let t = std::time::UNIX_EPOCH + Duration::from_millis(millis as u64);
-            assert_eq!(
-                java_instant(millis),
-                humantime::format_rfc3339_millis(t).to_string()
-            );
-        }
     }
 }

@@ -8,75 +8,9 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::bindings::{self, deserializer, processor, router, transformer};
 use super::engine::WasmEngine;
-use super::instance::HostState;
-
-/// A stage interface a component can export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Export {
-    Processor,
-    Deserializer,
-    Transformer,
-    Router,
-}
-
-impl Export {
-    pub const ALL: [Export; 4] = [
-        Export::Processor,
-        Export::Deserializer,
-        Export::Transformer,
-        Export::Router,
-    ];
-
-    /// Fully qualified interface name, as `wasm-tools component wit` prints it.
-    pub fn interface(self) -> &'static str {
-        match self {
-            Export::Processor => "shardline:connector/processor@0.1.0",
-            Export::Deserializer => "shardline:connector/deserializer@0.1.0",
-            Export::Transformer => "shardline:connector/transformer@0.1.0",
-            Export::Router => "shardline:connector/router@0.1.0",
-        }
-    }
-}
-
-impl fmt::Display for Export {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.interface())
-    }
-}
-
-/// Why a component cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum WasmError {
-    #[error("cannot set up the Wasm engine: {0}")]
-    Engine(String),
-    #[error("cannot read component {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{} is not a valid Wasm component: {message}", path.display())]
-    Compile { path: PathBuf, message: String },
-    #[error("component {component} ({}) cannot be linked: {message}", path.display())]
-    Link {
-        component: String,
-        path: PathBuf,
-        message: String,
-    },
-    #[error(
-        "component {component} ({}) does not export {missing}, which stage {stage} needs; it exports: {}",
-        path.display(),
-        if exports.is_empty() { "no shardline:connector interface".to_string() } else { exports.join(", ") }
-    )]
-    MissingExport {
-        component: String,
-        path: PathBuf,
-        stage: String,
-        missing: Export,
-        exports: Vec<String>,
-    },
-    #[error("component {component}: cannot instantiate: {message}")]
-    Instantiate { component: String, message: String },
-}
+use super::error::WasmError;
+use super::export::Export;
+use super::host_state::HostState;
 
 /// A component ready to be instantiated, with the indices of each exported interface.
 pub struct ComponentInfo {

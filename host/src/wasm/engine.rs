@@ -9,7 +9,8 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
 use super::artifact::{self, ArtifactKey};
-use super::component::{ComponentInfo, WasmError};
+use super::component::ComponentInfo;
+use super::error::WasmError;
 
 /// How often the epoch advances; call deadlines are counted in these ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);

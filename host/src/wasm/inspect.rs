@@ -11,8 +11,9 @@
 
 use std::path::Path;
 
-use super::component::{ComponentInfo, Export};
+use super::component::ComponentInfo;
 use super::engine::WasmEngine;
+use super::export::Export;
 
 /// A world of `wit/worlds.wit`: what a component must export to be used as one stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,66 +6,21 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{
-    deserializer, host, processor, router, transformer, BatchContext, Destination, Event,
-    Processed, SourceRecord, Transformed,
+    deserializer, processor, router, transformer, BatchContext, Destination, Event, Processed,
+    SourceRecord, Transformed,
 };
-use super::component::{ComponentInfo, WasmError};
+use super::component::ComponentInfo;
+use super::error::WasmError;
 use super::grants::Grants;
+use super::host_state::HostState;
 
 /// Most guest stdout/stderr kept per instance; a guest that writes more is recycled.
 const OUTPUT_CAPACITY: usize = 256 * 1024;
 const OUTPUT_RECYCLE_AT: usize = 64 * 1024;
-
-/// What a store holds for its guest.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limits: StoreLimits,
-    component: Arc<str>,
-    settings: Arc<Vec<(String, String)>>,
-    /// Bytes of guest output already logged.
-    printed: usize,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl super::bindings::shardline::connector::types::Host for HostState {}
-
-impl host::Host for HostState {
-    fn log(&mut self, level: host::Level, message: String) {
-        let c = &*self.component;
-        match level {
-            host::Level::Trace => tracing::trace!(component = c, "{message}"),
-            host::Level::Debug => tracing::debug!(component = c, "{message}"),
-            host::Level::Info => tracing::info!(component = c, "{message}"),
-            host::Level::Warn => tracing::warn!(component = c, "{message}"),
-            host::Level::Error => tracing::error!(component = c, "{message}"),
-        }
-    }
-
-    fn settings(&mut self) -> Vec<(String, String)> {
-        self.settings.as_ref().clone()
-    }
-
-    fn setting(&mut self, key: String) -> Option<String> {
-        self.settings
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.clone())
-    }
-}
 
 /// Why a call did not return a result.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,7 +49,7 @@ pub(crate) struct Instance {
     deserializer: Option<deserializer::Guest>,
     transformer: Option<transformer::Guest>,
     router: Option<router::Guest>,
-    metrics: crate::metrics::wasm::InstanceMetrics,
+    metrics: crate::wasm::metrics::InstanceMetrics,
 }
 
 impl Instance {
@@ -150,7 +105,7 @@ impl Instance {
             None => None,
         };
         Ok(Self {
-            metrics: crate::metrics::wasm::InstanceMetrics::new(&info.name),
+            metrics: crate::wasm::metrics::InstanceMetrics::new(&info.name),
             info,
             settings,
             grants,

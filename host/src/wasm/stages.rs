@@ -4,11 +4,13 @@
 use std::sync::Arc;
 
 use super::bindings::{BatchContext, Destination, Event, Output, SourceRecord, Stage};
-use super::component::{ComponentInfo, Export, WasmError};
+use super::component::ComponentInfo;
+use super::error::WasmError;
+use super::export::Export;
 use super::grants::Grants;
 use super::instance::{CallError, Instance};
 use super::WasmEngine;
-use crate::config::{Config, StageConfig};
+use crate::config::{Config, StageConfig, StageKind};
 
 /// How a record failed in a stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +48,9 @@ impl FailureKind {
 pub struct RecordFailure {
     /// Position in the batch.
     pub index: u32,
-    /// `deserialize`, `transform`, `route`, or `pipeline` when a fused `processor` call
-    /// failed as a whole (the stage cannot be known then).
-    pub stage: &'static str,
+    /// The stage that failed, or `Pipeline` when a fused `processor` call failed as a
+    /// whole (the stage cannot be known then).
+    pub stage: StageKind,
     pub component: String,
     pub kind: FailureKind,
     pub reason: String,
@@ -63,11 +65,12 @@ pub struct BatchOutcome {
     pub failures: Vec<RecordFailure>,
 }
 
-pub fn stage_name(s: Stage) -> &'static str {
+/// The stage a pipeline component says a record failed in.
+pub fn stage_kind(s: Stage) -> StageKind {
     match s {
-        Stage::Deserialize => "deserialize",
-        Stage::Transform => "transform",
-        Stage::Route => "route",
+        Stage::Deserialize => StageKind::Deserialize,
+        Stage::Transform => StageKind::Transform,
+        Stage::Route => StageKind::Route,
     }
 }
 
@@ -91,7 +94,7 @@ struct Slot {
 impl StagePlan {
     /// Loads every configured component and checks it exports what its stage needs.
     pub fn load(engine: &WasmEngine, config: &Config) -> Result<Self, WasmError> {
-        let slot = |stage: &str, c: &Option<StageConfig>, export: Export| {
+        let slot = |stage: StageKind, c: &Option<StageConfig>, export: Export| {
             c.as_ref()
                 .map(|c| {
                     let path = config.resolve(&c.component);
@@ -100,7 +103,7 @@ impl StagePlan {
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| stage.to_string());
                     let info = engine.load(&path, &name)?;
-                    info.require(export, stage)?;
+                    info.require(export, stage.as_str())?;
                     let settings = c
                         .settings
                         .iter()
@@ -132,10 +135,10 @@ impl StagePlan {
         };
         let s = &config.stages;
         Ok(Self {
-            pipeline: slot("pipeline", &s.pipeline, Export::Processor)?,
-            deserialize: slot("deserialize", &s.deserialize, Export::Deserializer)?,
-            transform: slot("transform", &s.transform, Export::Transformer)?,
-            route: slot("route", &s.route, Export::Router)?,
+            pipeline: slot(StageKind::Pipeline, &s.pipeline, Export::Processor)?,
+            deserialize: slot(StageKind::Deserialize, &s.deserialize, Export::Deserializer)?,
+            transform: slot(StageKind::Transform, &s.transform, Export::Transformer)?,
+            route: slot(StageKind::Route, &s.route, Export::Router)?,
         })
     }
 
@@ -156,29 +159,30 @@ impl StagePlan {
 
     /// Names of the loaded components with what they export, for `validate`.
     pub fn describe(&self) -> Vec<String> {
-        [
-            ("pipeline", &self.pipeline),
-            ("deserialize", &self.deserialize),
-            ("transform", &self.transform),
-            ("route", &self.route),
-        ]
-        .into_iter()
-        .filter_map(|(stage, s)| {
-            s.as_ref().map(|s| {
-                format!(
-                    "{stage}: {} ({}) exports {}",
-                    s.info.name,
-                    s.info.path.display(),
-                    s.info
-                        .exports()
-                        .iter()
-                        .map(|e| e.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
+        StageKind::ALL
+            .into_iter()
+            .zip([
+                &self.pipeline,
+                &self.deserialize,
+                &self.transform,
+                &self.route,
+            ])
+            .filter_map(|(stage, s)| {
+                s.as_ref().map(|s| {
+                    format!(
+                        "{stage}: {} ({}) exports {}",
+                        s.info.name,
+                        s.info.path.display(),
+                        s.info
+                            .exports()
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })
             })
-        })
-        .collect()
+            .collect()
     }
 }
 
@@ -207,7 +211,7 @@ impl std::fmt::Debug for StageSet {
 
 /// A call that failed as a whole.
 struct BatchError {
-    stage: &'static str,
+    stage: StageKind,
     error: CallError,
 }
 
@@ -286,154 +290,185 @@ impl StageSet {
         if let Some(p) = &mut self.pipeline {
             return run_processor(p, ctx, records);
         }
-        let n = records.len();
         let mut failures = Vec::new();
-
-        // deserialize: one result per record, or the bytes as they are.
-        let mut events: Vec<Event>;
-        let mut origin: Vec<u32>;
-        match &mut self.deserialize {
-            Some(inst) => {
-                let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
-                    stage: "deserialize",
-                    error,
-                })?;
-                if results.len() != n {
-                    return Err(contract(
-                        inst,
-                        "deserialize",
-                        format!(
-                            "deserialize returned {} results for {n} records",
-                            results.len()
-                        ),
-                    ));
-                }
-                events = Vec::with_capacity(n);
-                origin = Vec::with_capacity(n);
-                for (i, r) in results.into_iter().enumerate() {
-                    match r {
-                        Ok(e) => {
-                            events.push(e);
-                            origin.push(i as u32);
-                        }
-                        Err(reason) => failures.push(RecordFailure {
-                            index: i as u32,
-                            stage: "deserialize",
-                            component: inst.name().to_string(),
-                            kind: FailureKind::Rejected,
-                            reason,
-                        }),
-                    }
-                }
-            }
-            None => {
-                events = records.iter().map(default_event).collect();
-                origin = (0..n as u32).collect();
-            }
-        }
-
-        // transform: any number of events per input, or identity.
+        let (mut events, mut origin) = match &mut self.deserialize {
+            Some(inst) => deserialize(inst, ctx, records, &mut failures)?,
+            None => (
+                records.iter().map(default_event).collect(),
+                (0..records.len() as u32).collect(),
+            ),
+        };
         if let Some(inst) = &mut self.transform {
-            let t = inst.transform(ctx, &events).map_err(|error| BatchError {
-                stage: "transform",
-                error,
-            })?;
-            let m = events.len();
-            let mut next_events = Vec::with_capacity(t.events.len());
-            let mut next_origin = Vec::with_capacity(t.events.len());
-            for ie in t.events {
-                let Some(&o) = origin.get(ie.index as usize) else {
-                    return Err(contract(
-                        inst,
-                        "transform",
-                        format!("transform returned an event for input {} of {m}", ie.index),
-                    ));
-                };
-                next_events.push(ie.event);
-                next_origin.push(o);
-            }
-            for r in t.rejections {
-                let Some(&o) = origin.get(r.index as usize) else {
-                    return Err(contract(
-                        inst,
-                        "transform",
-                        format!("transform rejected input {} of {m}", r.index),
-                    ));
-                };
-                failures.push(RecordFailure {
-                    index: o,
-                    stage: "transform",
-                    component: inst.name().to_string(),
-                    kind: FailureKind::Rejected,
-                    reason: r.reason,
-                });
-            }
-            events = next_events;
-            origin = next_origin;
+            (events, origin) = transform(inst, ctx, &events, &origin, &mut failures)?;
         }
-
-        // route: one destination list per event, or the default destination.
-        let destinations: Vec<Option<Vec<Destination>>> = match &mut self.route {
-            Some(inst) => {
-                let results = inst.route(ctx, &events).map_err(|error| BatchError {
-                    stage: "route",
-                    error,
-                })?;
-                if results.len() != events.len() {
-                    return Err(contract(
-                        inst,
-                        "route",
-                        format!(
-                            "route returned {} results for {} events",
-                            results.len(),
-                            events.len()
-                        ),
-                    ));
-                }
-                results
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, r)| match r {
-                        Ok(d) => Some(d),
-                        Err(reason) => {
-                            failures.push(RecordFailure {
-                                index: origin[i],
-                                stage: "route",
-                                component: inst.name().to_string(),
-                                kind: FailureKind::Rejected,
-                                reason,
-                            });
-                            None
-                        }
-                    })
-                    .collect()
-            }
+        let destinations = match &mut self.route {
+            Some(inst) => route(inst, ctx, &events, &origin, &mut failures)?,
             None => vec![Some(Vec::new()); events.len()],
         };
-
-        // A record with a failure anywhere delivers none of its events.
-        failures.sort_by_key(|f| f.index);
-        let failed = |i: u32| failures.binary_search_by_key(&i, |f| f.index).is_ok();
-        let mut outputs: Vec<Output> = events
-            .into_iter()
-            .zip(origin)
-            .zip(destinations)
-            .filter_map(|((event, index), d)| {
-                let destinations = d?;
-                (!failed(index)).then_some(Output {
-                    index,
-                    event,
-                    destinations,
-                })
-            })
-            .collect();
-        // A transform may list its events out of input order; the consumer's dispatch
-        // walks records and outputs together and would silently drop an output whose
-        // record it has passed (found by fuzz/wit_values). Stable: a record's events keep
-        // their order.
-        outputs.sort_by_key(|o| o.index);
-        Ok(BatchOutcome { outputs, failures })
+        Ok(outcome(events, origin, destinations, failures))
     }
+}
+
+/// The deserialize stage: one result per record. Returns the events and, for each, the
+/// index of its record; rejections go to `failures`.
+fn deserialize(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    records: &[SourceRecord],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<(Vec<Event>, Vec<u32>), BatchError> {
+    let n = records.len();
+    let results = inst.deserialize(ctx, records).map_err(|error| BatchError {
+        stage: StageKind::Deserialize,
+        error,
+    })?;
+    if results.len() != n {
+        return Err(contract(
+            inst,
+            StageKind::Deserialize,
+            format!(
+                "deserialize returned {} results for {n} records",
+                results.len()
+            ),
+        ));
+    }
+    let mut events = Vec::with_capacity(n);
+    let mut origin = Vec::with_capacity(n);
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(e) => {
+                events.push(e);
+                origin.push(i as u32);
+            }
+            Err(reason) => failures.push(RecordFailure {
+                index: i as u32,
+                stage: StageKind::Deserialize,
+                component: inst.name().to_string(),
+                kind: FailureKind::Rejected,
+                reason,
+            }),
+        }
+    }
+    Ok((events, origin))
+}
+
+/// The transform stage: any number of events per input. Returns the new events and the
+/// record of each; rejections go to `failures`.
+fn transform(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    events: &[Event],
+    origin: &[u32],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<(Vec<Event>, Vec<u32>), BatchError> {
+    let t = inst.transform(ctx, events).map_err(|error| BatchError {
+        stage: StageKind::Transform,
+        error,
+    })?;
+    let m = events.len();
+    let mut next_events = Vec::with_capacity(t.events.len());
+    let mut next_origin = Vec::with_capacity(t.events.len());
+    for ie in t.events {
+        let Some(&o) = origin.get(ie.index as usize) else {
+            return Err(contract(
+                inst,
+                StageKind::Transform,
+                format!("transform returned an event for input {} of {m}", ie.index),
+            ));
+        };
+        next_events.push(ie.event);
+        next_origin.push(o);
+    }
+    for r in t.rejections {
+        let Some(&o) = origin.get(r.index as usize) else {
+            return Err(contract(
+                inst,
+                StageKind::Transform,
+                format!("transform rejected input {} of {m}", r.index),
+            ));
+        };
+        failures.push(RecordFailure {
+            index: o,
+            stage: StageKind::Transform,
+            component: inst.name().to_string(),
+            kind: FailureKind::Rejected,
+            reason: r.reason,
+        });
+    }
+    Ok((next_events, next_origin))
+}
+
+/// The route stage: one destination list per event (`None` for a rejected one, whose
+/// failure goes to `failures`).
+fn route(
+    inst: &mut Instance,
+    ctx: &BatchContext,
+    events: &[Event],
+    origin: &[u32],
+    failures: &mut Vec<RecordFailure>,
+) -> Result<Vec<Option<Vec<Destination>>>, BatchError> {
+    let results = inst.route(ctx, events).map_err(|error| BatchError {
+        stage: StageKind::Route,
+        error,
+    })?;
+    if results.len() != events.len() {
+        return Err(contract(
+            inst,
+            StageKind::Route,
+            format!(
+                "route returned {} results for {} events",
+                results.len(),
+                events.len()
+            ),
+        ));
+    }
+    Ok(results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r {
+            Ok(d) => Some(d),
+            Err(reason) => {
+                failures.push(RecordFailure {
+                    index: origin[i],
+                    stage: StageKind::Route,
+                    component: inst.name().to_string(),
+                    kind: FailureKind::Rejected,
+                    reason,
+                });
+                None
+            }
+        })
+        .collect())
+}
+
+/// The outputs of a batch, in record order: a record with a failure anywhere delivers none
+/// of its events.
+fn outcome(
+    events: Vec<Event>,
+    origin: Vec<u32>,
+    destinations: Vec<Option<Vec<Destination>>>,
+    mut failures: Vec<RecordFailure>,
+) -> BatchOutcome {
+    failures.sort_by_key(|f| f.index);
+    let failed = |i: u32| failures.binary_search_by_key(&i, |f| f.index).is_ok();
+    let mut outputs: Vec<Output> = events
+        .into_iter()
+        .zip(origin)
+        .zip(destinations)
+        .filter_map(|((event, index), d)| {
+            let destinations = d?;
+            (!failed(index)).then_some(Output {
+                index,
+                event,
+                destinations,
+            })
+        })
+        .collect();
+    // A transform may list its events out of input order; the consumer's dispatch walks
+    // records and outputs together and would silently drop an output whose record it has
+    // passed (found by fuzz/wit_values). Stable: a record's events keep their order.
+    outputs.sort_by_key(|o| o.index);
+    BatchOutcome { outputs, failures }
 }
 
 fn run_processor(
@@ -443,7 +478,7 @@ fn run_processor(
 ) -> Result<BatchOutcome, BatchError> {
     let n = records.len() as u32;
     let p = inst.process(ctx, records).map_err(|error| BatchError {
-        stage: "pipeline",
+        stage: StageKind::Pipeline,
         error,
     })?;
     if let Some(bad) = p
@@ -455,7 +490,7 @@ fn run_processor(
     {
         return Err(contract(
             inst,
-            "pipeline",
+            StageKind::Pipeline,
             format!("process returned index {bad} for a batch of {n} records"),
         ));
     }
@@ -464,7 +499,7 @@ fn run_processor(
         .into_iter()
         .map(|r| RecordFailure {
             index: r.index,
-            stage: stage_name(r.stage),
+            stage: stage_kind(r.stage),
             component: inst.name().to_string(),
             kind: FailureKind::Rejected,
             reason: r.reason,
@@ -487,7 +522,7 @@ fn default_event(r: &SourceRecord) -> Event {
     }
 }
 
-fn contract(inst: &Instance, stage: &'static str, message: String) -> BatchError {
+fn contract(inst: &Instance, stage: StageKind, message: String) -> BatchError {
     BatchError {
         stage,
         error: inst.contract(message),

@@ -10,11 +10,35 @@ pub mod polling;
 
 use std::time::SystemTime;
 
+use aws_sdk_kinesis::types::Record;
 pub use consumer_registration::ConsumerRegistration;
 pub use fanout::FanOutFetcher;
-pub use polling::{FetchError, Fetched, PollingFetcher};
+pub use polling::PollingFetcher;
 
 use crate::consumer::checkpoint::Checkpoint;
+
+/// A batch of one shard's records, whichever retrieval got them: a GetRecords answer
+/// (polling) or the records of SubscribeToShard events (fan-out), at most the room the
+/// shard consumer asked for.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub records: Vec<Record>,
+    pub millis_behind_latest: Option<i64>,
+    /// The shard is closed and every record has been returned.
+    pub shard_end: bool,
+    /// At shard end, the shards that continue it, when the service says (`ChildShards`).
+    pub child_shards: Vec<String>,
+}
+
+/// Why retrieval cannot go on (after retries).
+#[derive(Debug, thiserror::Error)]
+#[error("stream {stream} shard {shard}: {operation} failed: {message}")]
+pub struct FetchError {
+    pub stream: String,
+    pub shard: String,
+    pub operation: &'static str,
+    pub message: String,
+}
 
 /// A record's `ApproximateArrivalTimestamp` in milliseconds since the epoch, rounded to the
 /// nearest millisecond.

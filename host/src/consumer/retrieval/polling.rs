@@ -8,36 +8,14 @@ use std::time::{Duration, SystemTime};
 use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::get_records::GetRecordsError;
 use aws_sdk_kinesis::primitives::DateTime;
-use aws_sdk_kinesis::types::{Record, ShardIteratorType};
+use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_sdk_kinesis::Client;
 use rand::Rng;
 use tokio::time::Instant;
 
-use super::Position;
+use super::{FetchError, Fetched, Position};
 use crate::config::PollingConfig;
 use crate::consumer::checkpoint::Checkpoint;
-
-/// One GetRecords answer.
-#[derive(Debug, Default)]
-pub struct Fetched {
-    pub records: Vec<Record>,
-    pub millis_behind_latest: Option<i64>,
-    /// The shard is closed and every record has been returned.
-    pub shard_end: bool,
-    /// At shard end, the shards that continue it, when the service says (GetRecords'
-    /// `ChildShards`).
-    pub child_shards: Vec<String>,
-}
-
-/// Why retrieval cannot go on (after retries).
-#[derive(Debug, thiserror::Error)]
-#[error("stream {stream} shard {shard}: {operation} failed: {message}")]
-pub struct FetchError {
-    pub stream: String,
-    pub shard: String,
-    pub operation: &'static str,
-    pub message: String,
-}
 
 /// Polls one shard. Starting from a checkpoint, the first record returned is the
 /// checkpointed one (AT_SEQUENCE_NUMBER): the caller skips what of it was done, which is
@@ -52,7 +30,7 @@ pub struct PollingFetcher {
     iterator: Option<String>,
     next_call: Instant,
     backoff: Duration,
-    metrics: crate::metrics::consumer::RetrievalMetrics,
+    metrics: crate::consumer::metrics::RetrievalMetrics,
 }
 
 impl PollingFetcher {
@@ -76,7 +54,7 @@ impl PollingFetcher {
             iterator: None,
             next_call: Instant::now(),
             backoff,
-            metrics: crate::metrics::consumer::RetrievalMetrics::new(stream, shard),
+            metrics: crate::consumer::metrics::RetrievalMetrics::new(stream, shard),
         }
     }
 

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{defs, global, stream_shard, Counter, Distribution, Gauge};
-use crate::consumer::retrieval::Fetched;
+use super::retrieval::Fetched;
+use crate::metrics::{defs, global, stream_shard, Counter, Dims, Distribution, Gauge};
 use crate::wasm::bindings::SourceRecord;
 use crate::wasm::BatchOutcome;
 
 const PROCESS_TASK: &str = "ProcessTask";
 
-fn process_task(stream: &str, shard: &str) -> super::Dims {
+fn process_task(stream: &str, shard: &str) -> Dims {
     let r = global();
     let mut d = vec![(&defs::OPERATION, PROCESS_TASK.to_string())];
     d.extend(stream_shard(r, stream, shard));
@@ -24,19 +24,19 @@ pub struct ShardMetrics {
     records: Arc<Counter>,
     bytes: Arc<Counter>,
     behind: Arc<Distribution>,
-    stages: super::wasm::StageMetrics,
+    stages: crate::wasm::metrics::StageMetrics,
     dead_letters: Arc<Counter>,
+    corrupt_aggregates: Arc<Counter>,
 }
 
 impl ShardMetrics {
     /// Handles for `shard` of `stream`; the stages are named by the component that runs
     /// them (the pipeline's, else the route's, else `builtin`).
     pub fn new(stream: &str, shard: &str, config: &crate::config::Config) -> Self {
-        let s = &config.stages;
-        let component = [&s.pipeline, &s.route, &s.transform, &s.deserialize]
+        use crate::config::StageKind::{Deserialize, Pipeline, Route, Transform};
+        let component = [Pipeline, Route, Transform, Deserialize]
             .into_iter()
-            .flatten()
-            .next()
+            .find_map(|k| config.stages.get(k))
             .and_then(|c| c.component.file_stem())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "builtin".into());
@@ -45,8 +45,9 @@ impl ShardMetrics {
         Self {
             records: r.counter(&defs::RECORDS_PROCESSED, dims.clone()),
             bytes: r.counter(&defs::DATA_BYTES_PROCESSED, dims.clone()),
+            corrupt_aggregates: r.counter(&defs::CORRUPT_AGGREGATES, dims.clone()),
             behind: r.distribution(&defs::MILLIS_BEHIND_LATEST, dims),
-            stages: super::wasm::StageMetrics::new(&component),
+            stages: crate::wasm::metrics::StageMetrics::new(&component),
             dead_letters: r.counter(
                 &defs::DEAD_LETTERS,
                 vec![(&defs::STREAM, stream.to_string())],
@@ -75,6 +76,11 @@ impl ShardMetrics {
 
     pub fn dead_lettered(&self) {
         self.dead_letters.inc();
+    }
+
+    /// A record had the KPL aggregate magic but could not be read; it goes on whole.
+    pub fn corrupt_aggregate(&self) {
+        self.corrupt_aggregates.inc();
     }
 }
 

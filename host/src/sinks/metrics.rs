@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{defs, global, Counter, Distribution, Gauge};
+use crate::metrics::{defs, global, Counter, Distribution, Gauge};
 
 /// One sink's handles.
 #[derive(Debug, Clone)]

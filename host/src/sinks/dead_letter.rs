@@ -15,11 +15,11 @@
 //! larger: when the envelope would not fit in a Kinesis record (1 MiB with its key), `data`
 //! is left out and `data.omitted` says how many bytes the record had.
 
-use crate::sinks::RecordContext;
+use super::RecordContext;
 use crate::wasm::RecordFailure;
 
-/// Stage that failed: `deserialize`, `transform`, `route`, or `pipeline` when a fused call
-/// failed as a whole.
+/// Stage that failed ([`crate::config::StageKind`]): `deserialize`, `transform`, `route`,
+/// or `pipeline` when a fused call failed as a whole.
 pub const STAGE: &str = "shardline.error.stage";
 /// `rejected`, `trap`, `timeout`, `memory` or `contract`.
 pub const KIND: &str = "shardline.error.kind";
@@ -65,7 +65,7 @@ pub fn envelope(
     data: &[u8],
     max_len: usize,
 ) -> Vec<u8> {
-    use crate::sinks::pulsar::{java_instant, ARRIVAL_TIMESTAMP, PARTITION_KEY};
+    use super::properties::{java_instant, ARRIVAL_TIMESTAMP, PARTITION_KEY};
     let mut o = serde_json::Map::new();
     for (k, v) in properties(failure, record) {
         o.insert(k.to_string(), v.into());
@@ -90,7 +90,7 @@ pub fn envelope(
 /// Most bytes of a Kinesis dead-letter envelope: a record with its partition key fits in
 /// 1 MiB.
 pub fn max_envelope_len(partition_key: &str) -> usize {
-    crate::producer::MAX_RECORD_BYTES.saturating_sub(partition_key.len())
+    crate::kinesis_limits::MAX_RECORD_BYTES.saturating_sub(partition_key.len())
 }
 
 /// Standard base64 (RFC 4648 §4) with padding.
@@ -140,7 +140,7 @@ mod tests {
     fn envelope_carries_every_property_and_the_bytes() {
         let f = RecordFailure {
             index: 0,
-            stage: "transform",
+            stage: crate::config::StageKind::Transform,
             component: "orders".into(),
             kind: FailureKind::Rejected,
             reason: "bad \"json\"".into(),

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use super::{defs, global, Counter, Distribution};
-use crate::producer::ProducerStats;
+use super::ProducerStats;
+use crate::metrics::{defs, global, Counter, Distribution, Source};
 
 /// One producer's handles (dimension `StreamName`).
 #[derive(Debug)]
@@ -28,7 +28,7 @@ impl ProducerMetrics {
     pub fn new(stream: &str, stats: &Arc<ProducerStats>) -> Self {
         let r = global();
         let dims = || vec![(&defs::STREAM, stream.to_string())];
-        let read = |f: fn(&ProducerStats) -> &AtomicU64| -> super::Source {
+        let read = |f: fn(&ProducerStats) -> &AtomicU64| -> Source {
             let stats = stats.clone();
             Arc::new(move || f(&stats).load(Relaxed))
         };

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{defs, global, Counter, Distribution};
-use crate::wasm::{BatchOutcome, FailureKind};
+use super::{BatchOutcome, FailureKind};
+use crate::metrics::{defs, global, Counter, Distribution};
 
 const KINDS: [FailureKind; 5] = [
     FailureKind::Rejected,

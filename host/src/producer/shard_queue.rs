@@ -1,0 +1,426 @@
+//! What the producer's pipeline queues for each shard: user records waiting for a Kinesis
+//! record ([`Pending`], each with its caller's [`Member`]), the KPL aggregate being built
+//! and the Kinesis records ready to send ([`ShardQueue`]), and what becomes of a record
+//! given up on (its members fail, each reported to its handle).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::limiter::ShardLimiter;
+use super::retrier::AttemptError;
+use super::shard_map::MappedShard;
+use super::{Permits, ProducerConfig, ProducerStats, PutFailure, PutResult, UserRecord};
+use crate::agg::Aggregator;
+
+/// The caller's side of one user record.
+#[derive(Debug)]
+pub(super) struct Member {
+    pub(super) tx: Option<oneshot::Sender<PutResult>>,
+    pub(super) deadline: Instant,
+    pub(super) arrived: Instant,
+    pub(super) _permits: Permits,
+}
+
+/// A user record not yet in a Kinesis record.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub(super) partition_key: String,
+    pub(super) explicit_hash_key: Option<String>,
+    pub(super) hash: u128,
+    pub(super) data: Vec<u8>,
+    pub(super) member: Member,
+}
+
+impl Pending {
+    pub(super) fn new(
+        r: UserRecord,
+        hash: u128,
+        tx: oneshot::Sender<PutResult>,
+        permits: Permits,
+        ttl: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            hash,
+            data: r.data,
+            member: Member {
+                tx: Some(tx),
+                deadline: now + ttl,
+                arrived: now,
+                _permits: permits,
+            },
+        }
+    }
+}
+
+/// One record of a PutRecords request: a user record, or an aggregate of several.
+#[derive(Debug)]
+pub(super) struct KinesisRecord {
+    pub(super) data: Vec<u8>,
+    pub(super) partition_key: String,
+    pub(super) explicit_hash_key: Option<String>,
+    /// Its user records, in sub-sequence order.
+    pub(super) members: Vec<Member>,
+    pub(super) aggregated: bool,
+    /// An aggregate whose last 16 bytes are not its MD5 yet: [`Pipeline::send`] writes the
+    /// digests of a request's aggregates together (several per SIMD instruction), and
+    /// anything that reads the data before that writes its own ([`KinesisRecord::digest`]).
+    pub(super) digest_pending: bool,
+    /// Predicted shard.
+    pub(super) shard: Arc<str>,
+    /// Oldest member's arrival: the collection deadline counts from it.
+    pub(super) arrived: Instant,
+    /// Earliest member deadline: the whole record expires then.
+    pub(super) deadline: Instant,
+    pub(super) attempts: u32,
+    pub(super) not_before: Instant,
+    pub(super) last_error: Option<AttemptError>,
+}
+
+impl KinesisRecord {
+    /// A record not yet sent; its collection deadline and TTL come from its oldest member.
+    pub(super) fn new(
+        data: Vec<u8>,
+        partition_key: String,
+        explicit_hash_key: Option<String>,
+        members: Vec<Member>,
+        aggregated: bool,
+        shard: Arc<str>,
+    ) -> Option<Self> {
+        let arrived = members.iter().map(|m| m.arrived).min()?;
+        let deadline = members.iter().map(|m| m.deadline).min()?;
+        Some(Self {
+            data,
+            partition_key,
+            explicit_hash_key,
+            members,
+            aggregated,
+            digest_pending: false,
+            shard,
+            arrived,
+            deadline,
+            attempts: 0,
+            not_before: arrived,
+            last_error: None,
+        })
+    }
+
+    pub(super) fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+
+    /// Writes the pending digest of this record alone.
+    pub(super) fn digest(&mut self) {
+        write_pending_digests(std::slice::from_mut(self));
+    }
+}
+
+/// Writes the pending digests of `records` together.
+pub(super) fn write_pending_digests(records: &mut [KinesisRecord]) {
+    let mut pending: Vec<&mut [u8]> = records
+        .iter_mut()
+        .filter(|r| r.digest_pending)
+        .map(|r| {
+            r.digest_pending = false;
+            r.data.as_mut_slice()
+        })
+        .collect();
+    crate::agg::write_digests(&mut pending);
+}
+
+/// What is queued for one shard.
+#[derive(Debug)]
+pub(super) struct ShardQueue {
+    pub(super) shard: MappedShard,
+    pub(super) agg: Aggregator,
+    pub(super) agg_members: Vec<Member>,
+    /// First record of the aggregate being built: its key and hash key.
+    pub(super) agg_first: Option<(String, u128)>,
+    /// Earliest arrival among `agg_members` (kept as members are added: the loop asks for
+    /// it on every turn, and re-routed records may arrive out of order).
+    pub(super) agg_oldest: Option<Instant>,
+    pub(super) ready: VecDeque<KinesisRecord>,
+    /// Bytes of the records in `ready`.
+    pub(super) ready_bytes: usize,
+    pub(super) limiter: ShardLimiter,
+    /// When the limiter refused the head record, the time it said to come back.
+    pub(super) limited_until: Option<Instant>,
+    pub(super) in_flight: usize,
+}
+
+impl ShardQueue {
+    pub(super) fn new(shard: MappedShard, rate_limit: u32, now: Instant) -> Self {
+        Self {
+            shard,
+            agg: Aggregator::new(),
+            agg_members: Vec::new(),
+            agg_first: None,
+            agg_oldest: None,
+            ready: VecDeque::new(),
+            ready_bytes: 0,
+            limiter: ShardLimiter::new(rate_limit, now.into_std()),
+            limited_until: None,
+            in_flight: 0,
+        }
+    }
+
+    pub(super) fn push_back(&mut self, r: KinesisRecord) {
+        self.ready_bytes += r.size();
+        self.ready.push_back(r);
+    }
+
+    pub(super) fn push_front(&mut self, r: KinesisRecord) {
+        self.ready_bytes += r.size();
+        self.ready.push_front(r);
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<KinesisRecord> {
+        let r = self.ready.pop_front()?;
+        self.ready_bytes -= r.size();
+        Some(r)
+    }
+
+    pub(super) fn agg_arrived(&self) -> Option<Instant> {
+        self.agg_oldest
+    }
+
+    pub(super) fn add_member(&mut self, m: Member) {
+        self.agg_oldest = Some(self.agg_oldest.map_or(m.arrived, |o| o.min(m.arrived)));
+        self.agg_members.push(m);
+    }
+
+    /// Moves the aggregate being built to the ready queue (a lone record un-aggregated).
+    pub(super) fn seal(&mut self, stats: &ProducerStats) {
+        if self.agg.is_empty() {
+            return;
+        }
+        let members = std::mem::take(&mut self.agg_members);
+        self.agg_oldest = None;
+        let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
+        let shard = self.shard.id.clone();
+        let record = if members.len() == 1 {
+            let data = self.agg.take();
+            let user = crate::agg::decode(&data)
+                .ok()
+                .flatten()
+                .and_then(|a| a.records().first().map(|u| u.to_owned_record()));
+            let Some(user) = user else {
+                // cannot happen: we just encoded it; fail loudly rather than drop
+                for m in members {
+                    let why = "internal error: aggregate unreadable";
+                    fail(m, 0, false, why, stats);
+                }
+                return;
+            };
+            let (pk, ehk) = (user.partition_key, user.explicit_hash_key);
+            KinesisRecord::new(user.data, pk, ehk, members, false, shard)
+        } else {
+            let ehk = Some(first_hash.to_string());
+            let data = self.agg.take_without_digest();
+            KinesisRecord::new(data, first_key, ehk, members, true, shard).map(|mut r| {
+                r.digest_pending = true;
+                r
+            })
+        };
+        if let Some(r) = record {
+            self.push_back(r);
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.agg.is_empty() && self.ready.is_empty()
+    }
+}
+
+/// A Kinesis record back as its user records.
+pub(super) fn decompose(mut r: KinesisRecord) -> Vec<Pending> {
+    r.digest();
+    if !r.aggregated {
+        let hash = crate::agg::hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
+            .unwrap_or_default();
+        let mut members = r.members;
+        let Some(member) = members.pop() else {
+            return Vec::new();
+        };
+        return vec![Pending {
+            partition_key: r.partition_key,
+            explicit_hash_key: r.explicit_hash_key,
+            hash,
+            data: r.data,
+            member,
+        }];
+    }
+    let users: Vec<_> = match crate::agg::decode(&r.data) {
+        Ok(Some(a)) => a.records().iter().map(|u| u.to_owned_record()).collect(),
+        _ => Vec::new(),
+    };
+    users
+        .into_iter()
+        .zip(r.members)
+        .map(|(u, member)| Pending {
+            hash: crate::agg::hash_key(&u.partition_key, u.explicit_hash_key.as_deref())
+                .unwrap_or_default(),
+            partition_key: u.partition_key,
+            explicit_hash_key: u.explicit_hash_key,
+            data: u.data,
+            member,
+        })
+        .collect()
+}
+
+pub(super) fn expire(
+    r: KinesisRecord,
+    config: &ProducerConfig,
+    stream: &str,
+    stats: &ProducerStats,
+) {
+    let last = r.last_error.as_ref().map_or_else(
+        || "never sent (rate limit or backoff)".to_string(),
+        ToString::to_string,
+    );
+    let reason = format!(
+        "record TTL of {:?} expired; last error: {last}",
+        config.record_ttl
+    );
+    give_up(r, true, &reason, stream, stats);
+}
+
+pub(super) fn give_up(
+    r: KinesisRecord,
+    expired: bool,
+    reason: &str,
+    stream: &str,
+    stats: &ProducerStats,
+) {
+    tracing::warn!(
+        stream,
+        shard = %r.shard,
+        user_records = r.members.len(),
+        attempts = r.attempts,
+        "giving up on a Kinesis record: {reason}"
+    );
+    for m in r.members {
+        if expired {
+            stats
+                .user_records_expired
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fail(m, r.attempts, expired, reason, stats);
+    }
+}
+
+/// Reports a user record given up on to its handle, which names its stream and key.
+pub(super) fn fail(
+    mut m: Member,
+    attempts: u32,
+    expired: bool,
+    reason: &str,
+    stats: &ProducerStats,
+) {
+    stats
+        .user_records_failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if let Some(tx) = m.tx.take() {
+        let _ = tx.send(Err(PutFailure {
+            // the handle, which knows both, fills them in
+            stream: String::new(),
+            partition_key: String::new(),
+            attempts,
+            expired,
+            reason: reason.to_string(),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::Semaphore;
+
+    use super::super::Permits;
+    use super::*;
+    use crate::agg::{decode, AggError, DIGEST_LEN};
+
+    fn member() -> Member {
+        let permits = Arc::new(Semaphore::new(2));
+        let take = || permits.clone().try_acquire_owned().expect("a free permit");
+        let now = Instant::now();
+        Member {
+            tx: None,
+            deadline: now + Duration::from_secs(60),
+            arrived: now,
+            _permits: Permits {
+                _records: take(),
+                _bytes: take(),
+            },
+        }
+    }
+
+    /// A shard queue holding an aggregate of `records` (key, data), sealed; and the
+    /// aggregate as `Aggregator::encode` writes it.
+    fn sealed(records: &[(&str, &[u8])]) -> (ShardQueue, Vec<u8>) {
+        let shard = MappedShard {
+            id: "shardId-000000000000".into(),
+            start: 0,
+            end: u128::MAX,
+        };
+        let mut q = ShardQueue::new(shard, 100, Instant::now());
+        let mut expected = Aggregator::new();
+        for (key, data) in records {
+            q.agg.add(key, None, data).expect("valid");
+            expected.add(key, None, data).expect("valid");
+            q.agg_first.get_or_insert(((*key).into(), 7));
+            q.add_member(member());
+        }
+        q.seal(&ProducerStats::default());
+        (q, expected.encode())
+    }
+
+    #[test]
+    fn aggregates_get_their_digest_before_they_are_sent_or_read() {
+        let records: &[(&str, &[u8])] = &[("a", b"one"), ("b", b"two"), ("a", b"three")];
+        let (mut q, expected) = sealed(records);
+        let mut batch = Vec::new();
+        for _ in 0..3 {
+            let (mut more, _) = sealed(records);
+            batch.extend(more.pop_front());
+        }
+        let r = q.pop_front().expect("sealed");
+        assert!(r.aggregated && r.digest_pending);
+        assert_eq!(r.data.len(), expected.len());
+        assert_eq!(r.data[r.data.len() - DIGEST_LEN..], [0; DIGEST_LEN]);
+        assert_eq!(decode(&r.data), Err(AggError::DigestMismatch));
+
+        // What `send` does to a request: every pending digest written, together.
+        batch.push(r);
+        write_pending_digests(&mut batch);
+        for r in &batch {
+            assert!(!r.digest_pending);
+            assert_eq!(r.data, expected);
+        }
+
+        // Read back (a queue drained on a shard map change) before being sent.
+        let (mut q, _) = sealed(records);
+        let r = q.pop_front().expect("sealed");
+        assert!(r.digest_pending);
+        let users = decompose(r);
+        let got: Vec<_> = users
+            .iter()
+            .map(|p| (p.partition_key.as_str(), p.data.as_slice()))
+            .collect();
+        assert_eq!(got, records);
+    }
+
+    #[test]
+    fn a_lone_record_is_sent_as_itself() {
+        let (mut q, _) = sealed(&[("a", b"one")]);
+        let r = q.pop_front().expect("sealed");
+        assert!(!r.aggregated && !r.digest_pending);
+        assert_eq!(r.data, b"one");
+    }
+}
