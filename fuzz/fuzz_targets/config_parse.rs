@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use libfuzzer_sys::fuzz_target;
 use shardline::config::Config;
-use shardline::migrate::{self, Destination, Format, Options};
+use shardline::migrate::{self, ConvertedSink, Format, Options};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -27,9 +27,9 @@ fuzz_target!(|data: &[u8]| {
     // The destination is what a user passes on the command line; alternate both kinds so
     // both sink shapes get rendered and read back.
     let to = if data.len() % 2 == 0 {
-        Destination::Pulsar("persistent://public/default/out".into())
+        ConvertedSink::Pulsar("persistent://public/default/out".into())
     } else {
-        Destination::Kinesis("out".into())
+        ConvertedSink::Kinesis("out".into())
     };
     let opts = Options {
         to: Some(to),

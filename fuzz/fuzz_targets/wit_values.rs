@@ -35,7 +35,7 @@ use std::time::Duration;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use shardline::config::Config;
-use shardline::consumer::dead_letter;
+use shardline::sinks::dead_letter;
 use shardline::sinks::pulsar::{message, MessageOptions};
 use shardline::sinks::RecordContext;
 use shardline::wasm::bindings::{BatchContext, SourceRecord};

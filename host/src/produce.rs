@@ -396,7 +396,7 @@ fn read_input(
                     }
                 }
                 let len = u32::from_be_bytes(len) as usize;
-                if len > crate::producer::MAX_RECORD_BYTES {
+                if len > crate::kinesis_limits::MAX_RECORD_BYTES {
                     send(Err(anyhow::anyhow!(
                         "{name}: record {n} says it is {len} bytes long, over Kinesis's 1 MiB record limit (is the input really length-prefixed?)"
                     )));

@@ -20,6 +20,5 @@ pub mod shard_sync;
 
 /// Dead letters are the sinks' to shape ([`crate::sinks::dead_letter`]); kept here for
 /// the commands that name them through the consumer.
-pub use crate::sinks::dead_letter;
 pub use receive_queue::WorkerQueue;
 pub use shard_consumer::Shared;

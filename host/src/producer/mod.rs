@@ -59,10 +59,7 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use self::shard_map::ShardMap;
-
-pub use crate::kinesis_limits::{
-    check_record, MAX_PARTITION_KEY_CHARS, MAX_RECORD_BYTES, MAX_REQUEST_BYTES, MAX_REQUEST_RECORDS,
-};
+use crate::kinesis_limits::{check_record, MAX_RECORD_BYTES};
 
 /// Tunables, with the KPL's defaults where the KPL has one.
 #[derive(Debug, Clone)]

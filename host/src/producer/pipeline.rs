@@ -360,11 +360,11 @@ impl Pipeline {
         let max_records = self
             .config
             .max_request_records
-            .clamp(1, super::MAX_REQUEST_RECORDS);
+            .clamp(1, crate::kinesis_limits::MAX_REQUEST_RECORDS);
         let max_bytes = self
             .config
             .max_request_bytes
-            .clamp(1, super::MAX_REQUEST_BYTES);
+            .clamp(1, crate::kinesis_limits::MAX_REQUEST_BYTES);
         let start = self.next_shard % n;
         self.next_shard = (start + 1) % n;
         'shards: for k in 0..n {

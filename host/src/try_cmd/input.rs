@@ -87,7 +87,7 @@ pub(super) fn read_records(
                 bail!("{name}: record {n}: the input ends inside its 4-byte length prefix");
             }
             let len = u32::from_be_bytes(len) as usize;
-            if len > crate::producer::MAX_RECORD_BYTES {
+            if len > crate::kinesis_limits::MAX_RECORD_BYTES {
                 bail!("{name}: record {n} says it is {len} bytes long, over Kinesis's 1 MiB record limit (is the input really length-prefixed?)");
             }
             let mut data = vec![0u8; len];

@@ -366,7 +366,7 @@ mod tests {
             b"foobar",
             &[0, 255, 7],
         ] {
-            let enc = crate::consumer::dead_letter::base64(input);
+            let enc = crate::sinks::dead_letter::base64(input);
             assert_eq!(base64_decode(&enc).as_deref(), Ok(input), "{enc}");
         }
         assert!(base64_decode("a").is_err());

@@ -69,7 +69,7 @@ pub(super) fn payload_text(bytes: &[u8]) -> String {
     match std::str::from_utf8(bytes) {
         Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t') => s.to_string(),
         Ok(s) => serde_json::Value::from(s).to_string(),
-        Err(_) => format!("base64:{}", crate::consumer::dead_letter::base64(bytes)),
+        Err(_) => format!("base64:{}", crate::sinks::dead_letter::base64(bytes)),
     }
 }
 
@@ -193,7 +193,7 @@ pub(super) fn json_line(
                 Ok(t) => m.insert("payload".into(), t.into()),
                 Err(_) => m.insert(
                     "payload_base64".into(),
-                    crate::consumer::dead_letter::base64(&e.payload).into(),
+                    crate::sinks::dead_letter::base64(&e.payload).into(),
                 ),
             };
             m.insert(
