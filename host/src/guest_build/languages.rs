@@ -100,6 +100,15 @@ pub(super) fn beside_app(sdk: &Path, app: &Path, file: &str) -> anyhow::Result<(
     Ok(())
 }
 
+/// A tool installed in a folder: `$ENV`, else `dev/setup`'s `<tools home>/DIR`; `BIN` inside
+/// it when that file exists, else `ON_PATH` from `PATH`.
+fn installed(env: &str, dir: &str, bin: &str, on_path: &str) -> PathBuf {
+    let root = std::env::var_os(env)
+        .map(PathBuf::from)
+        .or_else(|| tools_home().map(|h| h.join(dir)));
+    tool(&[root.map(|r| r.join(bin))], on_path)
+}
+
 pub(super) fn build_python(
     dir: &Path,
     sdk: Option<&Path>,
@@ -107,12 +116,10 @@ pub(super) fn build_python(
     world: &str,
     scratch: &Path,
 ) -> anyhow::Result<Vec<u8>> {
-    let home = tools_home();
-    let venv = std::env::var_os("SHARDLINE_COMPONENTIZE_PY")
-        .map(PathBuf::from)
-        .or_else(|| home.map(|h| h.join("componentize-py")));
-    let tool = tool(
-        &[venv.map(|v| v.join("bin/componentize-py"))],
+    let tool = installed(
+        "SHARDLINE_COMPONENTIZE_PY",
+        "componentize-py",
+        "bin/componentize-py",
         "componentize-py",
     );
     // componentize-py writes the bindings beside the app: build in a copy.
@@ -181,12 +188,10 @@ pub(super) fn build_js(
     world: &str,
     scratch: &Path,
 ) -> anyhow::Result<Vec<u8>> {
-    let home = tools_home();
-    let prefix = std::env::var_os("SHARDLINE_COMPONENTIZE_JS")
-        .map(PathBuf::from)
-        .or_else(|| home.map(|h| h.join("componentize-js")));
-    let tool = tool(
-        &[prefix.map(|p| p.join("node_modules/.bin/componentize-js"))],
+    let tool = installed(
+        "SHARDLINE_COMPONENTIZE_JS",
+        "componentize-js",
+        "node_modules/.bin/componentize-js",
         "componentize-js",
     );
     let mut entry = js_entry(dir)?;
