@@ -41,6 +41,9 @@
 # SHARDLINE_BENCH_QUEUE            source.receive_queue_size (default 10000, the product's)
 # SHARDLINE_BENCH_QUEUE_BYTES      source.receive_queue_bytes (default: the product's)
 # SHARDLINE_BENCH_IN_FLIGHT_BYTES  source.max_in_flight_bytes (default: the product's)
+# SHARDLINE_BENCH_DEDUP=1          catch-up writes with `deduplication: true` into a fresh
+#                                  namespace with broker deduplication enabled (the cost of
+#                                  effectively-once; the KCL phase is unchanged)
 # SHARDLINE_BENCH_KCL=0            skip the KCL phase (and its Maven build)
 # SHARDLINE_BENCH_KCL_JAVA_OPTS    JVM flags for the KCL (default none: the JVM's defaults)
 # SHARDLINE_BENCH_KCL_PROPERTIES=none  the KCL sends key and data only (default pulsar-io:
@@ -59,6 +62,8 @@ QUEUE=${SHARDLINE_BENCH_QUEUE:-10000} # source.receive_queue_size
 QUEUE_BYTES=${SHARDLINE_BENCH_QUEUE_BYTES:-}
 IN_FLIGHT_BYTES=${SHARDLINE_BENCH_IN_FLIGHT_BYTES:-}
 KCL=${SHARDLINE_BENCH_KCL:-1}
+DEDUP=${SHARDLINE_BENCH_DEDUP:-0}
+NS=public/default # where catch-up writes; a fresh deduplicating one with DEDUP=1
 KCL_JAVA_OPTS=${SHARDLINE_BENCH_KCL_JAVA_OPTS:-}
 KCL_BATCHING=${SHARDLINE_BENCH_KCL_BATCHING:-true}
 KCL_PROPERTIES=${SHARDLINE_BENCH_KCL_PROPERTIES:-pulsar-io}
@@ -82,7 +87,7 @@ stages:
     component: $guest
 sinks:
   pulsar:
-    pulsar: {service_url: "$SHARDLINE_PULSAR_URL", topic: "$3"}
+    pulsar: {service_url: "$SHARDLINE_PULSAR_URL", topic: "$3", deduplication: $4}
 YAML
 }
 
@@ -93,7 +98,7 @@ produce() { # stream count
 }
 
 in_pulsar() { # topic name — curl and grep only: this runs every 0.2 s while measuring
-  curl -sf "$SHARDLINE_PULSAR_ADMIN/admin/v2/persistent/public/default/$1/stats" |
+  curl -sf "$SHARDLINE_PULSAR_ADMIN/admin/v2/persistent/${2:-public/default}/$1/stats" |
     grep -o '"msgInCounter":[0-9]*' | cut -d: -f2 | sort -n | tail -1 | grep . || echo 0
 }
 
@@ -162,18 +167,18 @@ build_kcl() {
 # Watches PID fill TOPIC until it holds N records; prints the phase line and keeps the
 # figures in result_<phase> for the ratio. t_start is when PID was started, emu_start the
 # emulator's CPU (emulator_cpu_seconds) then.
-measure() { # phase consumer pid topic log t_start emu_start
-  local phase=$1 consumer=$2 pid=$3 topic=$4 log=$5 t_start=$6 emu_start=$7
+measure() { # phase consumer pid topic log t_start emu_start [namespace]
+  local phase=$1 consumer=$2 pid=$3 topic=$4 log=$5 t_start=$6 emu_start=$7 ns=${8:-public/default}
   local t_first cpu_first ferro_first relay_first pulsar_first busy_first
   local t_end cpu_end ferro_end relay_end pulsar_end busy_end peak count
-  until (($(in_pulsar "$topic") > 0)); do
+  until (($(in_pulsar "$topic" "$ns") > 0)); do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; exit 1; }
     sleep 0.2
   done
   t_first=$(date +%s.%N) cpu_first=$(cpu_seconds "$pid")
   ferro_first=$(cpu_seconds "$ferro") relay_first=$(relay_cpu_seconds) pulsar_first=$(cpu_seconds "$pulsar")
   busy_first=$(busy_ticks)
-  until (($(in_pulsar "$topic") >= N)); do
+  until (($(in_pulsar "$topic" "$ns") >= N)); do
     kill -0 "$pid" 2>/dev/null || { tail -20 "$log" >&2; exit 1; }
     sleep 0.2
   done
@@ -182,7 +187,7 @@ measure() { # phase consumer pid topic log t_start emu_start
   busy_end=$(busy_ticks)
   peak=$(rss_mib "$pid" VmHWM)
   stop "$pid"
-  count=$(in_pulsar "$topic")
+  count=$(in_pulsar "$topic" "$ns")
   local -n result=result_${phase//-/_}
   result=$(python3 - "$phase" "$consumer" "$N" "$SHARDS" "$SIZE" "$QUEUE" "$t_start" "$t_first" \
     "$t_end" "$cpu_first" "$cpu_end" "$ferro_first" "$ferro_end" "$pulsar_first" "$pulsar_end" \
@@ -229,7 +234,7 @@ delete_table() { # name
 }
 
 idle_phase() {
-  config "bench-idle-$id" "bench-idle-$id" "persistent://public/default/bench-idle-$id" >"$work/idle.yaml"
+  config "bench-idle-$id" "bench-idle-$id" "persistent://public/default/bench-idle-$id" false >"$work/idle.yaml"
   produce "bench-idle-$id" 0
   SHARDLINE_LOG=info "$bin" run --config "$work/idle.yaml" 2>"$work/idle.log" &
   local pid=$!
@@ -240,11 +245,17 @@ idle_phase() {
 }
 
 shardline_phase() {
-  local topic=bench-pt-$id t_start emu_start
-  config "bench-pt-$id" "$stream" "persistent://public/default/$topic" >"$work/pt.yaml"
+  local topic=bench-pt-$id t_start emu_start dedup=false
+  if ((DEDUP)); then
+    NS=public/bench-dedup-$id dedup=true
+    curl -sf -X PUT "$SHARDLINE_PULSAR_ADMIN/admin/v2/namespaces/$NS" >/dev/null
+    curl -sf -X POST -H 'Content-Type: application/json' -d true \
+      "$SHARDLINE_PULSAR_ADMIN/admin/v2/namespaces/$NS/deduplication" >/dev/null
+  fi
+  config "bench-pt-$id" "$stream" "persistent://$NS/$topic" $dedup >"$work/pt.yaml"
   emu_start=$(emulator_cpu_seconds) t_start=$(date +%s.%N)
   SHARDLINE_LOG=info "$bin" run --config "$work/pt.yaml" 2>"$work/pt.log" &
-  measure catch-up shardline $! "$topic" "$work/pt.log" "$t_start" "$emu_start"
+  measure catch-up shardline $! "$topic" "$work/pt.log" "$t_start" "$emu_start" "$NS"
 }
 
 kcl_phase() {

@@ -355,6 +355,9 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         .context("cannot prepare the lease table")
         .map_err(rt)?;
     let sinks = Sinks::connect(&config).await.map_err(rt)?;
+    for warning in config.deduplication_warnings() {
+        tracing::warn!("{warning}");
+    }
     crate::health::readiness().sinks_connected();
     let worker = config
         .leases

@@ -922,7 +922,7 @@ async fn a_stale_owner_cannot_checkpoint() {
         sub: 0,
     };
     let stale = table
-        .checkpoint(&lease.key, "worker-a", a_counter, &cp, &[])
+        .checkpoint(&lease.key, "worker-a", a_counter, &cp, &[], None)
         .await;
     assert!(
         matches!(stale, Err(LeaseTableError::Conflict(_))),
@@ -941,7 +941,7 @@ async fn a_stale_owner_cannot_checkpoint() {
     );
     // The owner's write goes through and resets the owner switches, as in the KCL.
     table
-        .checkpoint(&lease.key, "worker-b", b_counter, &cp, &[])
+        .checkpoint(&lease.key, "worker-b", b_counter, &cp, &[], None)
         .await
         .expect("b checkpoints");
     let now = table.list().await.expect("list").remove(0);

@@ -19,6 +19,7 @@ mod config_golden;
 mod convert_golden;
 mod coordination;
 mod credentials;
+mod dedup;
 mod fanout;
 mod go_stress;
 mod guest_golden;

@@ -236,6 +236,32 @@ pub(crate) fn read_source(path: &Path) -> std::io::Result<(String, PathBuf)> {
 }
 
 impl Config {
+    /// With a deduplicating sink: what voids its guarantee, one warning each. Replays are
+    /// deduplicated only if the components give the same outputs for the same records.
+    pub fn deduplication_warnings(&self) -> Vec<String> {
+        let deduplicating: Vec<&str> = self
+            .sinks
+            .iter()
+            .filter(|(_, s)| s.pulsar.as_ref().is_some_and(|p| p.deduplication))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if deduplicating.is_empty() {
+            return Vec::new();
+        }
+        self.stages
+            .nondeterminism()
+            .into_iter()
+            .map(|why| {
+                format!(
+                    "sink {} deduplicates replays on the assumption that components are \
+                     deterministic, but {why}: a replay after a failure may give other outputs, \
+                     which can then be dropped or stored twice",
+                    deduplicating.join(", ")
+                )
+            })
+            .collect()
+    }
+
     /// Reads, parses and checks a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();

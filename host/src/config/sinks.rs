@@ -234,9 +234,35 @@ pub struct PulsarSinkConfig {
     /// Producer batching, on by default as in the Pulsar Java client (and so in Pulsar IO).
     #[serde(default)]
     pub batching: PulsarBatching,
+    /// Effectively-once through broker deduplication: one producer per shard and topic
+    /// under a stable name, and sequence ids that are the same when a shard is replayed.
+    /// The topics' namespace (or the topics) must have deduplication enabled.
+    #[serde(default)]
+    pub deduplication: bool,
+    /// The broker's admin (HTTP) URL, asked whether deduplication is enabled; by default
+    /// the service URL's host on port 8080.
+    #[serde(default)]
+    pub admin_url: Option<String>,
 }
 
 impl PulsarSinkConfig {
+    /// The admin URL: `admin_url`, or `http://<service host>:8080`.
+    pub fn admin_url(&self) -> String {
+        if let Some(u) = &self.admin_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let rest = self
+            .service_url
+            .split_once("://")
+            .map_or(self.service_url.as_str(), |(_, r)| r);
+        let authority = rest.split(['/', ',']).next().unwrap_or(rest);
+        let host = match authority.rsplit_once(':') {
+            Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+            _ => authority,
+        };
+        format!("http://{host}:8080")
+    }
+
     /// The longest a send waits for the broker's receipt: `send_timeout`.
     pub fn ack_timeout(&self) -> Duration {
         self.send_timeout
@@ -257,6 +283,14 @@ impl PulsarSinkConfig {
         }
         if let Err(why) = pulsar_topic::check(&self.topic) {
             bad(&format!("sinks.{name}.pulsar.topic"), why);
+        }
+        if let Some(u) = &self.admin_url {
+            if !u.starts_with("http://") {
+                bad(
+                    &format!("sinks.{name}.pulsar.admin_url"),
+                    format!("must start with http:// (the deduplication check speaks plain HTTP), got {u:?}"),
+                );
+            }
         }
         let b = &self.batching;
         if b.enabled {

@@ -64,6 +64,38 @@ pub struct StagesConfig {
 }
 
 impl StagesConfig {
+    /// What makes a component's outputs differ between two runs over the same records:
+    /// one line per stage granted clocks or random sources.
+    pub fn nondeterminism(&self) -> Vec<String> {
+        let kinds = [
+            StageKind::Pipeline,
+            StageKind::Deserialize,
+            StageKind::Transform,
+            StageKind::Route,
+        ];
+        let mut out = Vec::new();
+        for kind in kinds {
+            let Some(stage) = self.get(kind) else {
+                continue;
+            };
+            let granted: Vec<&str> = [
+                ("clocks", stage.grants.clocks),
+                ("random", stage.grants.random),
+            ]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+            if !granted.is_empty() {
+                out.push(format!(
+                    "stages.{kind} ({}) is granted {}",
+                    stage.component.display(),
+                    granted.join(" and ")
+                ));
+            }
+        }
+        out
+    }
+
     /// The section of stage `kind`, when configured.
     pub fn get(&self, kind: StageKind) -> Option<&StageConfig> {
         match kind {

@@ -82,6 +82,8 @@ struct Entry {
     pending: u32,
     /// The record's size (data and partition key) while it is not done; 0 once done.
     bytes: u32,
+    /// Events numbered up to and including this record's (`sinks::sequence`).
+    outputs: u64,
 }
 
 /// Tracks outstanding deliveries per record and the checkpointable prefix.
@@ -90,8 +92,11 @@ pub struct AckTracker {
     /// Id of `entries[0]`.
     base: u64,
     entries: VecDeque<Entry>,
-    /// End of the done prefix, if anything was completed since creation.
-    done: Option<(Arc<str>, u64)>,
+    /// End of the done prefix, if anything was completed since creation, with the events
+    /// numbered up to it.
+    done: Option<(Arc<str>, u64, u64)>,
+    /// Events numbered so far: every delivery of a record gets the next number.
+    numbered: u64,
     /// Bytes of the records not done yet (done ones after a gap are not counted: their
     /// deliveries, and so their data, are gone).
     held_bytes: u64,
@@ -102,11 +107,28 @@ impl AckTracker {
         Self::default()
     }
 
+    /// A tracker whose first event gets number `numbered + 1` (the number stored with the
+    /// checkpoint the pass starts from).
+    pub fn numbered_from(numbered: u64) -> Self {
+        Self {
+            numbered,
+            ..Self::default()
+        }
+    }
+
     /// Registers the next record (in shard order) with the number of deliveries it waits
     /// for and its size in bytes. Zero deliveries means done at once (filtered out,
-    /// skipped).
-    pub fn push(&mut self, sequence: Arc<str>, sub: u64, pending: u32, bytes: u32) -> RecordId {
+    /// skipped). The deliveries are numbered from the returned number on, in order.
+    pub fn push(
+        &mut self,
+        sequence: Arc<str>,
+        sub: u64,
+        pending: u32,
+        bytes: u32,
+    ) -> (RecordId, u64) {
         let id = RecordId(self.base + self.entries.len() as u64);
+        let first = self.numbered + 1;
+        self.numbered += u64::from(pending);
         let bytes = if pending == 0 { 0 } else { bytes };
         self.held_bytes += u64::from(bytes);
         self.entries.push_back(Entry {
@@ -114,9 +136,15 @@ impl AckTracker {
             sub,
             pending,
             bytes,
+            outputs: self.numbered,
         });
         self.advance();
-        id
+        (id, first)
+    }
+
+    /// Events numbered so far.
+    pub fn numbered(&self) -> u64 {
+        self.numbered
     }
 
     /// One delivery of `id` was acknowledged. Returns the bytes this released: the
@@ -160,7 +188,7 @@ impl AckTracker {
         while self.entries.front().is_some_and(|e| e.pending == 0) {
             if let Some(e) = self.entries.pop_front() {
                 self.base += 1;
-                self.done = Some((e.sequence, e.sub));
+                self.done = Some((e.sequence, e.sub, e.outputs));
             }
         }
     }
@@ -172,9 +200,17 @@ impl AckTracker {
 
     /// The position every record up to which is done, if any record completed.
     pub fn checkpointable(&self) -> Option<Checkpoint> {
-        self.done.as_ref().map(|(s, sub)| Checkpoint::Sequence {
-            sequence: s.to_string(),
-            sub: *sub,
+        self.checkpointable_numbered().map(|(cp, _)| cp)
+    }
+
+    /// [`Self::checkpointable`], with the events numbered up to it.
+    pub fn checkpointable_numbered(&self) -> Option<(Checkpoint, u64)> {
+        self.done.as_ref().map(|(s, sub, outputs)| {
+            let cp = Checkpoint::Sequence {
+                sequence: s.to_string(),
+                sub: *sub,
+            };
+            (cp, *outputs)
         })
     }
 }
@@ -193,9 +229,9 @@ mod tests {
     #[test]
     fn prefix_stops_at_first_gap() {
         let mut t = AckTracker::new();
-        let a = t.push("1".into(), 0, 1, 10);
-        let b = t.push("2".into(), 0, 2, 10);
-        let c = t.push("3".into(), 0, 1, 10);
+        let a = t.push("1".into(), 0, 1, 10).0;
+        let b = t.push("2".into(), 0, 2, 10).0;
+        let c = t.push("3".into(), 0, 1, 10).0;
         assert_eq!(t.checkpointable(), None);
         t.ack(c);
         assert_eq!(t.checkpointable(), None, "3 is done but 1 and 2 are not");
@@ -217,7 +253,7 @@ mod tests {
         let mut t = AckTracker::new();
         t.push("1".into(), 0, 0, 10);
         assert_eq!(t.checkpointable(), seq("1"));
-        let b = t.push("2".into(), 0, 1, 10);
+        let b = t.push("2".into(), 0, 1, 10).0;
         t.push("3".into(), 0, 0, 10);
         assert_eq!(t.checkpointable(), seq("1"));
         t.ack(b);
@@ -227,8 +263,8 @@ mod tests {
     #[test]
     fn sub_sequence_numbers_are_kept() {
         let mut t = AckTracker::new();
-        let a = t.push("9".into(), 0, 1, 10);
-        let b = t.push("9".into(), 1, 1, 10);
+        let a = t.push("9".into(), 0, 1, 10).0;
+        let b = t.push("9".into(), 1, 1, 10).0;
         t.ack(a);
         t.ack(b);
         assert_eq!(
@@ -243,8 +279,8 @@ mod tests {
     #[test]
     fn bytes_are_held_until_the_last_delivery_of_a_record() {
         let mut t = AckTracker::new();
-        let a = t.push("1".into(), 0, 2, 100);
-        let b = t.push("2".into(), 0, 1, 30);
+        let a = t.push("1".into(), 0, 2, 100).0;
+        let b = t.push("2".into(), 0, 1, 30).0;
         t.push("3".into(), 0, 0, 7);
         assert_eq!(
             t.held_bytes(),
@@ -262,8 +298,8 @@ mod tests {
     #[test]
     fn extra_acks_do_not_move_the_prefix() {
         let mut t = AckTracker::new();
-        let a = t.push("1".into(), 0, 1, 10);
-        let _b = t.push("2".into(), 0, 1, 10);
+        let a = t.push("1".into(), 0, 1, 10).0;
+        let _b = t.push("2".into(), 0, 1, 10).0;
         t.ack(a);
         t.ack(a); // duplicate: ignored
         assert_eq!(t.checkpointable(), seq("1"));
@@ -301,7 +337,7 @@ mod tests {
             for i in 0..n {
                 let k = rng.random_range(0..3u32);
                 let bytes = rng.random_range(1..2_000u32);
-                let id = t.push(i.to_string().into(), 0, k, bytes);
+                let id = t.push(i.to_string().into(), 0, k, bytes).0;
                 ids.push((id, i));
                 pending.push(k);
                 sizes.push(bytes);
@@ -332,5 +368,28 @@ mod tests {
                 assert_eq!(t.checkpointable().map(|c| c.as_kcl().to_string()), expected);
             }
         }
+    }
+
+    /// Every delivery gets the next number; a checkpoint carries the numbers up to it, so
+    /// a replay from it numbers the same events the same way.
+    #[test]
+    fn deliveries_are_numbered_in_shard_order_and_checkpointed_with_their_record() {
+        let mut t = AckTracker::numbered_from(40);
+        let (a, first_a) = t.push("1".into(), 0, 2, 10);
+        let (b, first_b) = t.push("2".into(), 0, 0, 10);
+        let (c, first_c) = t.push("3".into(), 0, 1, 10);
+        assert_eq!((first_a, first_b, first_c), (41, 43, 43));
+        assert_eq!(t.numbered(), 43);
+        assert_eq!(t.checkpointable_numbered(), None);
+        t.ack(c);
+        t.ack(a);
+        assert_eq!(t.checkpointable_numbered(), None, "record 1 waits for two");
+        t.ack(a);
+        assert_eq!(
+            t.checkpointable_numbered(),
+            Some((seq("3").unwrap(), 43)),
+            "records 1 to 3 are done: 43 events numbered up to them"
+        );
+        let _ = b;
     }
 }

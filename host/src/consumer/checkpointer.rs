@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::Checkpoint;
 use super::lease::Lease;
 use super::lease_table::{LeaseTable, LeaseTableError};
+use crate::sinks::sequence::{Outputs, Store};
 
 /// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
 /// take turns through `counter`.
@@ -26,6 +27,8 @@ pub struct HeldLease {
     pub parents: Vec<String>,
     counter: tokio::sync::Mutex<i64>,
     checkpoint: watch::Sender<Checkpoint>,
+    /// The output sequence stored with that checkpoint.
+    outputs: watch::Sender<Outputs>,
     /// When the last successful renewal (or the take) was sent.
     renewed_at: watch::Sender<Instant>,
     /// Cancelled when the lease is lost; the shard stops at once.
@@ -40,6 +43,7 @@ impl HeldLease {
             parents: lease.parents.clone(),
             counter: tokio::sync::Mutex::new(counter),
             checkpoint: watch::Sender::new(lease.checkpoint.clone()),
+            outputs: watch::Sender::new(lease.outputs.clone()),
             renewed_at: watch::Sender::new(sent),
             lost: CancellationToken::new(),
         })
@@ -78,6 +82,11 @@ impl HeldLease {
         self.checkpoint.borrow().clone()
     }
 
+    /// The output sequence stored with [`Self::checkpoint`].
+    pub fn outputs(&self) -> Outputs {
+        self.outputs.borrow().clone()
+    }
+
     pub async fn renew(&self, table: &LeaseTable, worker: &str) -> Result<(), LeaseTableError> {
         let mut counter = self.counter.lock().await;
         if self.lost.is_cancelled() {
@@ -99,15 +108,16 @@ impl HeldLease {
         }
     }
 
-    /// Writes `cp` if the lease is still ours. A conflict means the lease is lost.
+    /// Writes `cp` if the lease is still ours, with the output sequence at `cp` when a
+    /// sink deduplicates. A conflict means the lease is lost.
     pub async fn write_checkpoint(
         &self,
         table: &LeaseTable,
         worker: &str,
         cp: &Checkpoint,
+        outputs: Option<Outputs>,
     ) -> Result<(), LeaseTableError> {
-        self.write_checkpoint_with_children(table, worker, cp, &[])
-            .await
+        self.write(table, worker, cp, &[], outputs).await
     }
 
     /// As [`Self::write_checkpoint`], recording child shard ids (at shard end).
@@ -117,6 +127,17 @@ impl HeldLease {
         worker: &str,
         cp: &Checkpoint,
         child_shards: &[String],
+    ) -> Result<(), LeaseTableError> {
+        self.write(table, worker, cp, child_shards, None).await
+    }
+
+    async fn write(
+        &self,
+        table: &LeaseTable,
+        worker: &str,
+        cp: &Checkpoint,
+        child_shards: &[String],
+        outputs: Option<Outputs>,
     ) -> Result<(), LeaseTableError> {
         // Children are lease keys: `stream:` prefixed like this lease when it is.
         let prefix = self.key.split_once(':').map(|(s, _)| format!("{s}:"));
@@ -129,12 +150,15 @@ impl HeldLease {
             return Err(LeaseTableError::Conflict(self.key.clone()));
         }
         match table
-            .checkpoint(&self.key, worker, *counter, cp, &children)
+            .checkpoint(&self.key, worker, *counter, cp, &children, outputs.as_ref())
             .await
         {
             Ok(next) => {
                 *counter = next;
                 self.checkpoint.send_replace(cp.clone());
+                if let Some(o) = outputs {
+                    self.outputs.send_replace(o);
+                }
                 Ok(())
             }
             Err(e) => {
@@ -155,5 +179,35 @@ impl HeldLease {
         let r = table.release(&self.key, worker, *counter).await;
         self.lost.cancel();
         r
+    }
+}
+
+/// A held lease as the [store](Store) of its shard's output sequence: a reservation is
+/// written with the lease's current checkpoint, conditional on still holding it.
+#[derive(Debug)]
+pub struct LeaseStore {
+    pub lease: Arc<HeldLease>,
+    pub table: LeaseTable,
+    pub worker: String,
+}
+
+impl Store for LeaseStore {
+    fn reserve(
+        &self,
+        reserved: u64,
+        base: u64,
+        topics: std::collections::BTreeSet<String>,
+    ) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let mut outputs = self.lease.outputs();
+            outputs.reserved = reserved;
+            outputs.base = base;
+            outputs.topics = topics;
+            let checkpoint = self.lease.checkpoint();
+            self.lease
+                .write_checkpoint(&self.table, &self.worker, &checkpoint, Some(outputs))
+                .await
+                .map_err(|e| format!("cannot store the output sequence's reservation: {e}"))
+        })
     }
 }

@@ -47,11 +47,12 @@ pub(super) struct Flow {
 }
 
 impl Flow {
-    pub(super) fn new(shard: &str, worker_queue: Arc<WorkerQueue>) -> Self {
+    /// A pass whose first event gets number `numbered + 1` (`sinks::sequence`).
+    pub(super) fn new(shard: &str, worker_queue: Arc<WorkerQueue>, numbered: u64) -> Self {
         Self {
             shard: shard.to_string(),
             worker_queue,
-            tracker: Mutex::default(),
+            tracker: Mutex::new(AckTracker::numbered_from(numbered)),
             outstanding: AtomicUsize::new(0),
             failure: OnceLock::new(),
             changed: Notify::new(),
@@ -75,8 +76,12 @@ impl Flow {
         Ok(self.tracker()?.held_bytes())
     }
 
-    pub(super) fn checkpointable(&self) -> Result<Option<Checkpoint>, TrackerPoisoned> {
-        Ok(self.tracker()?.checkpointable())
+    /// The acknowledged prefix, with the events numbered up to it, and the events numbered
+    /// so far.
+    pub(super) fn checkpointable(&self) -> Result<Option<(Checkpoint, u64, u64)>, TrackerPoisoned> {
+        let t = self.tracker()?;
+        Ok(t.checkpointable_numbered()
+            .map(|(cp, upto)| (cp, upto, t.numbered())))
     }
 
     pub(super) fn failure(&self) -> Option<&FlowFailure> {
@@ -97,6 +102,7 @@ impl Flow {
 
     /// Registers a record handed to the sinks: `pending` deliveries, `bytes` of data and
     /// key held (out of the fetch's `reservation`) until the last of them is acknowledged.
+    /// Returns its id and the number of its first delivery (the others follow in order).
     pub(super) fn push(
         &self,
         sequence: &Arc<str>,
@@ -104,12 +110,12 @@ impl Flow {
         pending: u32,
         bytes: u32,
         reservation: &mut Reservation,
-    ) -> Result<RecordId, TrackerPoisoned> {
-        let id = self.tracker()?.push(sequence.clone(), sub, pending, bytes);
+    ) -> Result<(RecordId, u64), TrackerPoisoned> {
+        let pushed = self.tracker()?.push(sequence.clone(), sub, pending, bytes);
         if pending > 0 {
             reservation.take(u64::from(bytes));
         }
-        Ok(id)
+        Ok(pushed)
     }
 
     /// One delivery of each of `ids` was acknowledged.
@@ -161,11 +167,11 @@ mod tests {
     #[test]
     fn a_poisoned_tracker_stops_the_shard_instead_of_reading_as_empty() {
         let queue = Arc::new(WorkerQueue::new(1 << 20));
-        let flow = Arc::new(Flow::new("shardId-000000000000", queue.clone()));
+        let flow = Arc::new(Flow::new("shardId-000000000000", queue.clone(), 0));
         let mut reservation = queue.reserve(1024).expect("room in the queue");
         let sequence: Arc<str> =
             Arc::from("49590338271490256608559692538361571095921575989136588898");
-        let id = flow
+        let (id, _) = flow
             .push(&sequence, 0, 1, 100, &mut reservation)
             .expect("tracker usable");
         assert_eq!(flow.in_flight().expect("tracker usable"), 1);

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::checkpoint::Checkpoint;
+use crate::sinks::sequence::Outputs;
 
 /// Attribute names of the KCL 2.x lease table.
 pub mod attr {
@@ -26,6 +27,15 @@ pub mod attr {
     /// KCL 3.x: what an item of the lease table is (`LEASE`, or the coordinator's and the
     /// worker metrics' own items, which share the table).
     pub const ENTITY_TYPE: &str = "entityType";
+    /// The output sequence stored with the checkpoint (`sinks::sequence`), written only
+    /// while a sink deduplicates; the KCL ignores them.
+    pub const OUTPUTS: &str = "shardlineOutputs";
+    /// The checkpoint (`sequence/sub`) `shardlineOutputs` belongs to: numbers stored with
+    /// another checkpoint (one a KCL worker wrote since) say nothing of this one.
+    pub const OUTPUTS_AT: &str = "shardlineOutputsAt";
+    pub const OUTPUTS_RESERVED: &str = "shardlineOutputsReserved";
+    pub const SEQUENCE_BASE: &str = "shardlineSequenceBase";
+    pub const OUTPUT_TOPICS: &str = "shardlineOutputTopics";
 }
 
 /// The `entityType` of a lease, as the KCL 3.x writes it.
@@ -49,6 +59,8 @@ pub struct Lease {
     pub children: Vec<String>,
     pub starting_hash_key: Option<String>,
     pub ending_hash_key: Option<String>,
+    /// The output sequence stored with the checkpoint (all zero when none is).
+    pub outputs: Outputs,
 }
 
 /// Why an item is not a lease.
@@ -72,6 +84,7 @@ impl Lease {
             children: Vec::new(),
             starting_hash_key: None,
             ending_hash_key: None,
+            outputs: Outputs::default(),
         }
     }
 
@@ -115,6 +128,9 @@ impl Lease {
         }
         if let Some(h) = &self.ending_hash_key {
             m.insert(attr::ENDING_HASH_KEY.into(), AttributeValue::S(h.clone()));
+        }
+        if self.outputs != Outputs::default() {
+            m.extend(outputs_item(&self.outputs, &self.checkpoint));
         }
         m
     }
@@ -170,18 +186,60 @@ impl Lease {
         };
         let checkpoint_text = s(attr::CHECKPOINT)?.unwrap_or_else(|| "TRIM_HORIZON".into());
         let sub = n(attr::CHECKPOINT_SUB)?.unwrap_or(0).max(0) as u64;
+        let checkpoint = Checkpoint::from_kcl(&checkpoint_text, sub);
+        let count = |name: &str| n(name).map(|v| v.unwrap_or(0).max(0) as u64);
+        let mut outputs = Outputs {
+            checkpointed: count(attr::OUTPUTS)?,
+            reserved: count(attr::OUTPUTS_RESERVED)?,
+            base: count(attr::SEQUENCE_BASE)?,
+            topics: ss(attr::OUTPUT_TOPICS)?.into_iter().collect(),
+        };
+        if s(attr::OUTPUTS_AT)?.as_deref() != Some(outputs_at(&checkpoint).as_str()) {
+            // Stored with another checkpoint: no topic or reservation is known to be this
+            // lineage's, so a broker ahead of it raises the base instead of dropping.
+            outputs.topics.clear();
+            outputs.reserved = 0;
+        }
         Ok(Self {
             owner: s(attr::LEASE_OWNER)?.filter(|o| !o.is_empty()),
             counter: n(attr::LEASE_COUNTER)?.unwrap_or(0),
-            checkpoint: Checkpoint::from_kcl(&checkpoint_text, sub),
+            checkpoint,
             owner_switches: n(attr::OWNER_SWITCHES)?.unwrap_or(0),
             parents: ss(attr::PARENT_SHARD_ID)?,
             children: ss(attr::CHILD_SHARD_IDS)?,
             starting_hash_key: s(attr::STARTING_HASH_KEY)?,
             ending_hash_key: s(attr::ENDING_HASH_KEY)?,
+            outputs,
             key,
         })
     }
+}
+
+/// How `shardlineOutputsAt` names a checkpoint.
+fn outputs_at(checkpoint: &Checkpoint) -> String {
+    format!("{}/{}", checkpoint.as_kcl(), checkpoint.sub_sequence())
+}
+
+/// The attributes that store `outputs` with `checkpoint`.
+pub fn outputs_item(outputs: &Outputs, checkpoint: &Checkpoint) -> Vec<(String, AttributeValue)> {
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let mut v = vec![
+        (attr::OUTPUTS.to_string(), n(outputs.checkpointed)),
+        (
+            attr::OUTPUTS_AT.to_string(),
+            AttributeValue::S(outputs_at(checkpoint)),
+        ),
+        (attr::OUTPUTS_RESERVED.to_string(), n(outputs.reserved)),
+        (attr::SEQUENCE_BASE.to_string(), n(outputs.base)),
+    ];
+    // DynamoDB refuses empty sets.
+    if !outputs.topics.is_empty() {
+        v.push((
+            attr::OUTPUT_TOPICS.to_string(),
+            AttributeValue::Ss(outputs.topics.iter().cloned().collect()),
+        ));
+    }
+    v
 }
 
 #[cfg(test)]
@@ -203,6 +261,32 @@ mod tests {
         l.starting_hash_key = Some("0".into());
         l.ending_hash_key = Some("170141183460469231731687303715884105727".into());
         assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
+        l.outputs = Outputs {
+            checkpointed: 40,
+            reserved: 1040,
+            base: 7,
+            topics: ["persistent://public/default/out".to_string()].into(),
+        };
+        assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
+    }
+
+    /// Numbers stored with an older checkpoint (a KCL worker checkpointed since) vouch for
+    /// no topic and no reservation.
+    #[test]
+    fn outputs_of_another_checkpoint_vouch_for_nothing() {
+        let mut l = Lease::new("shardId-1", Checkpoint::TrimHorizon, vec![]);
+        l.outputs = Outputs {
+            checkpointed: 40,
+            reserved: 1040,
+            base: 7,
+            topics: ["t".to_string()].into(),
+        };
+        let mut item = l.to_item();
+        item.insert(attr::CHECKPOINT.into(), AttributeValue::S("4960".into()));
+        let read = Lease::from_item(&item).expect("parses");
+        assert!(read.outputs.topics.is_empty());
+        assert_eq!(read.outputs.reserved, 0);
+        assert_eq!((read.outputs.checkpointed, read.outputs.base), (40, 7));
     }
 
     /// An item as the KCL 2.x writes it (the Pulsar IO Kinesis source uses the KCL).

@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::checkpoint::Checkpoint;
-use super::lease::{attr, Lease, MalformedLease};
+use super::lease::{attr, outputs_item, Lease, MalformedLease};
+use crate::sinks::sequence::Outputs;
 
 /// What can go wrong with the lease table.
 #[derive(Debug, thiserror::Error)]
@@ -239,7 +240,8 @@ impl LeaseTable {
     /// Writes a checkpoint of a held lease (counter + 1, owner switches reset).
     ///
     /// `children` (lease keys) are recorded as `childShardIds` when given, as the KCL does at
-    /// shard end.
+    /// shard end; `outputs`, the output sequence at this checkpoint, when a sink
+    /// deduplicates.
     pub async fn checkpoint(
         &self,
         key: &str,
@@ -247,22 +249,32 @@ impl LeaseTable {
         counter: i64,
         checkpoint: &Checkpoint,
         children: &[String],
+        outputs: Option<&Outputs>,
     ) -> Result<i64, LeaseTableError> {
         let next = counter + 1;
         let started = std::time::Instant::now();
         let mut update = self.owned_update(key, worker, counter);
-        update = if children.is_empty() {
-            update
-                .update_expression("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ct = :ct")
-        } else {
-            update
-                .update_expression(
-                    "SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ct = :ct, #ch = :ch",
-                )
+        let mut set =
+            String::from("SET #c = :next, #cp = :cp, #sub = :sub, #sw = :zero, #ct = :ct");
+        if !children.is_empty() {
+            set.push_str(", #ch = :ch");
+            update = update
                 .expression_attribute_names("#ch", attr::CHILD_SHARD_IDS)
-                .expression_attribute_values(":ch", AttributeValue::Ss(children.to_vec()))
-        };
+                .expression_attribute_values(":ch", AttributeValue::Ss(children.to_vec()));
+        }
+        for (i, (name, value)) in outputs
+            .map(|o| outputs_item(o, checkpoint))
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            set.push_str(&format!(", #o{i} = :o{i}"));
+            update = update
+                .expression_attribute_names(format!("#o{i}"), name)
+                .expression_attribute_values(format!(":o{i}"), value);
+        }
         let r = update
+            .update_expression(set)
             .expression_attribute_names("#cp", attr::CHECKPOINT)
             .expression_attribute_names("#sub", attr::CHECKPOINT_SUB)
             .expression_attribute_names("#sw", attr::OWNER_SWITCHES)

@@ -13,7 +13,8 @@ use super::metrics::ShardMetrics;
 use super::receive_queue::{RecordSize, Reservation};
 use super::retrieval::Fetched;
 use crate::config::{Config, ErrorPolicy, StageKind};
-use crate::sinks::{Delivery, RecordContext, Sinks, Target};
+use crate::sinks::sequence::ShardSequence;
+use crate::sinks::{Delivery, Numbered, RecordContext, Sinks, Target};
 use crate::wasm::bindings::{BatchContext, Destination, Event, Output, SourceRecord};
 use crate::wasm::reload::Plans;
 use crate::wasm::{BatchOutcome, FailureKind, RecordFailure, StageSet, WasmError};
@@ -65,6 +66,11 @@ impl Stages {
         })
     }
 
+    /// Whether components were reloaded since these were instantiated.
+    pub(super) fn reload_pending(&self, plans: &Plans) -> bool {
+        plans.newer_than(self.generation).is_some()
+    }
+
     /// Before a batch: when components were reloaded, instantiates the new version, so the
     /// whole batch runs on it. If that fails here, the running instances stay.
     fn refresh(&mut self, plans: &Plans, shard: &str) {
@@ -93,6 +99,8 @@ pub(super) struct RecordProcessor {
     shard: String,
     /// Recent record sizes, to turn the receive queue's byte room into a record count.
     record_size: RecordSize,
+    /// The shard's output sequence: every delivery is numbered in it.
+    sequence: Arc<ShardSequence>,
 }
 
 impl RecordProcessor {
@@ -102,9 +110,11 @@ impl RecordProcessor {
         plans: Arc<Plans>,
         stream: &str,
         shard: &str,
+        sequence: Arc<ShardSequence>,
     ) -> Self {
         Self {
             metrics: ShardMetrics::new(stream, shard, &config),
+            sequence,
             config,
             sinks,
             plans,
@@ -148,6 +158,7 @@ impl RecordProcessor {
         fetched: Fetched,
         skip: &mut Option<(String, u64)>,
         reservation: &mut Reservation,
+        reload: bool,
     ) -> Result<(), ProcessError> {
         let (records, metas) = unpack(fetched.records, skip, &self.shard, &self.metrics);
         if records.is_empty() {
@@ -161,7 +172,9 @@ impl RecordProcessor {
             shard_id: self.shard.clone(),
             millis_behind_latest: fetched.millis_behind_latest.map(|m| m.max(0) as u64),
         };
-        stages.refresh(&self.plans, &self.shard);
+        if reload {
+            stages.refresh(&self.plans, &self.shard);
+        }
         let started = std::time::Instant::now();
         let (outcome, records) = self.run_stages(stages, &ctx, records).await?;
         self.metrics.staged(records.len(), &outcome, started);
@@ -247,9 +260,10 @@ impl RecordProcessor {
                         meta.bytes,
                         reservation,
                     )
-                    .map(|id| {
-                        for (g, event) in sends.drain(..) {
-                            batch.groups[g].add(id, rc, event, Vec::new());
+                    .map(|(id, first)| {
+                        for (number, (g, event)) in (first..).zip(sends.drain(..)) {
+                            let number = self.numbered(number);
+                            batch.groups[g].add(id, rc, event, Vec::new(), number);
                         }
                     })
                     .map_err(ProcessError::from),
@@ -261,6 +275,14 @@ impl RecordProcessor {
         }
         self.send(flow, batch.groups).await;
         fatal.map_or(Ok(()), Err)
+    }
+
+    /// Event `number` of this shard's output sequence.
+    fn numbered(&self, number: u64) -> Numbered<'_> {
+        Numbered {
+            sequence: &self.sequence,
+            number,
+        }
     }
 
     /// What a sink knows of `rec`.
@@ -339,7 +361,7 @@ impl RecordProcessor {
     /// Applies the error policy to a failed record: skip it (acknowledged at once), send
     /// it to the dead-letter target, or stop (`Err`).
     fn on_failure<'a>(
-        &self,
+        &'a self,
         flow: &Flow,
         batch: &mut Groups<'a>,
         reservation: &mut Reservation,
@@ -389,9 +411,10 @@ impl RecordProcessor {
                     target.topic,
                     target.sink
                 );
-                let id = flow.push(&meta.sequence, sub, 1, meta.bytes, reservation)?;
+                let (id, number) = flow.push(&meta.sequence, sub, 1, meta.bytes, reservation)?;
                 let g = batch.group_of(target);
-                batch.groups[g].add(id, rc, dl.event, dl.extra);
+                let number = self.numbered(number);
+                batch.groups[g].add(id, rc, dl.event, dl.extra, number);
                 Ok(())
             }
         }
@@ -504,12 +527,14 @@ impl<'a> Group<'a> {
         record: RecordContext<'a>,
         event: Event,
         extra: Vec<(&'static str, String)>,
+        number: Numbered<'a>,
     ) {
         self.ids.push(id);
         self.deliveries.push(Delivery {
             record,
             event,
             extra,
+            number,
         });
     }
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::Checkpoint;
-use super::checkpointer::HeldLease;
+use super::checkpointer::{HeldLease, LeaseStore};
 use super::in_flight::{Flow, FlowFailure, TrackerPoisoned};
 use super::lease_table::{LeaseTable, LeaseTableError};
 use super::receive_queue::{Reservation, WorkerQueue};
@@ -27,6 +27,7 @@ use super::retrieval::{
     ConsumerRegistration, FanOutFetcher, FetchError, Fetched, Fetcher, PollingFetcher,
 };
 use crate::config::{Config, StreamSpec};
+use crate::sinks::sequence::{Outputs, ShardSequence, Store};
 use crate::sinks::{SinkError, Sinks};
 use crate::wasm::reload::Plans;
 use crate::wasm::WasmError;
@@ -110,13 +111,30 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => return ShardExit::Failed(ShardError::Instantiate(e)),
     };
+    let store: Option<Arc<dyn Store>> = shared.sinks.deduplicates().then(|| {
+        Arc::new(LeaseStore {
+            lease: lease.clone(),
+            table: shared.leases.clone(),
+            worker: shared.worker.clone(),
+        }) as Arc<dyn Store>
+    });
+    let sequence = Arc::new(ShardSequence::new(
+        &shared.config.application,
+        &stream.name,
+        &lease.key,
+        &lease.outputs(),
+        store,
+    ));
     let mut consumer = ShardConsumer {
+        deduplicates: shared.sinks.deduplicates(),
+        sequence: sequence.clone(),
         processor: RecordProcessor::new(
             shared.config.clone(),
             shared.sinks.clone(),
             shared.plans.clone(),
             &stream.name,
             &shard,
+            sequence,
         ),
         shared,
         lease,
@@ -130,7 +148,15 @@ pub async fn run(
     loop {
         let start = consumer.lease.checkpoint();
         tracing::info!(stream = %consumer.stream, shard = %consumer.shard, checkpoint = %start, "processing shard");
-        match consumer.process(&mut stages, &start).await {
+        let pass = consumer.process(&mut stages, &start).await;
+        // What the sinks hold for this shard goes with the pass: a new owner (or the next
+        // pass, from the checkpoint) opens it afresh.
+        consumer
+            .shared
+            .sinks
+            .release_shard(&consumer.lease.key)
+            .await;
+        match pass {
             Pass::Exit(e) => return e,
             Pass::Rewind(why) => {
                 rewinds += 1;
@@ -200,6 +226,10 @@ struct Room {
 
 struct ShardConsumer {
     processor: RecordProcessor,
+    /// Whether a sink deduplicates: checkpoints then store the output sequence, and
+    /// reloaded components take over only at a checkpoint.
+    deduplicates: bool,
+    sequence: Arc<ShardSequence>,
     shared: Arc<Shared>,
     lease: Arc<HeldLease>,
     stream: String,
@@ -247,7 +277,12 @@ impl ShardConsumer {
             Checkpoint::Sequence { sequence, sub } => Some((sequence.clone(), *sub)),
             _ => None,
         };
-        let flow = Arc::new(Flow::new(&self.shard, self.shared.receive_queue.clone()));
+        let numbered = self.lease.outputs().checkpointed;
+        let flow = Arc::new(Flow::new(
+            &self.shard,
+            self.shared.receive_queue.clone(),
+            numbered,
+        ));
         let interval = self.config().checkpoint.interval;
         let mut next_checkpoint = Instant::now() + interval;
         loop {
@@ -288,9 +323,11 @@ impl ShardConsumer {
             let delivered = if fetched.records.is_empty() {
                 Ok(())
             } else {
+                let reload_pending = stages.reload_pending(&self.shared.plans);
+                let reload = self.reload_allowed(reload_pending, &flow).await;
                 let reservation = &mut room.reservation;
                 self.processor
-                    .deliver(stages, &flow, fetched, &mut skip, reservation)
+                    .deliver(stages, &flow, fetched, &mut skip, reservation, reload)
                     .await
             };
             // What the batch did not take goes back before anything waits.
@@ -468,18 +505,46 @@ impl ShardConsumer {
         }
     }
 
-    /// Writes the acknowledged prefix if it moved. A failed write is retried at the next
-    /// checkpoint; `Err` (a poisoned tracker) stops the shard.
+    /// Whether reloaded components may take over from the next batch. With deduplication a
+    /// replay must number its events as the first run did, so a new version starts only
+    /// at a checkpoint: everything before it acknowledged and checkpointed first.
+    async fn reload_allowed(&self, reload_pending: bool, flow: &Arc<Flow>) -> bool {
+        if !self.deduplicates || !reload_pending {
+            return true;
+        }
+        self.drain(flow).await;
+        if !matches!(flow.in_flight(), Ok(0)) || self.checkpoint(flow).await.is_err() {
+            return false;
+        }
+        let at_checkpoint = flow
+            .checkpointable()
+            .ok()
+            .flatten()
+            .is_none_or(|(cp, ..)| cp == self.lease.checkpoint());
+        if !at_checkpoint {
+            tracing::info!(shard = %self.shard, "components were reloaded; the new version takes over once a checkpoint is written");
+        }
+        at_checkpoint
+    }
+
+    /// Writes the acknowledged prefix if it moved (with the output sequence when a sink
+    /// deduplicates). A failed write is retried at the next checkpoint; `Err` (a poisoned
+    /// tracker) stops the shard.
     async fn checkpoint(&self, flow: &Flow) -> Result<(), ShardError> {
-        let Some(cp) = flow.checkpointable()? else {
+        let Some((cp, upto, numbered)) = flow.checkpointable()? else {
             return Ok(());
         };
         if cp == self.lease.checkpoint() || self.lease.lost.is_cancelled() {
             return Ok(());
         }
+        // A reservation written meanwhile is not undone by this write.
+        let _writing = self.sequence.writing().await;
+        let outputs: Option<Outputs> = self
+            .deduplicates
+            .then(|| self.sequence.to_store(upto, numbered));
         match self
             .lease
-            .write_checkpoint(&self.shared.leases, &self.shared.worker, &cp)
+            .write_checkpoint(&self.shared.leases, &self.shared.worker, &cp, outputs)
             .await
         {
             Ok(()) => tracing::debug!(shard = %self.shard, checkpoint = %cp, "checkpointed"),

@@ -400,6 +400,13 @@ pub static SINK_IN_FLIGHT: Def = gauge(
     "Sends waiting for their acknowledgement.",
     Summary,
 );
+pub static SINK_DUPLICATES: Def = counter(
+    "Sink.Duplicates",
+    "shardline_sink_duplicates_total",
+    "Messages of a deduplicating sink that the broker already had (a replay from a checkpoint): acknowledged, not stored again.",
+    Count,
+    Summary,
+);
 pub static SINK_ACK_LATENCY: Def = distribution(
     "Sink.AckLatency",
     "shardline_sink_ack_latency_milliseconds",
@@ -465,6 +472,7 @@ pub static ALL: &[&Def] = &[
     &SINK_SENDS,
     &SINK_FAILURES,
     &SINK_IN_FLIGHT,
+    &SINK_DUPLICATES,
     &SINK_ACK_LATENCY,
     &PUBLISH_FAILURES,
     &PUBLISHED,

@@ -13,6 +13,7 @@ pub struct SinkMetrics {
     failures: Arc<Counter>,
     in_flight: Arc<Gauge>,
     latency: Arc<Distribution>,
+    duplicates: Arc<Counter>,
 }
 
 impl SinkMetrics {
@@ -24,6 +25,7 @@ impl SinkMetrics {
             failures: r.counter(&defs::SINK_FAILURES, dims()),
             in_flight: r.gauge(&defs::SINK_IN_FLIGHT, dims()),
             latency: r.distribution(&defs::SINK_ACK_LATENCY, dims()),
+            duplicates: r.counter(&defs::SINK_DUPLICATES, dims()),
         }
     }
 
@@ -48,6 +50,12 @@ impl SinkMetrics {
         } else {
             self.failures.add(n as u64);
         }
+    }
+
+    /// `n` acknowledged messages were duplicates the destination did not store again.
+    #[inline]
+    pub fn duplicates(&self, n: usize) {
+        self.duplicates.add(n as u64);
     }
 
     /// A send that could not be enqueued, after `abandoned` sends of the same call that

@@ -18,6 +18,8 @@ pub mod kinesis;
 pub mod metrics;
 pub mod properties;
 pub mod pulsar;
+pub mod pulsar_admin;
+pub mod sequence;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +88,15 @@ pub struct Delivery<'a> {
     pub event: Event,
     /// Properties added after the event's own (a dead letter's reason); Pulsar only.
     pub extra: Vec<(&'static str, String)>,
+    /// The event's number in its shard's output sequence, for sinks that deduplicate.
+    pub number: Numbered<'a>,
+}
+
+/// An event's place in its shard's [output sequence](sequence).
+#[derive(Debug, Clone, Copy)]
+pub struct Numbered<'a> {
+    pub sequence: &'a sequence::ShardSequence,
+    pub number: u64,
 }
 
 /// A failed record as a sink publishes it: the event, and properties added after its own.
@@ -130,6 +141,18 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
 
     /// Flushes and closes.
     fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether sends carry sequence ids the destination deduplicates on.
+    fn deduplicates(&self) -> bool {
+        false
+    }
+
+    /// This worker stopped sending for shard `lease_key` (its lease moved on, or its pass
+    /// is read again): what the sink holds for that shard alone is closed, so the next
+    /// owner can open it.
+    fn release_shard<'a>(&'a self, _lease_key: &'a str) -> BoxFuture<'a, ()> {
+        async {}.boxed()
+    }
 }
 
 /// A destination resolved against the config.
@@ -267,6 +290,19 @@ impl Sinks {
                 message: "no such sink".into(),
                 kind: SinkErrorKind::Permanent,
             }),
+        }
+    }
+
+    /// Whether any sink deduplicates ([`Sink::deduplicates`]): the consumer then stores
+    /// its output sequence with every checkpoint.
+    pub fn deduplicates(&self) -> bool {
+        self.sinks.values().any(|s| s.deduplicates())
+    }
+
+    /// Closes what every sink holds for shard `lease_key` ([`Sink::release_shard`]).
+    pub async fn release_shard(&self, lease_key: &str) {
+        for s in self.sinks.values() {
+            s.release_shard(lease_key).await;
         }
     }
 

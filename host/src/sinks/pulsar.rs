@@ -8,6 +8,15 @@
 //!   `kinesis.millis.behind.latest`, then the event's own properties;
 //! - event time: the event's, by default the approximate arrival time;
 //! - payload: byte-exact (Pulsar IO re-encodes it as UTF-8; we never touch it).
+//!
+//! With `deduplication: true` the sink is effectively-once through the broker's message
+//! deduplication: one producer per shard and topic, named after the application, stream
+//! and shard ([`ShardSequence`](super::sequence::ShardSequence)), and every message's sequence id is its event's number
+//! in the shard's output sequence, the same when the shard is replayed from a checkpoint.
+//! The broker drops what it already has; a second owner of the same shard cannot open its
+//! producer while the first has it (the broker answers `ProducerBusy`, a transient error:
+//! the shard retries). The patched client (vendor/PATCHES.md) sends the host's ids and
+//! does not resend what the broker reported it has.
 
 use std::collections::HashMap;
 
@@ -24,7 +33,8 @@ use super::properties::{
     SEQUENCE_NUMBER, SHARD_ID, SUB_SEQUENCE_NUMBER,
 };
 use super::{
-    dead_letter, Acks, DeadLetter, Delivery, RecordContext, SinkError, SinkErrorKind, Target,
+    dead_letter, pulsar_admin, Acks, DeadLetter, Delivery, Numbered, RecordContext, SinkError,
+    SinkErrorKind, Target,
 };
 use crate::config::PulsarSinkConfig;
 use crate::wasm::bindings::{Destination, Event};
@@ -165,13 +175,22 @@ pub fn producer_options(config: &PulsarSinkConfig) -> pulsar::producer::Producer
     }
 }
 
-/// A connected Pulsar client with a producer per topic.
+type Shared<T> = std::sync::Arc<Mutex<T>>;
+
+/// A producer's key: its topic, and the shard's lease key when it deduplicates.
+type ProducerKey = (String, Option<String>);
+
+/// A connected Pulsar client with a producer per topic, or per shard and topic when it
+/// deduplicates.
 pub struct PulsarSink {
     name: String,
     config: PulsarSinkConfig,
     opts: MessageOptions,
     client: Pulsar<TokioExecutor>,
-    producers: Mutex<HashMap<String, std::sync::Arc<Mutex<Producer<TokioExecutor>>>>>,
+    /// By topic, and the shard's lease key when deduplicating.
+    producers: Mutex<HashMap<ProducerKey, Shared<Producer<TokioExecutor>>>>,
+    /// Topics the broker said deduplicate (asked once per topic).
+    deduplicated_topics: Mutex<std::collections::HashSet<String>>,
     metrics: std::sync::Arc<crate::sinks::metrics::SinkMetrics>,
 }
 
@@ -195,7 +214,7 @@ impl PulsarSink {
                     config.service_url
                 )
             })?;
-        Ok(Self {
+        let sink = Self {
             name: name.to_string(),
             opts: MessageOptions {
                 shard_id_property: config.shard_id_property,
@@ -204,8 +223,54 @@ impl PulsarSink {
             config: config.clone(),
             client,
             producers: Mutex::new(HashMap::new()),
+            deduplicated_topics: Mutex::default(),
             metrics: std::sync::Arc::new(crate::sinks::metrics::SinkMetrics::new(name)),
-        })
+        };
+        if config.deduplication {
+            sink.check_deduplication(&config.topic)
+                .await
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        }
+        Ok(sink)
+    }
+
+    /// With `deduplication: true`: that the broker deduplicates `topic` (asked once per
+    /// topic). Without it every message would be stored, replays included, while the
+    /// config promises otherwise: a permanent error naming the namespace and the command
+    /// that enables it.
+    async fn check_deduplication(&self, topic: &str) -> Result<(), SinkError> {
+        if self.deduplicated_topics.lock().await.contains(topic) {
+            return Ok(());
+        }
+        let admin = self.config.admin_url();
+        let enabled = pulsar_admin::deduplication_enabled(&admin, topic)
+            .await
+            .map_err(|e| {
+                self.err(
+                    topic,
+                    format!("deduplication is on, but whether the broker deduplicates cannot be checked: {e}"),
+                    SinkErrorKind::Transient,
+                )
+            })?;
+        if !enabled {
+            let (namespace, _) = pulsar_admin::namespace_of(topic);
+            return Err(self.err(
+                topic,
+                format!(
+                    "deduplication is on for this sink, but broker deduplication is not enabled \
+                     for namespace {namespace} (or this topic): without it replays would be \
+                     stored again. Enable it with `pulsar-admin namespaces set-deduplication \
+                     {namespace} --enable` (or `pulsar-admin topics set-deduplication {topic} \
+                     --enable`), or set deduplication: false"
+                ),
+                SinkErrorKind::Permanent,
+            ));
+        }
+        self.deduplicated_topics
+            .lock()
+            .await
+            .insert(topic.to_string());
+        Ok(())
     }
 
     fn err(&self, topic: &str, message: String, kind: SinkErrorKind) -> SinkError {
@@ -217,31 +282,57 @@ impl PulsarSink {
         }
     }
 
+    /// The producer for `topic`: the sink's, or with deduplication the one of the shard
+    /// of `first` (the first event about to be sent), created under the shard's stable
+    /// name, after checking the broker deduplicates the topic.
     async fn producer(
         &self,
         topic: &str,
-    ) -> Result<std::sync::Arc<Mutex<Producer<TokioExecutor>>>, SinkError> {
+        first: Option<Numbered<'_>>,
+    ) -> Result<Shared<Producer<TokioExecutor>>, SinkError> {
+        let shard = first.map(|n| n.sequence);
+        let key = (topic.to_string(), shard.map(|s| s.lease_key.clone()));
         let mut producers = self.producers.lock().await;
-        if let Some(p) = producers.get(topic) {
+        if let Some(p) = producers.get(&key) {
             return Ok(p.clone());
         }
-        let p = self
+        let mut builder = self
             .client
             .producer()
             .with_topic(topic)
-            .with_options(producer_options(&self.config))
-            .build()
-            .await
-            .map_err(|e| {
-                self.err(
-                    topic,
-                    format!("cannot create producer: {e}"),
-                    failure_kind(&e),
-                )
-            })?;
+            .with_options(producer_options(&self.config));
+        if let Some(sequence) = shard {
+            self.check_deduplication(topic).await?;
+            builder = builder.with_name(&sequence.producer_name);
+        }
+        let p = builder.build().await.map_err(|e| {
+            self.err(
+                topic,
+                format!("cannot create producer: {e}"),
+                failure_kind(&e),
+            )
+        })?;
+        if let Some(first) = first {
+            self.numbering_from(topic, &p, first);
+        }
         let p = std::sync::Arc::new(Mutex::new(p));
-        producers.insert(topic.to_string(), p.clone());
+        producers.insert(key, p.clone());
         Ok(p)
+    }
+
+    /// A shard's producer was created: the broker's last id for its name must be one this
+    /// lineage can have sent, or its numbering moves past it ([`super::sequence::ShardSequence`]).
+    fn numbering_from(&self, topic: &str, p: &Producer<TokioExecutor>, first: Numbered<'_>) {
+        let broker_last = p.last_sequence_ids().into_iter().max().unwrap_or(-1);
+        let sequence = first.sequence;
+        tracing::debug!(sink = %self.name, %topic, producer = %sequence.producer_name, broker_last, "deduplicating producer created");
+        if let Some(base) = sequence.producer_created(topic, broker_last, first.number) {
+            tracing::warn!(sink = %self.name, %topic, producer = %sequence.producer_name, broker_last, base,
+                "the broker already has sequence ids up to {broker_last} under this producer name, \
+                 more than this shard's checkpoint accounts for (a lease table made again, or \
+                 another run under the same application name): numbering from {} on, so no \
+                 new message is taken for a duplicate", broker_last + 1);
+        }
     }
 
     /// Enqueues the messages in topic order; the receipt resolves once the broker
@@ -253,15 +344,33 @@ impl PulsarSink {
         deliveries: Vec<Delivery<'_>>,
     ) -> Result<Acks, SinkError> {
         let n = deliveries.len();
+        let first = self
+            .config
+            .deduplication
+            .then(|| deliveries.first().map(|d| d.number))
+            .flatten();
         let producer = self
-            .producer(topic)
+            .producer(topic, first)
             .await
             .inspect_err(|_| self.metrics.refused(0))?;
+        if let (Some(first), Some(last)) = (first, deliveries.last()) {
+            first
+                .sequence
+                .reserve(topic, last.number.number)
+                .await
+                .map_err(|why| {
+                    self.metrics.refused(0);
+                    self.err(topic, why, SinkErrorKind::Transient)
+                })?;
+        }
         let mut receipts = Vec::with_capacity(n);
         {
             let mut p = producer.lock().await;
             for d in deliveries {
-                let msg = message(&self.opts, &d.record, d.event, &d.extra);
+                let mut msg = message(&self.opts, &d.record, d.event, &d.extra);
+                if first.is_some() {
+                    msg.sequence_id = Some(d.number.sequence.id(d.number.number));
+                }
                 match p.send_non_blocking(msg).await {
                     Ok(r) => receipts.push(r),
                     Err(e) => {
@@ -276,13 +385,26 @@ impl PulsarSink {
         let (metrics, started) = (self.metrics.clone(), self.metrics.sent(n));
         Ok(async move {
             let all = async {
+                let mut duplicates = 0;
                 for r in receipts {
-                    r.await?;
+                    let receipt = r.await?;
+                    // The broker's (and the patched client's) answer to a duplicate.
+                    if receipt
+                        .message_id
+                        .is_some_and(|id| id.ledger_id == u64::MAX)
+                    {
+                        duplicates += 1;
+                    }
                 }
-                Ok::<_, pulsar::Error>(())
+                Ok::<_, pulsar::Error>(duplicates)
             };
             let r = match tokio::time::timeout(timeout, all).await {
-                Ok(Ok(())) => Ok(()),
+                Ok(Ok(duplicates)) => {
+                    if duplicates > 0 {
+                        metrics.duplicates(duplicates);
+                    }
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(SinkError {
                     sink,
                     topic,
@@ -305,9 +427,30 @@ impl PulsarSink {
     /// Closes the producers (everything sent was awaited by the pipeline before).
     async fn close_producers(&self) {
         let producers: Vec<_> = self.producers.lock().await.drain().collect();
-        for (topic, p) in producers {
+        for ((topic, _), p) in producers {
             if let Err(e) = p.lock().await.close().await {
                 tracing::debug!(sink = %self.name, %topic, error = %e, "closing producer");
+            }
+        }
+    }
+
+    /// Closes the producers of shard `lease_key`, so its next owner (or its next pass) can
+    /// open them under the same names.
+    async fn close_shard(&self, lease_key: &str) {
+        let producers: Vec<_> = {
+            let mut all = self.producers.lock().await;
+            let keys: Vec<_> = all
+                .keys()
+                .filter(|(_, shard)| shard.as_deref() == Some(lease_key))
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| all.remove(&k).map(|p| (k.0, p)))
+                .collect()
+        };
+        for (topic, p) in producers {
+            if let Err(e) = p.lock().await.close().await {
+                tracing::debug!(sink = %self.name, %topic, shard = %lease_key, error = %e, "closing producer");
             }
         }
     }
@@ -371,6 +514,14 @@ impl super::Sink for PulsarSink {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         self.close_producers().boxed()
+    }
+
+    fn deduplicates(&self) -> bool {
+        self.config.deduplication
+    }
+
+    fn release_shard<'a>(&'a self, lease_key: &'a str) -> BoxFuture<'a, ()> {
+        self.close_shard(lease_key).boxed()
     }
 }
 

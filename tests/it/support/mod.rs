@@ -2,6 +2,7 @@
 //! `dev/stack env`), real Kinesis / DynamoDB / Pulsar clients, the `shardline` binary run
 //! as a child process, and waits on conditions (never bare sleeps).
 
+pub mod faults;
 pub mod metrics;
 pub mod proxy;
 pub mod relay;
