@@ -35,15 +35,16 @@ pub(super) fn write<'a>(
     const END_RECORD: &[u8] = b"\"}";
     const END: &[u8] = b"]}";
     let mut len = HEAD.len() + escaped_len(stream) + RECORDS.len() + END.len();
-    let mut n = 0;
+    let mut n = 0usize;
     for e in entries.clone() {
         n += 1;
         len += DATA.len() + STANDARD.encoded_length(e.data.len()) + KEY.len();
-        len += escaped_len(e.partition_key) + END_RECORD.len() + 1;
+        len += escaped_len(e.partition_key) + END_RECORD.len();
         if let Some(h) = e.explicit_hash_key {
             len += HASH_KEY.len() + escaped_len(h);
         }
     }
+    len += n.saturating_sub(1); // the commas between records
     let mut body = Vec::with_capacity(len);
     let mut ranges = Vec::with_capacity(n);
     body.extend_from_slice(HEAD);
@@ -66,7 +67,7 @@ pub(super) fn write<'a>(
         body.extend_from_slice(END_RECORD);
     }
     body.extend_from_slice(END);
-    debug_assert!(body.len() <= len, "{} > {len}", body.len());
+    debug_assert_eq!(body.len(), len);
     (body, ranges)
 }
 
