@@ -77,6 +77,7 @@ def rate(n, payload, seconds):
 LABELS = {
     "aggregate": ("aggregate", "aggregate"),
     "aggregate-batch": ("aggregate", "aggregate, digests per PutRecords request"),
+    "aggregate-batch-reuse": ("aggregate", "the same, written into reused buffers"),
     "deaggregate": ("deaggregate", "deaggregate (borrowed)"),
     "deaggregate-batch": ("deaggregate", "deaggregate, per 2 MiB GetRecords batch (borrowed)"),
     "deaggregate-owned": ("deaggregate", "deaggregate (owned copies)"),

@@ -155,12 +155,21 @@ impl Aggregator {
     /// mismatch.
     pub fn encode_without_digest(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
+        self.encode_without_digest_into(&mut out);
+        out
+    }
+
+    /// [`encode_without_digest`](Self::encode_without_digest) into `out`, replacing what it
+    /// held: a caller that recycles its buffers writes aggregates into memory that is
+    /// already there instead of fresh pages.
+    pub fn encode_without_digest_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve_exact(self.encoded_len());
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.partition_keys);
         out.extend_from_slice(&self.explicit_hash_keys);
         out.extend_from_slice(&self.records);
         out.resize(out.len() + DIGEST_LEN, 0);
-        out
     }
 
     /// Empties it for the next aggregate, keeping its allocations.
@@ -185,6 +194,13 @@ impl Aggregator {
         let out = self.encode_without_digest();
         self.clear();
         out
+    }
+
+    /// [`encode_without_digest_into`](Self::encode_without_digest_into), then
+    /// [`clear`](Self::clear).
+    pub fn take_without_digest_into(&mut self, out: &mut Vec<u8>) {
+        self.encode_without_digest_into(out);
+        self.clear();
     }
 }
 

@@ -44,6 +44,7 @@
 pub mod limiter;
 pub mod metrics;
 mod pipeline;
+mod request;
 pub mod retrier;
 pub mod shard_map;
 mod shard_queue;

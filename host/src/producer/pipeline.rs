@@ -10,10 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use aws_sdk_kinesis::error::SdkError;
+use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
 use aws_sdk_kinesis::Client;
+use aws_smithy_types::body::SdkBody;
+use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +35,8 @@ const REFRESH_RETRY: Duration = Duration::from_secs(1);
 /// Result of one PutRecords request.
 struct Completion {
     batch: Vec<KinesisRecord>,
+    /// The request's body: the one copy of its records' data ([`super::request`]).
+    body: Bytes,
     result: Result<PutRecordsOutput, AttemptError>,
 }
 
@@ -421,8 +424,6 @@ impl Pipeline {
         self.stats
             .kinesis_records
             .fetch_add(batch.len() as u64, Relaxed);
-        write_pending_digests(&mut batch);
-        let mut entries = Vec::with_capacity(batch.len());
         let now = Instant::now();
         for r in &mut batch {
             if r.attempts == 0 {
@@ -436,24 +437,19 @@ impl Pipeline {
                 self.stats.aggregates.fetch_add(1, Relaxed);
             }
             r.attempts += 1;
-            let e = PutRecordsRequestEntry::builder()
-                .data(Blob::new(r.data.clone()))
-                .partition_key(r.partition_key.clone())
-                .set_explicit_hash_key(r.explicit_hash_key.clone())
-                .build();
-            entries.push(e.expect("data and partition key are set"));
         }
-        let req = self
-            .client
-            .put_records()
-            .stream_name(&*self.stream)
-            .set_records(Some(entries));
+        let client = self.client.clone();
+        let stream = self.stream.clone();
         let timeout = self.config.request_timeout;
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            // Digests and body here, off the pipeline's task: the runtime's other workers
+            // take a share.
+            write_pending_digests(&mut batch);
+            let body = write_body(&stream, &mut batch);
             let sent = std::time::Instant::now();
-            let result = tokio::time::timeout(timeout, req.send()).await;
+            let result = tokio::time::timeout(timeout, put_records(&client, &stream, &body)).await;
             metrics.request_time.observe_since(sent);
             let result = match result {
                 Ok(Ok(out)) => Ok(out),
@@ -469,7 +465,11 @@ impl Pipeline {
                     message: format!("no answer within {timeout:?}"),
                 }),
             };
-            let _ = tx.send(Completion { batch, result });
+            let _ = tx.send(Completion {
+                batch,
+                body,
+                result,
+            });
         });
     }
 
@@ -481,27 +481,33 @@ impl Pipeline {
                 q.in_flight = q.in_flight.saturating_sub(1);
             }
         }
+        let mut batch = c.batch;
         let out = match c.result {
-            Ok(out) if out.records.len() == c.batch.len() => out,
+            Ok(out) if out.records.len() == batch.len() => out,
             Ok(out) => {
                 let e = AttemptError::Request {
                     code: None,
                     message: format!(
                         "the answer had {} results for {} records",
                         out.records.len(),
-                        c.batch.len()
+                        batch.len()
                     ),
                 };
-                self.retry_all(c.batch, &e, now);
+                batch.iter_mut().for_each(|r| r.restore(&c.body));
+                self.retry_all(batch, &e, now);
                 return;
             }
             Err(e) => {
-                self.retry_all(c.batch, &e, now);
+                batch.iter_mut().for_each(|r| r.restore(&c.body));
+                self.retry_all(batch, &e, now);
                 return;
             }
         };
         let mut failed = Vec::new();
-        for (r, entry) in c.batch.into_iter().zip(out.records) {
+        for (mut r, entry) in batch.into_iter().zip(out.records) {
+            if entry.error_code.is_some() || entry.sequence_number.is_none() {
+                r.restore(&c.body);
+            }
             match (entry.error_code, entry.shard_id, entry.sequence_number) {
                 (Some(code), _, _) => failed.push((
                     r,
@@ -510,7 +516,7 @@ impl Pipeline {
                         message: entry.error_message.unwrap_or_default(),
                     },
                 )),
-                (None, Some(shard), Some(seq)) => self.stored(r, shard, seq),
+                (None, Some(shard), Some(seq)) => self.stored(r, shard, seq, &c.body),
                 (None, _, _) => failed.push((
                     r,
                     AttemptError::Record {
@@ -527,12 +533,13 @@ impl Pipeline {
         }
     }
 
-    fn stored(&mut self, r: KinesisRecord, shard: String, seq: String) {
+    fn stored(&mut self, mut r: KinesisRecord, shard: String, seq: String, body: &[u8]) {
         use std::sync::atomic::Ordering::Relaxed;
         if *r.shard != *shard {
             self.stats.wrong_shard.fetch_add(1, Relaxed);
             self.map_stale = true;
             if r.aggregated {
+                r.restore(body);
                 tracing::debug!(
                     stream = %self.stream, predicted = %r.shard, actual = %shard,
                     "aggregate stored in another shard than predicted: putting its records again"
@@ -543,7 +550,7 @@ impl Pipeline {
         }
         self.stats
             .bytes_stored
-            .fetch_add(r.data.len() as u64, Relaxed);
+            .fetch_add(r.data_len() as u64, Relaxed);
         self.metrics.stored(r.attempts);
         let aggregated = r.aggregated;
         let attempts = r.attempts;
@@ -632,4 +639,40 @@ impl Pipeline {
         }
         wake.max(now + Duration::from_micros(100))
     }
+}
+
+/// Writes the request's body; the records' data moves into it.
+fn write_body(stream: &str, batch: &mut [KinesisRecord]) -> Bytes {
+    let entries = batch.iter().map(|r| super::request::Entry {
+        data: &r.data,
+        partition_key: &r.partition_key,
+        explicit_hash_key: r.explicit_hash_key.as_deref(),
+    });
+    let (body, ranges) = super::request::write(stream, entries);
+    for (r, range) in batch.iter_mut().zip(ranges) {
+        r.move_into_body(range);
+    }
+    Bytes::from(body)
+}
+
+/// One PutRecords call with `body` as its body: the SDK serialises a request without
+/// records, and the body is swapped in before the request is signed.
+async fn put_records(
+    client: &Client,
+    stream: &str,
+    body: &Bytes,
+) -> Result<PutRecordsOutput, SdkError<PutRecordsError>> {
+    let body = body.clone();
+    client
+        .put_records()
+        .stream_name(stream)
+        .set_records(Some(Vec::new()))
+        .customize()
+        .mutate_request(move |req| {
+            req.headers_mut()
+                .insert("Content-Length", body.len().to_string());
+            *req.body_mut() = SdkBody::from(body.clone());
+        })
+        .send()
+        .await
 }

@@ -72,6 +72,10 @@ pub(super) struct KinesisRecord {
     /// digests of a request's aggregates together (several per SIMD instruction), and
     /// anything that reads the data before that writes its own ([`KinesisRecord::digest`]).
     pub(super) digest_pending: bool,
+    /// While a request carries it: where its data sits in the request's body, and the
+    /// data's length. `data` is empty then (the body is its one copy; see
+    /// [`super::request`]), and [`KinesisRecord::restore`] brings it back.
+    pub(super) in_body: Option<(std::ops::Range<usize>, usize)>,
     /// Predicted shard.
     pub(super) shard: Arc<str>,
     /// Oldest member's arrival: the collection deadline counts from it.
@@ -102,6 +106,7 @@ impl KinesisRecord {
             members,
             aggregated,
             digest_pending: false,
+            in_body: None,
             shard,
             arrived,
             deadline,
@@ -113,6 +118,26 @@ impl KinesisRecord {
 
     pub(super) fn size(&self) -> usize {
         self.data.len() + self.partition_key.len()
+    }
+
+    /// Length of its data, also while a request's body holds it.
+    pub(super) fn data_len(&self) -> usize {
+        self.in_body
+            .as_ref()
+            .map_or(self.data.len(), |(_, len)| *len)
+    }
+
+    /// Hands its data over to a request body that now holds it at `range`.
+    pub(super) fn move_into_body(&mut self, range: std::ops::Range<usize>) {
+        self.in_body = Some((range, self.data.len()));
+        self.data = Vec::new();
+    }
+
+    /// Its data again, decoded from the body of the request that carried it.
+    pub(super) fn restore(&mut self, body: &[u8]) {
+        if let Some((range, _)) = self.in_body.take() {
+            self.data = super::request::data(body, range);
+        }
     }
 
     /// Writes the pending digest of this record alone.
