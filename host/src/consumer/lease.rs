@@ -26,6 +26,9 @@ pub mod attr {
     /// KCL 3.x: what an item of the lease table is (`LEASE`, or the coordinator's and the
     /// worker metrics' own items, which share the table).
     pub const ENTITY_TYPE: &str = "entityType";
+    /// KCL 3.x graceful lease handoff: the worker that still processes the shard while
+    /// `leaseOwner` already names the next one. Its final checkpoint removes it.
+    pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
 }
 
 /// The `entityType` of a lease, as the KCL 3.x writes it.
@@ -49,6 +52,9 @@ pub struct Lease {
     pub children: Vec<String>,
     pub starting_hash_key: Option<String>,
     pub ending_hash_key: Option<String>,
+    /// KCL 3.x `checkpointOwner`: set while a graceful handoff is pending (the current
+    /// processor; `owner` is then the next one). See [`super::lease_handoff`].
+    pub checkpoint_owner: Option<String>,
 }
 
 /// Why an item is not a lease.
@@ -72,6 +78,7 @@ impl Lease {
             children: Vec::new(),
             starting_hash_key: None,
             ending_hash_key: None,
+            checkpoint_owner: None,
         }
     }
 
@@ -115,6 +122,9 @@ impl Lease {
         }
         if let Some(h) = &self.ending_hash_key {
             m.insert(attr::ENDING_HASH_KEY.into(), AttributeValue::S(h.clone()));
+        }
+        if let Some(o) = &self.checkpoint_owner {
+            m.insert(attr::CHECKPOINT_OWNER.into(), AttributeValue::S(o.clone()));
         }
         m
     }
@@ -179,6 +189,7 @@ impl Lease {
             children: ss(attr::CHILD_SHARD_IDS)?,
             starting_hash_key: s(attr::STARTING_HASH_KEY)?,
             ending_hash_key: s(attr::ENDING_HASH_KEY)?,
+            checkpoint_owner: s(attr::CHECKPOINT_OWNER)?.filter(|o| !o.is_empty()),
             key,
         })
     }
@@ -202,6 +213,8 @@ mod tests {
         l.counter = 17;
         l.starting_hash_key = Some("0".into());
         l.ending_hash_key = Some("170141183460469231731687303715884105727".into());
+        assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
+        l.checkpoint_owner = Some("worker-b".into());
         assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
     }
 
