@@ -69,16 +69,19 @@ async fn balanced_pair(prefix: &str, mode: Mode) -> (String, Collector, Host, Ho
     })
     .await;
     // A steal shows in the table at once, but the previous owner keeps reading the shard
-    // until its next renewal fails (as with the KCL). Wait until every stolen lease was
-    // noticed as lost, so the tests' load starts on a settled split.
+    // until it hands the lease over (graceful handoff) or its next renewal fails. Wait until
+    // every stolen lease was given up, so the tests' load starts on a settled split.
     wait_for(
-        "every stolen lease to be noticed",
+        "every stolen lease to be given up",
         Duration::from_secs(60),
         || {
             let count = |h: &Host, what: &str| h.log().lines().filter(|l| l.contains(what)).count();
             let stolen = count(&a, "reason=Stolen") + count(&b, "reason=Stolen");
-            let lost = count(&a, "lease lost") + count(&b, "lease lost");
-            async move { (lost >= stolen).then_some(()) }
+            let given_up = count(&a, "lease lost")
+                + count(&b, "lease lost")
+                + count(&a, "released lease: handed over")
+                + count(&b, "released lease: handed over");
+            async move { (given_up >= stolen).then_some(()) }
         },
     )
     .await;
@@ -160,11 +163,12 @@ async fn graceful_handoff(mode: Mode) {
     collector.wait_for(200, LONG).await;
     a.signal("TERM");
     assert_eq!(a.wait_exit(LONG).await, Some(0), "log:\n{}", a.log());
+    let log = a.log();
+    let stopping = log.find("shutting down").expect("a logged its shutdown");
     assert_eq!(
-        a.log().matches("released lease").count(),
+        log[stopping..].matches("released lease").count(),
         2,
-        "both of a's leases handed over at once:\n{}",
-        a.log()
+        "both of a's leases handed over at once:\n{log}"
     );
     let puts = load.await.expect("load");
     collector.wait_for_distinct(puts.len(), LONG).await;

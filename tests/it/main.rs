@@ -24,6 +24,7 @@ mod fanout;
 mod go_stress;
 mod guest_golden;
 mod guest_sdks;
+mod handoff;
 mod hot_reload;
 mod migrate;
 mod observability;

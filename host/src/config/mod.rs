@@ -104,6 +104,24 @@ pub struct LeaseConfig {
         deserialize_with = "duration"
     )]
     pub shard_sync_interval: Duration,
+    /// How long a worker that asked for a lease in a graceful handoff (a steal) waits for
+    /// its owner to checkpoint and hand it over before it takes it outright, counted from
+    /// the request plus `duration` (the owner notices at its next renewal). The KCL 3.x
+    /// `gracefulLeaseHandoffTimeoutMillis` (30s). `0s` turns graceful handoff off: steals
+    /// take the lease at once, and its previous owner reads on until its next renewal.
+    #[serde(
+        default = "defaults::graceful_handoff_timeout",
+        deserialize_with = "duration"
+    )]
+    pub graceful_handoff_timeout: Duration,
+    /// How often a worker looks for leases handed to it (by a graceful handoff it asked
+    /// for, or by a worker that shut down): a scan filtered on `leaseOwner`, between the
+    /// full taking rounds.
+    #[serde(
+        default = "defaults::assignment_check_interval",
+        deserialize_with = "duration"
+    )]
+    pub assignment_check_interval: Duration,
 }
 
 impl Default for LeaseConfig {
@@ -117,6 +135,8 @@ impl Default for LeaseConfig {
             max_per_worker: None,
             max_steal: defaults::max_steal(),
             shard_sync_interval: defaults::shard_sync_interval(),
+            graceful_handoff_timeout: defaults::graceful_handoff_timeout(),
+            assignment_check_interval: defaults::assignment_check_interval(),
         }
     }
 }
@@ -138,6 +158,12 @@ impl LeaseConfig {
         }
         if self.max_per_worker == Some(0) {
             bad("leases.max_per_worker", "must be at least 1".into());
+        }
+        if self.assignment_check_interval < Duration::from_millis(100) {
+            bad(
+                "leases.assignment_check_interval",
+                "must be at least 100ms (each check scans the lease table)".into(),
+            );
         }
     }
 
@@ -182,6 +208,13 @@ mod defaults {
     }
     pub fn shard_sync_interval() -> Duration {
         Duration::from_secs(60)
+    }
+    /// The KCL 3.x default `gracefulLeaseHandoffTimeoutMillis`.
+    pub fn graceful_handoff_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn assignment_check_interval() -> Duration {
+        Duration::from_millis(500)
     }
     pub fn checkpoint_interval() -> Duration {
         Duration::from_secs(10)

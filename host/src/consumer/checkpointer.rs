@@ -2,7 +2,9 @@
 //! its checkpoints (the KCL's `ShardRecordProcessorCheckpointer`) and the lease renewer
 //! keeps it alive. Both move `leaseCounter`, so they take turns; a conflict on either
 //! means another worker took the lease, and the shard stops at once. A watchdog stops the
-//! shard when renewals fail for too long.
+//! shard when renewals fail for too long. A renewal may also answer that another worker
+//! asked for the lease in a [graceful handoff](super::lease_handoff): the shard then
+//! drains, checkpoints and hands the lease over ([`HeldLease::give_up`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::Checkpoint;
 use super::lease::Lease;
-use super::lease_table::{LeaseTable, LeaseTableError};
+use super::lease_table::{LeaseTable, LeaseTableError, Renewed};
 use crate::sinks::sequence::{Outputs, Store};
 
 /// A lease this worker holds. Renewals and checkpoints both move `leaseCounter`, so they
@@ -33,6 +35,9 @@ pub struct HeldLease {
     renewed_at: watch::Sender<Instant>,
     /// Cancelled when the lease is lost; the shard stops at once.
     pub lost: CancellationToken,
+    /// The worker a graceful handoff asked this lease for (this worker is its
+    /// `checkpointOwner`), once a renewal saw it.
+    handoff_to: watch::Sender<Option<String>>,
 }
 
 impl HeldLease {
@@ -46,7 +51,19 @@ impl HeldLease {
             outputs: watch::Sender::new(lease.outputs.clone()),
             renewed_at: watch::Sender::new(sent),
             lost: CancellationToken::new(),
+            handoff_to: watch::Sender::new(None),
         })
+    }
+
+    /// The worker a pending graceful handoff is for, if one was seen.
+    pub fn handoff_to(&self) -> Option<String> {
+        self.handoff_to.borrow().clone()
+    }
+
+    /// Resolves when a graceful handoff of this lease is asked for.
+    pub async fn handoff_requested(&self) {
+        let mut rx = self.handoff_to.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
     }
 
     fn renewed_at(&self) -> Instant {
@@ -94,9 +111,19 @@ impl HeldLease {
         }
         let sent = Instant::now();
         match table.renew(&self.key, worker, *counter).await {
-            Ok(next) => {
+            Ok(Renewed {
+                counter: next,
+                handoff_to,
+            }) => {
                 *counter = next;
                 self.renewed_at.send_replace(sent);
+                if let Some(to) = handoff_to {
+                    if self.handoff_to.borrow().as_deref() != Some(to.as_str()) {
+                        tracing::info!(shard = %self.key, to = %to,
+                            "lease handoff requested: stopping the shard to hand it over after its final checkpoint");
+                        self.handoff_to.send_replace(Some(to));
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
@@ -177,6 +204,48 @@ impl HeldLease {
             return Ok(());
         }
         let r = table.release(&self.key, worker, *counter).await;
+        self.lost.cancel();
+        r
+    }
+
+    /// Gives a drained, checkpointed lease up: to the worker a pending graceful handoff
+    /// is for, else to `to` (a live worker chosen at shutdown), else released for anyone.
+    /// A handoff asked for since the last renewal makes the plain release fail its
+    /// condition; the lease is then read again and the handoff completed. Answers who got
+    /// the lease (`None`: released).
+    pub async fn give_up(
+        &self,
+        table: &LeaseTable,
+        worker: &str,
+        to: Option<&str>,
+    ) -> Result<Option<String>, LeaseTableError> {
+        let counter = self.counter.lock().await;
+        if self.lost.is_cancelled() {
+            return Err(LeaseTableError::Conflict(self.key.clone()));
+        }
+        let target = self.handoff_to().or_else(|| to.map(str::to_string));
+        let r = match &target {
+            Some(t) => table.hand_off(&self.key, worker, *counter, t).await,
+            None => table.release(&self.key, worker, *counter).await,
+        };
+        let r = match r {
+            Err(LeaseTableError::Conflict(_)) => match table.get(&self.key).await {
+                // Marked since our last renewal: hand it to the worker that asked.
+                Ok(Some(l))
+                    if l.counter == *counter
+                        && l.checkpoint_owner.as_deref() == Some(worker)
+                        && l.owner.is_some() =>
+                {
+                    let next = l.owner.unwrap_or_default();
+                    table
+                        .hand_off(&self.key, worker, *counter, &next)
+                        .await
+                        .map(|()| Some(next))
+                }
+                _ => Err(LeaseTableError::Conflict(self.key.clone())),
+            },
+            other => other.map(|()| target),
+        };
         self.lost.cancel();
         r
     }

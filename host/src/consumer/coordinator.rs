@@ -1,13 +1,15 @@
 //! The coordinator (the KCL's Scheduler): keeps the lease table in step with the stream,
-//! renews the leases this worker holds, takes leases that are free or expired, runs one
-//! shard consumer per held lease, and on shutdown lets every shard drain and checkpoint
-//! before releasing its lease so another worker can take it at once.
+//! renews the leases this worker holds, takes leases that are free or expired, asks for
+//! stolen ones in a [graceful handoff](super::lease_handoff), runs one shard consumer per
+//! held lease, and on shutdown lets every shard drain and checkpoint before handing its
+//! lease to the least loaded live worker (or releasing it) so another worker reads on at
+//! once.
 //!
 //! Expiry is judged on the local monotonic clock: a lease whose `leaseCounter` has not
 //! moved for `leases.duration` since this worker first saw that value is expired. No clock
 //! synchronisation between workers is needed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpointer::HeldLease;
+use super::lease_handoff;
 use super::lease_renewer::{renewer, Registry};
 use super::lease_table::LeaseTableError;
 use super::lease_taker::{LeaseTaker, Reason};
@@ -100,6 +103,8 @@ struct Worker {
     taker: LeaseTaker,
     /// How long a lease may go unrenewed before its shard stops.
     stop_after: Duration,
+    /// Steals are graceful handoffs (`leases.graceful_handoff_timeout` is not zero).
+    graceful: bool,
     shutdown: CancellationToken,
 }
 
@@ -116,14 +121,16 @@ impl Worker {
         // Stop a shard whose lease went unrenewed for all but a margin of that, so it is
         // never processed by two workers at once.
         let margin = (leases.renew_interval() / 2).max(Duration::from_millis(250));
-        let taker = LeaseTaker::new(
+        let taker = LeaseTaker::with_handoff_timeout(
             &shared.worker,
             leases.duration,
             leases.max_per_worker,
             leases.max_steal,
+            leases.graceful_handoff_timeout,
         );
         Self {
             stop_after: leases.duration.saturating_sub(margin),
+            graceful: !leases.graceful_handoff_timeout.is_zero(),
             taker,
             shared,
             streams,
@@ -136,17 +143,25 @@ impl Worker {
     }
 
     /// Keeps the lease table in step with the streams and takes leases every
-    /// `leases.take_interval`, until shutdown (`None`) or a fatal shard error (`Some`).
+    /// `leases.take_interval` (and those handed to this worker every
+    /// `leases.assignment_check_interval`), until shutdown (`None`) or a fatal shard error
+    /// (`Some`).
     async fn lead(&mut self) -> Option<String> {
         let cfg = self.shared.config.clone();
         let shutdown = self.shutdown.clone();
         let mut take_timer = tokio::time::interval(cfg.leases.take_interval());
         take_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut assignment_timer = tokio::time::interval(cfg.leases.assignment_check_interval);
+        assignment_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sync = Instant::now();
         let mut resync = false;
         loop {
             tokio::select! {
                 _ = take_timer.tick() => {}
+                _ = assignment_timer.tick() => {
+                    self.take_assigned().await;
+                    continue;
+                }
                 _ = shutdown.cancelled() => return None,
                 Some(done) = self.consumers.join_next() => {
                     match self.ended(done).await {
@@ -193,10 +208,10 @@ impl Worker {
                 forget(&mut self.held, &self.registry, &key);
             }
             ShardExit::Shutdown => {
-                // Drained and checkpointed: hand the lease over now. (Shutdown may reach
-                // a consumer before this loop sees it.)
+                // Drained and checkpointed for a graceful handoff: hand the lease over now.
+                // (Shutdown may also reach a consumer before this loop sees it.)
                 if let Some(h) = forget(&mut self.held, &self.registry, &key) {
-                    release(&self.shared, &key, &h.lease).await;
+                    give_up(&self.shared, &key, &h.lease, None).await;
                 }
             }
             ShardExit::Failed(why) => return Err(why.to_string()),
@@ -234,14 +249,40 @@ impl Worker {
             tracing::warn!(error = %e, "parent lease cleanup failed; will retry");
         }
         let keys = self.held.keys().cloned().collect();
-        for (lease, reason) in self.taker.plan(&leases, &keys, Instant::now()) {
+        let plan = self.taker.plan(&leases, &keys, Instant::now());
+        self.take(plan).await;
+    }
+
+    /// The quick check between taking rounds: takes the leases handed to this worker
+    /// (a graceful handoff it asked for that completed, or a stopping worker's lease).
+    async fn take_assigned(&mut self) {
+        let mut owned = match self.shared.leases.owned_by(&self.shared.worker).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot look for leases handed to this worker");
+                return;
+            }
+        };
+        let keys: HashSet<String> = self.held.keys().cloned().collect();
+        owned.retain(|l| stream_of(&self.streams, &l.key).is_some());
+        let plan = self.taker.plan_assigned(&owned, &keys, Instant::now());
+        self.take(plan).await;
+    }
+
+    /// Takes (or, for a steal with graceful handoff on, asks for) each planned lease.
+    async fn take(&mut self, plan: Vec<(super::lease::Lease, Reason)>) {
+        for (lease, reason) in plan {
             let Some(spec) = stream_of(&self.streams, &lease.key).cloned() else {
                 continue;
             };
+            if reason == Reason::Stolen && self.graceful {
+                self.ask_for(&lease).await;
+                continue;
+            }
             let sent = Instant::now();
             match self.shared.leases.take(&lease, &self.shared.worker).await {
                 Ok(counter) => {
-                    tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
+                    tracing::info!(shard = %lease.key, previous_owner = ?lease.owner, checkpoint_owner = ?lease.checkpoint_owner, ?reason, checkpoint = %lease.checkpoint, "took lease");
                     crate::consumer::metrics::LeaseMetrics::of(&self.shared.worker)
                         .took(reason == Reason::Stolen);
                     self.start(HeldLease::new(&lease, counter, sent), spec);
@@ -256,13 +297,46 @@ impl Worker {
         }
     }
 
+    /// A steal as a graceful handoff: marks the lease for this worker; its owner hands it
+    /// over after its final checkpoint, and the assignment check takes it then.
+    async fn ask_for(&mut self, lease: &super::lease::Lease) {
+        match self
+            .shared
+            .leases
+            .mark_handoff(lease, &self.shared.worker)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(shard = %lease.key, owner = ?lease.owner, reason = ?Reason::Stolen,
+                    "asked for lease (graceful handoff)");
+                crate::consumer::metrics::LeaseMetrics::of(&self.shared.worker).took(true);
+                self.taker.marked(lease, Instant::now());
+            }
+            Err(LeaseTableError::Conflict(_)) => {
+                tracing::debug!(shard = %lease.key, "another worker changed the lease first");
+            }
+            Err(e) => tracing::warn!(shard = %lease.key, error = %e, "cannot ask for lease"),
+        }
+    }
+
     /// Starts the shard consumer of a lease just taken, and its watchdog and renewals.
+    /// A graceful handoff asked for later stops the consumer (drain, final checkpoint).
     fn start(&mut self, lease: Arc<HeldLease>, spec: StreamSpec) {
         lease.spawn_watchdog(self.stop_after);
         if let Ok(mut r) = self.registry.lock() {
             r.insert(lease.key.clone(), lease.clone());
         }
         let token = self.shutdown.child_token();
+        {
+            let (lease, token) = (lease.clone(), token.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = lease.handoff_requested() => token.cancel(),
+                    _ = token.cancelled() => {}
+                    _ = lease.lost.cancelled() => {}
+                }
+            });
+        }
         self.consumers.spawn(run_consumer(
             self.shared.clone(),
             lease.clone(),
@@ -279,8 +353,10 @@ impl Worker {
         );
     }
 
-    /// Graceful handoff: every shard drains and checkpoints, then its lease is released.
-    /// Returns the first fatal error, `fatal` or one a shard met while stopping.
+    /// Graceful shutdown: every shard drains and checkpoints, and as each one is done its
+    /// lease is handed to the least loaded other live worker (which notices at its next
+    /// assignment check), or released when there is none. Returns the first fatal error,
+    /// `fatal` or one a shard met while stopping.
     async fn hand_over(&mut self, mut fatal: Option<String>) -> Option<String> {
         tracing::info!(
             shards = self.held.len(),
@@ -289,19 +365,61 @@ impl Worker {
         for h in self.held.values() {
             h.shutdown.cancel();
         }
+        let mut receivers = self.receivers().await;
         while let Some(done) = self.consumers.join_next().await {
-            if let Ok((key, ShardExit::Failed(why))) = done {
-                tracing::error!(shard = %key, "{why}");
-                fatal.get_or_insert(why.to_string());
+            let (key, exit) = match done {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!("a shard consumer panicked: {e}");
+                    continue;
+                }
+            };
+            let Some(h) = forget(&mut self.held, &self.registry, &key) else {
+                continue;
+            };
+            match exit {
+                ShardExit::LeaseLost => tracing::warn!(shard = %key, "lease lost"),
+                // Finished: nobody is to read it again; released for the parent cleanup.
+                ShardExit::ShardEnd => release(&self.shared, &key, &h.lease).await,
+                ShardExit::Shutdown | ShardExit::Failed(_) => {
+                    if let ShardExit::Failed(why) = exit {
+                        tracing::error!(shard = %key, "{why}");
+                        fatal.get_or_insert(why.to_string());
+                    }
+                    let to = receivers.remove(&key).flatten();
+                    give_up(&self.shared, &key, &h.lease, to.as_deref()).await;
+                }
             }
         }
         for (key, h) in std::mem::take(&mut self.held) {
             if let Ok(mut r) = self.registry.lock() {
                 r.remove(&key);
             }
-            release(&self.shared, &key, &h.lease).await;
+            give_up(&self.shared, &key, &h.lease, None).await;
         }
         fatal
+    }
+
+    /// Who receives each held lease at shutdown ([`lease_handoff::receivers`]), from one
+    /// scan of the lease table; empty (release them all) when it cannot be read.
+    async fn receivers(&mut self) -> HashMap<String, Option<String>> {
+        let mut leases = match self.shared.leases.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the lease table; releasing the leases");
+                return HashMap::new();
+            }
+        };
+        leases.retain(|l| stream_of(&self.streams, &l.key).is_some());
+        let loads = self.taker.live_loads(&leases, Instant::now());
+        let held: Vec<(String, Option<String>)> = self
+            .held
+            .iter()
+            .map(|(k, h)| (k.clone(), h.lease.handoff_to()))
+            .collect();
+        lease_handoff::receivers(&held, loads, self.shared.config.leases.max_per_worker)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -338,10 +456,24 @@ async fn deregister_if_last(
     }
 }
 
-/// Gives a drained, checkpointed lease up so another worker takes it at once.
+/// Releases a finished lease (owner and any pending handoff removed).
 async fn release(shared: &Shared, key: &str, lease: &HeldLease) {
     match lease.release(&shared.leases, &shared.worker).await {
         Ok(()) => tracing::info!(shard = %key, "released lease"),
+        Err(e) => tracing::warn!(shard = %key, error = %e, "cannot release lease (it will expire)"),
+    }
+}
+
+/// Gives a drained, checkpointed lease up so another worker reads on at once: to the
+/// worker a pending graceful handoff is for, else to `to`, else released.
+async fn give_up(shared: &Shared, key: &str, lease: &HeldLease, to: Option<&str>) {
+    match lease.give_up(&shared.leases, &shared.worker, to).await {
+        Ok(Some(to)) => {
+            tracing::info!(shard = %key, %to, checkpoint = %lease.checkpoint(), "released lease: handed over")
+        }
+        Ok(None) => {
+            tracing::info!(shard = %key, checkpoint = %lease.checkpoint(), "released lease")
+        }
         Err(e) => tracing::warn!(shard = %key, error = %e, "cannot release lease (it will expire)"),
     }
 }

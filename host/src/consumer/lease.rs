@@ -36,6 +36,9 @@ pub mod attr {
     pub const OUTPUTS_RESERVED: &str = "shardlineOutputsReserved";
     pub const SEQUENCE_BASE: &str = "shardlineSequenceBase";
     pub const OUTPUT_TOPICS: &str = "shardlineOutputTopics";
+    /// KCL 3.x graceful lease handoff: the worker that still processes the shard while
+    /// `leaseOwner` already names the next one. Its final checkpoint removes it.
+    pub const CHECKPOINT_OWNER: &str = "checkpointOwner";
 }
 
 /// The `entityType` of a lease, as the KCL 3.x writes it.
@@ -61,6 +64,9 @@ pub struct Lease {
     pub ending_hash_key: Option<String>,
     /// The output sequence stored with the checkpoint (all zero when none is).
     pub outputs: Outputs,
+    /// KCL 3.x `checkpointOwner`: set while a graceful handoff is pending (the current
+    /// processor; `owner` is then the next one). See [`super::lease_handoff`].
+    pub checkpoint_owner: Option<String>,
 }
 
 /// Why an item is not a lease.
@@ -85,6 +91,7 @@ impl Lease {
             starting_hash_key: None,
             ending_hash_key: None,
             outputs: Outputs::default(),
+            checkpoint_owner: None,
         }
     }
 
@@ -131,6 +138,9 @@ impl Lease {
         }
         if self.outputs != Outputs::default() {
             m.extend(outputs_item(&self.outputs, &self.checkpoint));
+        }
+        if let Some(o) = &self.checkpoint_owner {
+            m.insert(attr::CHECKPOINT_OWNER.into(), AttributeValue::S(o.clone()));
         }
         m
     }
@@ -210,6 +220,7 @@ impl Lease {
             starting_hash_key: s(attr::STARTING_HASH_KEY)?,
             ending_hash_key: s(attr::ENDING_HASH_KEY)?,
             outputs,
+            checkpoint_owner: s(attr::CHECKPOINT_OWNER)?.filter(|o| !o.is_empty()),
             key,
         })
     }
@@ -287,6 +298,8 @@ mod tests {
         assert!(read.outputs.topics.is_empty());
         assert_eq!(read.outputs.reserved, 0);
         assert_eq!((read.outputs.checkpointed, read.outputs.base), (40, 7));
+        l.checkpoint_owner = Some("worker-b".into());
+        assert_eq!(Lease::from_item(&l.to_item()).expect("parses"), l);
     }
 
     /// An item as the KCL 2.x writes it (the Pulsar IO Kinesis source uses the KCL).

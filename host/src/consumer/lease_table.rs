@@ -1,12 +1,13 @@
 //! The DynamoDB lease table: create it, list leases, and change them only with conditional
 //! writes on `leaseCounter` (and owner), so two workers can never both believe they hold a
-//! shard.
+//! shard. During a graceful handoff (KCL 3.x `checkpointOwner`, see
+//! [`super::lease_handoff`]) the worker named in `checkpointOwner` is the one that holds it.
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
     ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
@@ -193,8 +194,9 @@ impl LeaseTable {
         }
     }
 
-    /// Takes a lease seen with `lease.counter`: owner := `worker`, counter + 1. Fails with
-    /// `Conflict` if anyone changed it since.
+    /// Takes a lease seen with `lease.counter`: owner := `worker`, counter + 1, a pending
+    /// handoff (`checkpointOwner`) cancelled, as the KCL 3.x does. Fails with `Conflict` if
+    /// anyone changed it since.
     pub async fn take(&self, lease: &Lease, worker: &str) -> Result<i64, LeaseTableError> {
         let next = lease.counter + 1;
         let switched = lease.owner.as_deref() != Some(worker);
@@ -203,8 +205,11 @@ impl LeaseTable {
             .update_item()
             .table_name(&self.table)
             .key(attr::LEASE_KEY, AttributeValue::S(lease.key.clone()))
-            .update_expression("SET #o = :o, #c = :next, #sw = if_not_exists(#sw, :zero) + :inc")
+            .update_expression(
+                "SET #o = :o, #c = :next, #sw = if_not_exists(#sw, :zero) + :inc REMOVE #cpo",
+            )
             .condition_expression("#c = :expected")
+            .expression_attribute_names("#cpo", attr::CHECKPOINT_OWNER)
             .expression_attribute_names("#o", attr::LEASE_OWNER)
             .expression_attribute_names("#c", attr::LEASE_COUNTER)
             .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
@@ -219,22 +224,42 @@ impl LeaseTable {
         Ok(next)
     }
 
-    /// Renews a held lease: counter + 1, only while we own it at `counter`.
+    /// Renews a held lease: counter + 1, only while we hold it at `counter` (as its owner,
+    /// or as its `checkpointOwner` while a handoff is pending). The answer says whether a
+    /// handoff to another worker was asked for.
     pub async fn renew(
         &self,
         key: &str,
         worker: &str,
         counter: i64,
-    ) -> Result<i64, LeaseTableError> {
+    ) -> Result<Renewed, LeaseTableError> {
         let next = counter + 1;
         let r = self
             .owned_update(key, worker, counter)
             .update_expression("SET #c = :next")
             .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
+        let handoff_to = match &r {
+            Ok(out) => out.attributes().and_then(|item| {
+                let named = |name: &str| match item.get(name) {
+                    Some(AttributeValue::S(s)) if !s.is_empty() => Some(s.as_str()),
+                    _ => None,
+                };
+                // (A lease whose owner is also its checkpoint owner is not being moved.)
+                (named(attr::CHECKPOINT_OWNER) == Some(worker))
+                    .then(|| named(attr::LEASE_OWNER).filter(|o| *o != worker))
+                    .flatten()
+                    .map(str::to_string)
+            }),
+            Err(_) => None,
+        };
         self.conditional(r, key, "UpdateItem (renew)")?;
-        Ok(next)
+        Ok(Renewed {
+            counter: next,
+            handoff_to,
+        })
     }
 
     /// Writes a checkpoint of a held lease (counter + 1, owner switches reset).
@@ -318,8 +343,8 @@ impl LeaseTable {
         }
     }
 
-    /// Gives a held lease up (owner removed, counter + 1) so another worker takes it at
-    /// once instead of waiting for it to expire.
+    /// Gives a held lease up (owner and any pending handoff removed, counter + 1) so
+    /// another worker takes it at once instead of waiting for it to expire.
     pub async fn release(
         &self,
         key: &str,
@@ -328,13 +353,113 @@ impl LeaseTable {
     ) -> Result<(), LeaseTableError> {
         let r = self
             .owned_update(key, worker, counter)
-            .update_expression("SET #c = :next REMOVE #o")
+            .update_expression("SET #c = :next REMOVE #o, #cpo")
             .expression_attribute_values(":next", AttributeValue::N((counter + 1).to_string()))
             .send()
             .await;
         self.conditional(r, key, "UpdateItem (release)")
     }
 
+    /// Asks the owner of a lease seen with `lease.counter` to hand it over to `to` (the KCL
+    /// 3.x `initiateGracefulLeaseHandoff`): `leaseOwner` := `to`, `checkpointOwner` := the
+    /// current owner, counter unchanged (the owner goes on renewing it until its final
+    /// checkpoint). Only while counter and owner are unchanged and no handoff is pending.
+    pub async fn mark_handoff(&self, lease: &Lease, to: &str) -> Result<(), LeaseTableError> {
+        let Some(owner) = lease.owner.as_deref() else {
+            return Err(LeaseTableError::Conflict(lease.key.clone()));
+        };
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(lease.key.clone()))
+            .update_expression("SET #o = :to, #cpo = :owner")
+            .condition_expression("#c = :expected AND #o = :owner AND attribute_not_exists(#cpo)")
+            .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_names("#c", attr::LEASE_COUNTER)
+            .expression_attribute_names("#cpo", attr::CHECKPOINT_OWNER)
+            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .expression_attribute_values(":expected", AttributeValue::N(lease.counter.to_string()))
+            .send()
+            .await;
+        self.conditional(r, &lease.key, "UpdateItem (mark handoff)")
+    }
+
+    /// Hands a held lease (drained, checkpointed) over to `to`: `leaseOwner` := `to`,
+    /// `checkpointOwner` removed, counter + 1, one more owner switch. Completes a pending
+    /// handoff (`to` is then its `leaseOwner`, the KCL 3.x `assignLease` from the
+    /// checkpoint owner), or assigns the lease directly to a live worker at shutdown.
+    pub async fn hand_off(
+        &self,
+        key: &str,
+        worker: &str,
+        counter: i64,
+        to: &str,
+    ) -> Result<(), LeaseTableError> {
+        let r = self
+            .owned_update(key, worker, counter)
+            .update_expression(
+                "SET #o = :to, #c = :next, #sw = if_not_exists(#sw, :zero) + :one REMOVE #cpo",
+            )
+            .expression_attribute_names("#sw", attr::OWNER_SWITCHES)
+            .expression_attribute_values(":to", AttributeValue::S(to.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N((counter + 1).to_string()))
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await;
+        self.conditional(r, key, "UpdateItem (hand off)")
+    }
+
+    /// One lease, read consistently; `None` when there is no such lease.
+    pub async fn get(&self, key: &str) -> Result<Option<Lease>, LeaseTableError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::LEASE_KEY, AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| service_err(&self.table, "GetItem", e))?;
+        match out.item() {
+            Some(item) if Lease::is_lease_item(item) => Ok(Some(Lease::from_item(item)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// The leases whose `leaseOwner` is `worker` (a scan filtered on the owner: what was
+    /// handed to this worker and what it holds), for the quick assignment check.
+    pub async fn owned_by(&self, worker: &str) -> Result<Vec<Lease>, LeaseTableError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("#o = :me")
+                .expression_attribute_names("#o", attr::LEASE_OWNER)
+                .expression_attribute_values(":me", AttributeValue::S(worker.to_string()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| service_err(&self.table, "Scan", e))?;
+            for item in page.items().iter().filter(|i| Lease::is_lease_item(i)) {
+                out.push(Lease::from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// An update of a lease this worker holds at `counter`: as its owner with no handoff
+    /// pending, or as its `checkpointOwner` while one is.
     fn owned_update(
         &self,
         key: &str,
@@ -345,9 +470,12 @@ impl LeaseTable {
             .update_item()
             .table_name(&self.table)
             .key(attr::LEASE_KEY, AttributeValue::S(key.to_string()))
-            .condition_expression("#c = :expected AND #o = :me")
+            .condition_expression(
+                "#c = :expected AND ((#o = :me AND attribute_not_exists(#cpo)) OR #cpo = :me)",
+            )
             .expression_attribute_names("#c", attr::LEASE_COUNTER)
             .expression_attribute_names("#o", attr::LEASE_OWNER)
+            .expression_attribute_names("#cpo", attr::CHECKPOINT_OWNER)
             .expression_attribute_values(":expected", AttributeValue::N(counter.to_string()))
             .expression_attribute_values(":me", AttributeValue::S(worker.to_string()))
     }
@@ -368,6 +496,15 @@ impl LeaseTable {
             Err(e) => Err(service_err(&self.table, operation, e)),
         }
     }
+}
+
+/// A renewal written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renewed {
+    pub counter: i64,
+    /// The worker the lease is to be handed over to, when a graceful handoff is pending
+    /// (`checkpointOwner` is this worker, `leaseOwner` the next one).
+    pub handoff_to: Option<String>,
 }
 
 fn now_millis() -> u128 {

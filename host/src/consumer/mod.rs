@@ -8,6 +8,7 @@ pub mod deaggregation;
 pub mod in_flight;
 pub mod lag;
 pub mod lease;
+pub mod lease_handoff;
 pub mod lease_renewer;
 pub mod lease_table;
 pub mod lease_taker;
