@@ -397,7 +397,32 @@ impl Worker {
             }
             give_up(&self.shared, &key, &h.lease, None).await;
         }
+        self.release_unstarted().await;
         fatal
+    }
+
+    /// Leases handed to this worker (by another one stopping) that it had not started
+    /// yet: released, so they are not left to expire under a worker that is gone. A lease
+    /// whose handoff to this worker is still pending stays: its owner is processing it.
+    async fn release_unstarted(&self) {
+        let Ok(leases) = self.shared.leases.list().await else {
+            return;
+        };
+        let me = self.shared.worker.as_str();
+        for l in leases.iter().filter(|l| {
+            l.owner.as_deref() == Some(me)
+                && l.checkpoint_owner.is_none()
+                && stream_of(&self.streams, &l.key).is_some()
+        }) {
+            match self.shared.leases.release(&l.key, me, l.counter).await {
+                Ok(()) => {
+                    tracing::info!(shard = %l.key, "released a lease handed to this worker before it started it")
+                }
+                Err(e) => {
+                    tracing::debug!(shard = %l.key, error = %e, "cannot release a lease handed to this worker")
+                }
+            }
+        }
     }
 
     /// Who receives each held lease at shutdown ([`lease_handoff::receivers`]), from one
