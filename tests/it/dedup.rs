@@ -1,8 +1,9 @@
 //! Effectively-once into Pulsar (`deduplication: true`): workers killed with SIGKILL and
 //! shards split and merged mid-stream leave no record lost and none stored twice, read back
 //! with a real consumer; a broker that remembers more than the lease table does (a topic
-//! written by an earlier run) drops nothing the host meant to send; and a namespace without
-//! broker deduplication is refused at start.
+//! written by an earlier run) drops nothing the host meant to send; a shard's producer name
+//! held elsewhere holds the shard back until it is free; and a namespace without broker
+//! deduplication is refused at start.
 //!
 //! Each test makes its own namespace under `public` and enables deduplication there through
 //! the broker's admin API, as an operator would with `pulsar-admin namespaces
@@ -168,4 +169,44 @@ async fn deduplication_on_a_namespace_without_it_is_refused_at_start() {
         )),
         "names the namespace and the command:\n{log}"
     );
+}
+
+/// A shard's producer name is a fence: while another client holds it open on the topic
+/// (a previous owner that has not let go yet) the broker refuses the worker's producer with
+/// `ProducerBusy`, the worker retries, and once the name is free every record arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_name_still_held_elsewhere_holds_the_shard_back() {
+    let ns = namespace("dedup-busy", true).await;
+    let app = unique("dedup-busy");
+    create_stream(&app, 1).await;
+    let topic = format!("persistent://{ns}/out");
+    let holder = pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
+        .build()
+        .await
+        .expect("connect to Pulsar");
+    let mut held = holder
+        .producer()
+        .with_topic(&topic)
+        .with_name(format!("shardline-{app}-{app}-shardId-000000000000"))
+        .build()
+        .await
+        .expect("the name is free at first");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let puts = put_records(&app, &records("busy", 200)).await;
+    let path = write_config(&dedup_config(&app, &app, &topic, true, ""));
+    let mut worker = Host::start(&path);
+    worker.wait_log("ProducerBusy", LONG).await;
+    assert_eq!(collector.count(), 0, "nothing sent while the name is held");
+    held.close().await.expect("let the name go");
+    collector.wait_for(puts.len(), LONG).await;
+    worker.signal("TERM");
+    assert_eq!(
+        worker.wait_exit(LONG).await,
+        Some(0),
+        "log:\n{}",
+        worker.log()
+    );
+    let got = barrier(&mut collector, &topic).await;
+    let t = tally("a held producer name", &puts, &got);
+    assert_eq!((t.lost, t.duplicated), (0, 0));
 }
