@@ -9,6 +9,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::support::faults::split_shard_zero;
 use crate::support::metrics::{endpoint_of, get, prometheus_total};
 use crate::support::proxy::{FaultProxy, Faults, ReadFaults};
 use crate::support::relay::Relay;
@@ -550,7 +551,7 @@ async fn soak_kills_and_a_reshard_lose_nothing() {
         tokio::time::sleep(total / ticks).await; // the run is a duration, not a condition
         rss.push(witness.rss_kib().expect("the witness is alive"));
         if tick == ticks / 2 {
-            split_shard_zero(&stream).await;
+            split_shard_zero(&kinesis(), &stream).await;
             println!("soak: shard 0 split at tick {tick}");
         }
         if tick < ticks {
@@ -576,48 +577,4 @@ async fn soak_kills_and_a_reshard_lose_nothing() {
         );
     }
     stop(witness).await;
-}
-
-/// SplitShard of shard 0 at the middle of its hash range, waiting until the stream is
-/// ACTIVE again.
-async fn split_shard_zero(stream: &str) {
-    let k = kinesis();
-    let shards = k
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .expect("ListShards");
-    let shard0 = shards
-        .shards()
-        .iter()
-        .find(|s| s.shard_id().ends_with("000000000000"))
-        .expect("shard 0");
-    let range = shard0.hash_key_range().expect("hash range");
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key().parse().expect("u128"),
-        range.ending_hash_key().parse().expect("u128"),
-    );
-    k.split_shard()
-        .stream_name(stream)
-        .shard_to_split(shard0.shard_id())
-        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    wait_for("the stream ACTIVE after the split", LONG, || {
-        let k = k.clone();
-        async move {
-            let d = k
-                .describe_stream_summary()
-                .stream_name(stream)
-                .send()
-                .await
-                .ok()?;
-            (d.stream_description_summary()?.stream_status()
-                == &aws_sdk_kinesis::types::StreamStatus::Active)
-                .then_some(())
-        }
-    })
-    .await;
 }

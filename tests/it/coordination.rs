@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::support::faults::{open_shards, split_shard_zero, wait_active};
 use crate::support::relay::Relay;
 use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -621,73 +622,15 @@ async fn resharding(mode: Mode) {
             })
             .collect()
     };
-    let wait_active = || {
-        let (k, stream) = (kinesis.clone(), stream.clone());
-        async move {
-            wait_for("the stream to be ACTIVE again", LONG, || {
-                let (k, stream) = (k.clone(), stream.clone());
-                async move {
-                    let d = k
-                        .describe_stream_summary()
-                        .stream_name(&stream)
-                        .send()
-                        .await
-                        .ok()?;
-                    (d.stream_description_summary()?.stream_status()
-                        == &aws_sdk_kinesis::types::StreamStatus::Active)
-                        .then_some(())
-                }
-            })
-            .await
-        }
-    };
-    let open_shards = || {
-        let (k, stream) = (kinesis.clone(), stream.clone());
-        async move {
-            let out = k
-                .list_shards()
-                .stream_name(&stream)
-                .send()
-                .await
-                .expect("ListShards");
-            out.shards
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| {
-                    s.sequence_number_range
-                        .as_ref()
-                        .is_some_and(|r| r.ending_sequence_number.is_none())
-                })
-                .collect::<Vec<_>>()
-        }
-    };
     puts.extend(put_records(&stream, &batch(150)).await);
     // SplitShard: shard 0 at the middle of its hash range.
-    let shard0 = open_shards()
-        .await
-        .into_iter()
-        .find(|s| s.shard_id.ends_with("000000000000"))
-        .expect("shard 0");
-    let range = shard0.hash_key_range.clone().expect("hash range");
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key.parse().expect("u128"),
-        range.ending_hash_key.parse().expect("u128"),
-    );
-    kinesis
-        .split_shard()
-        .stream_name(&stream)
-        .shard_to_split(&shard0.shard_id)
-        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    wait_active().await;
+    let shard0 = split_shard_zero(&kinesis, &stream).await;
     puts.extend(put_records(&stream, &batch(150)).await);
     // MergeShards: the two children of shard 0 back into one.
-    let mut children: Vec<_> = open_shards()
+    let mut children: Vec<_> = open_shards(&kinesis, &stream)
         .await
         .into_iter()
-        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.shard_id.as_str()))
+        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.as_str()))
         .collect();
     assert_eq!(children.len(), 2, "the split made two children");
     children.sort_by_key(|s| {
@@ -703,7 +646,7 @@ async fn resharding(mode: Mode) {
         .send()
         .await
         .expect("MergeShards");
-    wait_active().await;
+    wait_active(&kinesis, &stream).await;
     puts.extend(put_records(&stream, &batch(150)).await);
 
     collector.wait_for_distinct(puts.len(), LONG).await;
@@ -743,9 +686,7 @@ async fn resharding(mode: Mode) {
     // childShardIds is recorded at shard end (from GetRecords' ChildShards).
     let end0 = log
         .lines()
-        .find(|l| {
-            l.contains("shard end reached") && l.contains(&format!("shard={}", shard0.shard_id))
-        })
+        .find(|l| l.contains("shard end reached") && l.contains(&format!("shard={shard0}")))
         .expect("shard 0 ended");
     assert!(
         children.iter().all(|c| end0.contains(&c.shard_id)),

@@ -79,6 +79,21 @@ async fn split_and_merge_mid_stream_with_deduplication_store_each_record_once() 
     assert_exactly_once_in_key_order("split and merge with deduplication", &o.puts, &o.got);
 }
 
+/// A producer on `topic` under the name a worker of `app` (reading stream `app`) gives
+/// shard 0's producer.
+async fn shard_zero_producer(app: &str, topic: &str) -> pulsar::Producer<pulsar::TokioExecutor> {
+    pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
+        .build()
+        .await
+        .expect("connect to Pulsar")
+        .producer()
+        .with_topic(topic)
+        .with_name(format!("shardline-{app}-{app}-shardId-000000000000"))
+        .build()
+        .await
+        .expect("a producer under shard 0's name (free at first)")
+}
+
 /// The silent-loss trap: the topic already holds messages under the producer name the
 /// host will use for shard 0, with sequence ids far above anything this (new) lease table
 /// accounts for, as an earlier run would leave them. A client that numbers from 0, or
@@ -91,17 +106,7 @@ async fn a_topic_written_by_an_earlier_run_loses_nothing() {
     create_stream(&app, 1).await;
     let topic = format!("persistent://{ns}/out");
     // The earlier run: 50 messages under shard 0's producer name, ids 0..=9,999 apart.
-    let earlier = pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
-        .build()
-        .await
-        .expect("connect to Pulsar");
-    let mut producer = earlier
-        .producer()
-        .with_topic(&topic)
-        .with_name(format!("shardline-{app}-{app}-shardId-000000000000"))
-        .build()
-        .await
-        .expect("producer under the host's name");
+    let mut producer = shard_zero_producer(&app, &topic).await;
     for i in 0..50u64 {
         let receipt = producer
             .send_non_blocking(pulsar::producer::Message {
@@ -180,17 +185,7 @@ async fn a_producer_name_still_held_elsewhere_holds_the_shard_back() {
     let app = unique("dedup-busy");
     create_stream(&app, 1).await;
     let topic = format!("persistent://{ns}/out");
-    let holder = pulsar::Pulsar::builder(pulsar_url(), pulsar::TokioExecutor)
-        .build()
-        .await
-        .expect("connect to Pulsar");
-    let mut held = holder
-        .producer()
-        .with_topic(&topic)
-        .with_name(format!("shardline-{app}-{app}-shardId-000000000000"))
-        .build()
-        .await
-        .expect("the name is free at first");
+    let mut held = shard_zero_producer(&app, &topic).await;
     let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
     let puts = put_records(&app, &records("busy", 200)).await;
     let path = write_config(&dedup_config(&app, &app, &topic, true, ""));

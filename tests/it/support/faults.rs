@@ -193,24 +193,7 @@ pub async fn split_and_merged(dedup: bool, total: usize) -> Outcome {
     let mut worker = Host::start(&path);
     collector.wait_for(total / 5, LONG).await;
 
-    let shard0 = open_shards(&k, &app)
-        .await
-        .into_iter()
-        .find(|s| s.shard_id.ends_with("000000000000"))
-        .expect("shard 0");
-    let range = shard0.hash_key_range.clone().expect("hash range");
-    let (lo, hi): (u128, u128) = (
-        range.starting_hash_key.parse().expect("u128"),
-        range.ending_hash_key.parse().expect("u128"),
-    );
-    k.split_shard()
-        .stream_name(&app)
-        .shard_to_split(&shard0.shard_id)
-        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
-        .send()
-        .await
-        .expect("SplitShard");
-    wait_active(&k, &app).await;
+    let shard0 = split_shard_zero(&k, &app).await;
     worker.wait_log("shard end reached", LONG).await;
     collector.wait_for(total * 2 / 5, LONG).await;
     dropped += duplicates_dropped(&mut worker).await;
@@ -221,7 +204,7 @@ pub async fn split_and_merged(dedup: bool, total: usize) -> Outcome {
     let mut children: Vec<_> = open_shards(&k, &app)
         .await
         .into_iter()
-        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.shard_id.as_str()))
+        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.as_str()))
         .collect();
     assert_eq!(children.len(), 2, "the split made two children");
     children.sort_by_key(|s| {
@@ -255,6 +238,30 @@ pub async fn split_and_merged(dedup: bool, total: usize) -> Outcome {
     );
     let got = barrier(&mut collector, &topic).await;
     Outcome { puts, got, dropped }
+}
+
+/// SplitShard of shard 0 at the middle of its hash range, waiting until the stream is
+/// ACTIVE again; answers shard 0's id.
+pub async fn split_shard_zero(k: &aws_sdk_kinesis::Client, stream: &str) -> String {
+    let shard0 = open_shards(k, stream)
+        .await
+        .into_iter()
+        .find(|s| s.shard_id.ends_with("000000000000"))
+        .expect("shard 0");
+    let range = shard0.hash_key_range.clone().expect("hash range");
+    let (lo, hi): (u128, u128) = (
+        range.starting_hash_key.parse().expect("u128"),
+        range.ending_hash_key.parse().expect("u128"),
+    );
+    k.split_shard()
+        .stream_name(stream)
+        .shard_to_split(&shard0.shard_id)
+        .new_starting_hash_key((lo + (hi - lo) / 2 + 1).to_string())
+        .send()
+        .await
+        .expect("SplitShard");
+    wait_active(k, stream).await;
+    shard0.shard_id
 }
 
 /// The open shards of `stream`.
