@@ -282,9 +282,17 @@ async fn workers_join_and_leave_under_load_without_loss_or_duplicates() {
     assert_eq!(count("lease lost"), 0, "{lease_events}");
     let steals: Vec<&Move> = moved.iter().filter(|m| m.cause == "steal").collect();
     let sigterms: Vec<&Move> = moved.iter().filter(|m| m.cause == "SIGTERM").collect();
+    // At SIGTERM a and b give up 2 + 3 leases: each handed to a live worker, or released
+    // (taken at the next round) when the stopping worker's scan saw no live receiver for
+    // it. Only the handed ones are timed as moves.
+    let given_up_at_sigterm: usize = logs
+        .iter()
+        .filter_map(|l| l.find("shutting down: draining").map(|at| &l[at..]))
+        .map(|after| after.matches("released lease").count())
+        .sum();
     assert!(
-        steals.len() >= 6 && sigterms.len() >= 5,
-        "{moved:?}\n{lease_events}"
+        steals.len() >= 6 && !sigterms.is_empty() && given_up_at_sigterm >= 5,
+        "{given_up_at_sigterm} given up at SIGTERM; {moved:?}\n{lease_events}"
     );
     let worst = |ms: &[&Move], f: fn(&Move) -> Duration| ms.iter().map(|m| f(m)).max();
     println!(
