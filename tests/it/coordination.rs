@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use crate::support::faults::{open_shards, split_shard_zero, wait_active};
+use crate::support::faults::{merge_children_of, split_shard_zero};
 use crate::support::relay::Relay;
 use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -627,26 +627,7 @@ async fn resharding(mode: Mode) {
     let shard0 = split_shard_zero(&kinesis, &stream).await;
     puts.extend(put_records(&stream, &batch(150)).await);
     // MergeShards: the two children of shard 0 back into one.
-    let mut children: Vec<_> = open_shards(&kinesis, &stream)
-        .await
-        .into_iter()
-        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.as_str()))
-        .collect();
-    assert_eq!(children.len(), 2, "the split made two children");
-    children.sort_by_key(|s| {
-        s.hash_key_range
-            .as_ref()
-            .map(|r| r.starting_hash_key.parse::<u128>().unwrap_or(0))
-    });
-    kinesis
-        .merge_shards()
-        .stream_name(&stream)
-        .shard_to_merge(&children[0].shard_id)
-        .adjacent_shard_to_merge(&children[1].shard_id)
-        .send()
-        .await
-        .expect("MergeShards");
-    wait_active(&kinesis, &stream).await;
+    let children = merge_children_of(&kinesis, &stream, &shard0).await;
     puts.extend(put_records(&stream, &batch(150)).await);
 
     collector.wait_for_distinct(puts.len(), LONG).await;

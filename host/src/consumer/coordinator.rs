@@ -405,15 +405,14 @@ impl Worker {
     /// yet: released, so they are not left to expire under a worker that is gone. A lease
     /// whose handoff to this worker is still pending stays: its owner is processing it.
     async fn release_unstarted(&self) {
-        let Ok(leases) = self.shared.leases.list().await else {
+        let me = self.shared.worker.as_str();
+        let Ok(leases) = self.shared.leases.owned_by(me).await else {
             return;
         };
-        let me = self.shared.worker.as_str();
-        for l in leases.iter().filter(|l| {
-            l.owner.as_deref() == Some(me)
-                && l.checkpoint_owner.is_none()
-                && stream_of(&self.streams, &l.key).is_some()
-        }) {
+        for l in leases
+            .iter()
+            .filter(|l| l.checkpoint_owner.is_none() && stream_of(&self.streams, &l.key).is_some())
+        {
             match self.shared.leases.release(&l.key, me, l.counter).await {
                 Ok(()) => {
                     tracing::info!(shard = %l.key, "released a lease handed to this worker before it started it")

@@ -152,19 +152,31 @@ impl LeaseTable {
 
     /// Every lease (consistent scan, all pages); other items of the table are skipped.
     pub async fn list(&self) -> Result<Vec<Lease>, LeaseTableError> {
+        self.scan(None).await
+    }
+
+    /// The leases (consistent scan, all pages) whose `leaseOwner` is `owner`, or all of
+    /// them. Items the KCL 3.x keeps beside the leases are left as they are.
+    async fn scan(&self, owner: Option<&str>) -> Result<Vec<Lease>, LeaseTableError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut scan = self
                 .client
                 .scan()
                 .table_name(&self.table)
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
+                .set_exclusive_start_key(start);
+            if let Some(owner) = owner {
+                scan = scan
+                    .filter_expression("#o = :owner")
+                    .expression_attribute_names("#o", attr::LEASE_OWNER)
+                    .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()));
+            }
+            let page = scan
                 .send()
                 .await
                 .map_err(|e| service_err(&self.table, "Scan", e))?;
-            // Items the KCL 3.x keeps beside the leases are left as they are.
             for item in page.items().iter().filter(|i| Lease::is_lease_item(i)) {
                 out.push(Lease::from_item(item)?);
             }
@@ -432,30 +444,7 @@ impl LeaseTable {
     /// The leases whose `leaseOwner` is `worker` (a scan filtered on the owner: what was
     /// handed to this worker and what it holds), for the quick assignment check.
     pub async fn owned_by(&self, worker: &str) -> Result<Vec<Lease>, LeaseTableError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .filter_expression("#o = :me")
-                .expression_attribute_names("#o", attr::LEASE_OWNER)
-                .expression_attribute_values(":me", AttributeValue::S(worker.to_string()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| service_err(&self.table, "Scan", e))?;
-            for item in page.items().iter().filter(|i| Lease::is_lease_item(i)) {
-                out.push(Lease::from_item(item)?);
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(out)
+        self.scan(Some(worker)).await
     }
 
     /// An update of a lease this worker holds at `counter`: as its owner with no handoff

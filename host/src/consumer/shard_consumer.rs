@@ -111,7 +111,8 @@ pub async fn run(
         Ok(s) => s,
         Err(e) => return ShardExit::Failed(ShardError::Instantiate(e)),
     };
-    let store: Option<Arc<dyn Store>> = shared.sinks.deduplicates().then(|| {
+    let deduplicates = shared.sinks.deduplicates();
+    let store: Option<Arc<dyn Store>> = deduplicates.then(|| {
         Arc::new(LeaseStore {
             lease: lease.clone(),
             table: shared.leases.clone(),
@@ -126,7 +127,7 @@ pub async fn run(
         store,
     ));
     let mut consumer = ShardConsumer {
-        deduplicates: shared.sinks.deduplicates(),
+        deduplicates,
         sequence: sequence.clone(),
         processor: RecordProcessor::new(
             shared.config.clone(),

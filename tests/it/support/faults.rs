@@ -201,26 +201,8 @@ pub async fn split_and_merged(dedup: bool, total: usize) -> Outcome {
     worker.wait_exit(LONG).await;
     let mut worker = Host::start(&path);
 
-    let mut children: Vec<_> = open_shards(&k, &app)
-        .await
-        .into_iter()
-        .filter(|s| s.parent_shard_id.as_deref() == Some(shard0.as_str()))
-        .collect();
-    assert_eq!(children.len(), 2, "the split made two children");
-    children.sort_by_key(|s| {
-        s.hash_key_range
-            .as_ref()
-            .map(|r| r.starting_hash_key.parse::<u128>().unwrap_or(0))
-    });
     collector.wait_for(total / 2, LONG).await;
-    k.merge_shards()
-        .stream_name(&app)
-        .shard_to_merge(&children[0].shard_id)
-        .adjacent_shard_to_merge(&children[1].shard_id)
-        .send()
-        .await
-        .expect("MergeShards");
-    wait_active(&k, &app).await;
+    merge_children_of(&k, &app, &shard0).await;
     collector.wait_for(total * 7 / 10, LONG).await;
     dropped += duplicates_dropped(&mut worker).await;
     worker.signal("KILL");
@@ -262,6 +244,35 @@ pub async fn split_shard_zero(k: &aws_sdk_kinesis::Client, stream: &str) -> Stri
         .expect("SplitShard");
     wait_active(k, stream).await;
     shard0.shard_id
+}
+
+/// MergeShards of the two children of `parent` (a shard split before), waiting until the
+/// stream is ACTIVE again; answers the two children, by hash range.
+pub async fn merge_children_of(
+    k: &aws_sdk_kinesis::Client,
+    stream: &str,
+    parent: &str,
+) -> Vec<aws_sdk_kinesis::types::Shard> {
+    let mut children: Vec<_> = open_shards(k, stream)
+        .await
+        .into_iter()
+        .filter(|s| s.parent_shard_id.as_deref() == Some(parent))
+        .collect();
+    assert_eq!(children.len(), 2, "the split made two children");
+    children.sort_by_key(|s| {
+        s.hash_key_range
+            .as_ref()
+            .map(|r| r.starting_hash_key.parse::<u128>().unwrap_or(0))
+    });
+    k.merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(&children[0].shard_id)
+        .adjacent_shard_to_merge(&children[1].shard_id)
+        .send()
+        .await
+        .expect("MergeShards");
+    wait_active(k, stream).await;
+    children
 }
 
 /// The open shards of `stream`.
