@@ -923,3 +923,53 @@ stages:
         assert!(contents.outside_their_shard().is_empty());
     }
 }
+
+/// A partitioned topic: the sink writes its batches per partition (the client's routing,
+/// message by message), and every record arrives once, spread over the partitions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_topic_gets_every_record_once() {
+    const N: usize = 300;
+    let (stream, puts) = prepared_stream("parts", 2, N).await;
+    let name = unique("parts");
+    let topic = format!("persistent://public/default/{name}");
+    let (status, body) = crate::support::faults::pulsar_admin(
+        "PUT",
+        &format!("/admin/v2/persistent/public/default/{name}/partitions"),
+        "3",
+    )
+    .await;
+    assert!(status < 300, "create partitioned topic: {status} {body}");
+    let app = unique("parts-app");
+    let mut collector = Collector::start(std::slice::from_ref(&topic)).await;
+    let config = write_config(&stack_config(
+        &app,
+        &stream,
+        &topic,
+        &passthrough_stage("unused: x"),
+    ));
+    let mut host = Host::start(&config);
+    let got = collector.wait_for(N, LONG).await;
+    stop_once_checkpointed(&mut host, &app, &puts).await;
+    let seqs: HashSet<&str> = got
+        .iter()
+        .map(|m| m.prop("kinesis.sequence.number"))
+        .collect();
+    let want: HashSet<&str> = puts.iter().map(|p| p.sequence.as_str()).collect();
+    assert_eq!(got.len(), N, "each record once");
+    assert_eq!(seqs, want, "every record");
+    let (status, stats) = crate::support::faults::pulsar_admin(
+        "GET",
+        &format!("/admin/v2/persistent/public/default/{name}/partitioned-stats?perPartition=true"),
+        "",
+    )
+    .await;
+    assert!(status < 300, "partitioned stats: {status} {stats}");
+    let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats JSON");
+    let used = stats["partitions"]
+        .as_object()
+        .expect("per-partition stats")
+        .values()
+        .filter(|p| p["msgInCounter"].as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(used > 1, "records spread over the partitions: {stats}");
+}

@@ -322,6 +322,9 @@ impl PulsarSinkConfig {
 }
 
 /// Pulsar producer batching: several messages travel and are acknowledged as one entry.
+/// The sink writes the events of each delivery (the records of one fetch, after the
+/// stages) into batches of at most `max_messages` and `max_bytes` and sends them at once,
+/// so no message waits for more to come.
 ///
 /// Consumers still see one message per event, keys and properties included. A batch mixes
 /// keys, so a `Key_Shared` subscription on the topic should turn it off (the Java client's
@@ -337,7 +340,9 @@ pub struct PulsarBatching {
     /// … or this many bytes …
     #[serde(default = "defaults::batch_max_bytes", deserialize_with = "size")]
     pub max_bytes: u64,
-    /// … or when its first message has waited this long.
+    /// … or when its first message has waited this long (the Java client's
+    /// `batchingMaxPublishDelay`; checked, and met at once: a batch is sent as soon as
+    /// it is written).
     #[serde(default = "defaults::batch_max_delay", deserialize_with = "duration")]
     pub max_delay: Duration,
 }

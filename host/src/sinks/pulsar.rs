@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use pulsar::producer::{Message, Producer};
+use pulsar::producer::{Message, Producer, SendFuture};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
@@ -162,17 +162,26 @@ pub fn failure_kind(e: &pulsar::Error) -> SinkErrorKind {
 /// Batching turns many sends into one broker entry and one receipt: the client keeps one
 /// task per entry awaiting its receipt, so without it every message in flight costs about
 /// a kilobyte of the host's memory, and the broker does the per-entry work per message.
-pub fn producer_options(config: &PulsarSinkConfig) -> pulsar::producer::ProducerOptions {
-    let b = &config.batching;
+///
+/// The client's own batching stays off: with batching on, the sink writes each call's
+/// messages into batches itself ([`Producer::send_batched`], in the patched client), so
+/// no message waits for a timer or crosses a channel of its own.
+pub fn producer_options(_config: &PulsarSinkConfig) -> pulsar::producer::ProducerOptions {
     pulsar::producer::ProducerOptions {
         block_queue_if_full: true,
-        batch_size: b.enabled.then_some(b.max_messages),
-        batch_byte_size: b
-            .enabled
-            .then(|| usize::try_from(b.max_bytes).unwrap_or(usize::MAX)),
-        batch_timeout: b.enabled.then_some(b.max_delay),
         ..Default::default()
     }
+}
+
+/// The most messages and bytes of one batch, or `None` when batching is off.
+fn batch_limits(config: &PulsarSinkConfig) -> Option<(usize, usize)> {
+    let b = &config.batching;
+    b.enabled.then(|| {
+        (
+            usize::try_from(b.max_messages).unwrap_or(usize::MAX),
+            usize::try_from(b.max_bytes).unwrap_or(usize::MAX),
+        )
+    })
 }
 
 type Shared<T> = std::sync::Arc<Mutex<T>>;
@@ -363,21 +372,35 @@ impl PulsarSink {
                     self.err(topic, why, SinkErrorKind::Transient)
                 })?;
         }
-        let mut receipts = Vec::with_capacity(n);
+        let messages = deliveries.into_iter().map(|d| {
+            let mut msg = message(&self.opts, &d.record, d.event, &d.extra);
+            if first.is_some() {
+                msg.sequence_id = Some(d.number.sequence.id(d.number.number));
+            }
+            msg
+        });
+        // Each receipt with the number of messages it answers for.
+        let mut receipts: Vec<(usize, SendFuture)> = Vec::new();
         {
             let mut p = producer.lock().await;
-            for d in deliveries {
-                let mut msg = message(&self.opts, &d.record, d.event, &d.extra);
-                if first.is_some() {
-                    msg.sequence_id = Some(d.number.sequence.id(d.number.number));
-                }
-                match p.send_non_blocking(msg).await {
-                    Ok(r) => receipts.push(r),
-                    Err(e) => {
-                        self.metrics.refused(receipts.len());
-                        return Err(self.err(topic, format!("send failed: {e}"), failure_kind(&e)));
+            let sent = match batch_limits(&self.config) {
+                Some((max_messages, max_bytes)) => p
+                    .send_batched(messages.collect(), max_messages, max_bytes)
+                    .await
+                    .map(|batches| receipts = batches),
+                None => {
+                    async {
+                        for msg in messages {
+                            receipts.push((1, p.send_non_blocking(msg).await?));
+                        }
+                        Ok(())
                     }
+                    .await
                 }
+            };
+            if let Err(e) = sent {
+                self.metrics.refused(receipts.iter().map(|(n, _)| n).sum());
+                return Err(self.err(topic, format!("send failed: {e}"), failure_kind(&e)));
             }
         }
         let timeout = self.config.send_timeout;
@@ -386,14 +409,14 @@ impl PulsarSink {
         Ok(async move {
             let all = async {
                 let mut duplicates = 0;
-                for r in receipts {
+                for (count, r) in receipts {
                     let receipt = r.await?;
                     // The broker's (and the patched client's) answer to a duplicate.
                     if receipt
                         .message_id
                         .is_some_and(|id| id.ledger_id == u64::MAX)
                     {
-                        duplicates += 1;
+                        duplicates += count;
                     }
                 }
                 Ok::<_, pulsar::Error>(duplicates)
@@ -588,28 +611,30 @@ mod tests {
 
     #[test]
     fn batching_on_by_default_with_the_java_clients_limits() {
-        let o = producer_options(&sink_config("{}"));
-        assert_eq!(o.batch_size, Some(1000));
-        assert_eq!(o.batch_byte_size, Some(128 << 10));
-        assert_eq!(o.batch_timeout, Some(Duration::from_millis(1)));
-        assert!(o.block_queue_if_full);
-        let o = producer_options(&sink_config(
-            "{max_messages: 10, max_bytes: 1MiB, max_delay: 20ms}",
-        ));
+        assert_eq!(batch_limits(&sink_config("{}")), Some((1000, 128 << 10)));
         assert_eq!(
-            (o.batch_size, o.batch_byte_size, o.batch_timeout),
-            (Some(10), Some(1 << 20), Some(Duration::from_millis(20)))
+            batch_limits(&sink_config(
+                "{max_messages: 10, max_bytes: 1MiB, max_delay: 20ms}"
+            )),
+            Some((10, 1 << 20))
         );
     }
 
     #[test]
     fn batching_off_sends_message_by_message() {
-        let o = producer_options(&sink_config("{enabled: false}"));
-        assert_eq!(
-            (o.batch_size, o.batch_byte_size, o.batch_timeout),
-            (None, None, None)
-        );
-        assert!(o.block_queue_if_full);
+        assert_eq!(batch_limits(&sink_config("{enabled: false}")), None);
+    }
+
+    #[test]
+    fn the_clients_own_batching_stays_off() {
+        for batching in ["{}", "{enabled: false}"] {
+            let o = producer_options(&sink_config(batching));
+            assert_eq!(
+                (o.batch_size, o.batch_byte_size, o.batch_timeout),
+                (None, None, None)
+            );
+            assert!(o.block_queue_if_full);
+        }
     }
 
     #[test]

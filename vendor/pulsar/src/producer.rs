@@ -11,6 +11,8 @@ use std::{
 };
 
 use base64::Engine;
+// shardline patch: `send_batched` writes batches itself
+use bytes::BufMut;
 use futures::{
     channel::{mpsc, oneshot},
     future::{self, try_join_all, Either},
@@ -19,6 +21,7 @@ use futures::{
     task::{Context, Poll},
     Future, SinkExt, StreamExt,
 };
+use prost::Message as _;
 use rand::Rng;
 
 use crate::{
@@ -541,6 +544,41 @@ impl<Exe: Executor> Producer<Exe> {
         }
     }
 
+    /// shardline patch: sends `messages` at once as batches of at most `max_messages`
+    /// messages and `max_bytes` bytes of messages (one message may exceed it alone), in
+    /// order, without the client's own batching (the producer should have it off): each
+    /// message is written into its batch here, so nothing crosses a channel per message.
+    /// A partitioned topic's messages go to the partitions the routing policy chooses,
+    /// each partition's in order. Returns each batch's receipt with the number of messages
+    /// it holds; a message with an application sequence id the broker already has is not
+    /// sent and gets a receipt of its own, of message id `-1:-1`.
+    #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
+    pub async fn send_batched(
+        &mut self,
+        messages: Vec<Message>,
+        max_messages: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(usize, SendFuture)>, Error> {
+        let limits = (max_messages.max(1), max_bytes);
+        match &mut self.inner {
+            ProducerInner::Single(p) => p.send_batched(messages, limits).await,
+            ProducerInner::Partitioned(p) => {
+                let mut groups: Vec<Vec<Message>> = p.producers.iter().map(|_| Vec::new()).collect();
+                for message in messages {
+                    let index = p.choose_partition_index(&message);
+                    groups[index].push(message);
+                }
+                let mut sends = Vec::new();
+                for (producer, group) in p.producers.iter_mut().zip(groups) {
+                    if !group.is_empty() {
+                        sends.extend(producer.send_batched(group, limits).await?);
+                    }
+                }
+                Ok(sends)
+            }
+        }
+    }
+
     /// sends the current batch of messages
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
     pub async fn send_batch(&mut self) -> Result<(), Error> {
@@ -582,44 +620,38 @@ struct PartitionedProducer<Exe: Executor> {
 
 impl<Exe: Executor> PartitionedProducer<Exe> {
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
-    fn get_next_round_robin_producer(&mut self) -> &mut TopicProducer<Exe> {
-        let amount_of_producers = self.producers.len();
-        self.last_used_producer_index += 1;
-        if self.last_used_producer_index >= amount_of_producers {
-            self.last_used_producer_index = 0;
-        }
-        self.producers
-            .get_mut(self.last_used_producer_index)
-            .unwrap()
+    pub fn choose_partition(&mut self, message: &Message) -> &mut TopicProducer<Exe> {
+        let index = self.choose_partition_index(message);
+        self.producers.get_mut(index).unwrap()
     }
 
-    #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
-    pub fn choose_partition(&mut self, message: &Message) -> &mut TopicProducer<Exe> {
+    /// shardline patch: `choose_partition`'s choice as an index into `producers`
+    fn choose_partition_index(&mut self, message: &Message) -> usize {
         match &self.options.routing_policy {
             Some(RoutingPolicy::RoundRobin) => {
                 // If the message has a partition key, use it
                 if let Some(partition_key) = &message.partition_key {
-                    let index = RoutingPolicy::compute_partition_index_for_key(
+                    return RoutingPolicy::compute_partition_index_for_key(
                         partition_key,
                         self.producers.len(),
                     );
-                    return self.producers.get_mut(index).unwrap();
                 }
                 // If not, use round robin
-                self.get_next_round_robin_producer()
+                self.next_round_robin_index()
             }
-            Some(RoutingPolicy::Single) => self
-                .producers
-                .get_mut(self.last_used_producer_index)
-                .unwrap(),
-            Some(RoutingPolicy::Custom(policy)) => {
-                let amount_of_producers = self.producers.len();
-                self.producers
-                    .get_mut(policy.route(message, amount_of_producers))
-                    .unwrap()
-            }
-            None => self.get_next_round_robin_producer(),
+            Some(RoutingPolicy::Single) => self.last_used_producer_index,
+            Some(RoutingPolicy::Custom(policy)) => policy.route(message, self.producers.len()),
+            None => self.next_round_robin_index(),
         }
+    }
+
+    /// shardline patch: `get_next_round_robin_producer`'s choice as an index
+    fn next_round_robin_index(&mut self) -> usize {
+        self.last_used_producer_index += 1;
+        if self.last_used_producer_index >= self.producers.len() {
+            self.last_used_producer_index = 0;
+        }
+        self.last_used_producer_index
     }
 }
 
@@ -784,6 +816,74 @@ impl<Exe: Executor> TopicProducer<Exe> {
             None if self.options.enabled_batching() => Err(ProducerError::Closed.into()),
             _ => Err(ProducerError::Custom("not a batching producer".to_string()).into()),
         }
+    }
+
+    /// shardline patch: [`Producer::send_batched`] for one topic; `limits` are the most
+    /// messages and bytes of a batch.
+    #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
+    async fn send_batched(
+        &mut self,
+        messages: Vec<Message>,
+        (max_messages, max_bytes): (usize, usize),
+    ) -> Result<Vec<(usize, SendFuture)>, Error> {
+        let mut sends = Vec::new();
+        let mut batch = BatchBuilder::default();
+        for message in messages {
+            if let Some(sequence_id) = message.sequence_id {
+                if i64::try_from(sequence_id).is_ok_and(|id| id <= self.last_sequence_id) {
+                    sends.push((1, SendFuture::duplicate(self.id, sequence_id)));
+                    continue;
+                }
+            }
+            let metadata = proto::SingleMessageMetadata {
+                properties: message
+                    .properties
+                    .into_iter()
+                    .map(|(key, value)| proto::KeyValue { key, value })
+                    .collect(),
+                partition_key: message.partition_key,
+                partition_key_b64_encoded: message.partition_key_b64_encoded,
+                ordering_key: message.ordering_key,
+                payload_size: message.payload.len() as i32,
+                event_time: message.event_time,
+                sequence_id: message.sequence_id,
+                ..Default::default()
+            };
+            let metadata_len = metadata.encoded_len();
+            let len = 4 + metadata_len + message.payload.len();
+            if batch.count > 0
+                && (batch.count >= max_messages || batch.payload.len() + len > max_bytes)
+            {
+                sends.push(self.send_built(std::mem::take(&mut batch)).await?);
+            }
+            batch.payload.reserve(len);
+            batch.payload.put_u32(metadata_len as u32);
+            let _ = metadata.encode(&mut batch.payload);
+            batch.payload.put_slice(&message.payload);
+            batch.count += 1;
+            if let Some(id) = message.sequence_id {
+                batch.first_id.get_or_insert(id);
+                batch.highest_id = Some(id);
+            }
+        }
+        if batch.count > 0 {
+            sends.push(self.send_built(batch).await?);
+        }
+        Ok(sends)
+    }
+
+    /// shardline patch: sends one batch written by `send_batched`, under its first
+    /// application id with its last as the highest (the broker deduplicates it whole).
+    async fn send_built(&mut self, batch: BatchBuilder) -> Result<(usize, SendFuture), Error> {
+        let message = ProducerMessage {
+            payload: batch.payload,
+            num_messages_in_batch: Some(batch.count as i32),
+            sequence_id: batch.first_id,
+            highest_sequence_id: batch.highest_id,
+            ..Default::default()
+        };
+        let message = compress_message(message, &self.compression)?;
+        Ok((batch.count, self.connection.send(message).await?))
     }
 
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
@@ -1529,6 +1629,15 @@ impl BatchStorage {
     }
 }
 
+/// shardline patch: a batch being written by `TopicProducer::send_batched`
+#[derive(Default)]
+struct BatchBuilder {
+    payload: Vec<u8>,
+    count: usize,
+    first_id: Option<u64>,
+    highest_id: Option<u64>,
+}
+
 enum BatchItem {
     SingleMessage(
         oneshot::Sender<Result<CommandSendReceipt, Error>>,
@@ -1625,8 +1734,17 @@ async fn message_send_loop<Exe>(
                     );
                     continue;
                 }
-                let mut payload: Vec<u8> = Vec::new();
-                let mut receipts = Vec::new();
+                // shardline patch: the batch payload is allocated once at its final size (it
+                // grew by doubling) and the receipts' vector at the batch's length
+                let payload_size = batch_items
+                    .iter()
+                    .map(|item| match item {
+                        BatchItem::SingleMessage(_, message) => message.serialized_len(),
+                        BatchItem::Flush(_) => 0,
+                    })
+                    .sum();
+                let mut payload: Vec<u8> = Vec::with_capacity(payload_size);
+                let mut receipts = Vec::with_capacity(batch_items.len());
 
                 let flush_tx = {
                     if let Some(BatchItem::Flush(_)) = batch_items.last() {
