@@ -24,7 +24,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use pulsar::producer::{Message, Producer, SendFuture};
+use pulsar::message::proto::{KeyValue, SingleMessageMetadata};
+use pulsar::producer::{BatchMessage, Message, Producer, SendFuture};
 use pulsar::{Pulsar, TokioExecutor};
 use tokio::sync::Mutex;
 
@@ -58,45 +59,83 @@ pub fn message(
     event: Event,
     extra: &[(&'static str, String)],
 ) -> Message {
-    let mut properties = HashMap::with_capacity(6 + event.properties.len() + extra.len());
-    properties.insert(PARTITION_KEY.to_string(), record.partition_key.to_string());
-    properties.insert(
-        SEQUENCE_NUMBER.to_string(),
-        record.sequence_number.to_string(),
-    );
-    properties.insert(
-        ARRIVAL_TIMESTAMP.to_string(),
-        java_instant(record.arrival_millis),
-    );
-    properties.insert(
-        ENCRYPTION_TYPE.to_string(),
+    let batched = batch_message(opts, record, event, extra);
+    let m = batched.metadata;
+    Message {
+        payload: batched.payload,
+        properties: m.properties.into_iter().map(|p| (p.key, p.value)).collect(),
+        partition_key: m.partition_key,
+        event_time: m.event_time,
+        ..Message::default()
+    }
+}
+
+/// The same message in the form a batch holds it ([`Producer::send_batched`]): its
+/// metadata written once, with no map of its properties in between.
+pub fn batch_message(
+    opts: &MessageOptions,
+    record: &RecordContext<'_>,
+    event: Event,
+    extra: &[(&'static str, String)],
+) -> BatchMessage {
+    let event_time = event.event_time_millis.unwrap_or(record.arrival_millis);
+    BatchMessage {
+        metadata: SingleMessageMetadata {
+            properties: properties(opts, record, event.properties, extra),
+            partition_key: Some(
+                event
+                    .key
+                    .unwrap_or_else(|| record.partition_key.to_string()),
+            ),
+            event_time: u64::try_from(event_time).ok(),
+            ..SingleMessageMetadata::default()
+        },
+        payload: event.payload,
+    }
+}
+
+/// A message's properties: the record's (`kinesis.*`, as Pulsar IO names them), then the
+/// component's, then the sink's own (`extra`); a later one replaces an earlier one of the
+/// same name.
+fn properties(
+    opts: &MessageOptions,
+    record: &RecordContext<'_>,
+    event: Vec<(String, String)>,
+    extra: &[(&'static str, String)],
+) -> Vec<KeyValue> {
+    let kv = |key: &str, value: String| KeyValue {
+        key: key.to_string(),
+        value,
+    };
+    let mut p = Vec::with_capacity(7 + event.len() + extra.len());
+    p.push(kv(PARTITION_KEY, record.partition_key.to_string()));
+    p.push(kv(SEQUENCE_NUMBER, record.sequence_number.to_string()));
+    p.push(kv(ARRIVAL_TIMESTAMP, java_instant(record.arrival_millis)));
+    p.push(kv(
+        ENCRYPTION_TYPE,
         record.encryption_type.unwrap_or("NONE").to_string(),
-    );
+    ));
     if let Some(sub) = record.sub_sequence_number {
-        properties.insert(SUB_SEQUENCE_NUMBER.to_string(), sub.to_string());
+        p.push(kv(SUB_SEQUENCE_NUMBER, sub.to_string()));
     }
     if opts.shard_id_property {
-        properties.insert(SHARD_ID.to_string(), record.shard_id.to_string());
+        p.push(kv(SHARD_ID, record.shard_id.to_string()));
     }
     if opts.millis_behind_latest_property {
         if let Some(m) = record.millis_behind_latest {
-            properties.insert(MILLIS_BEHIND_LATEST.to_string(), m.to_string());
+            p.push(kv(MILLIS_BEHIND_LATEST, m.to_string()));
         }
     }
-    properties.extend(event.properties);
-    properties.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let event_time = event.event_time_millis.unwrap_or(record.arrival_millis);
-    Message {
-        payload: event.payload,
-        properties,
-        partition_key: Some(
-            event
-                .key
-                .unwrap_or_else(|| record.partition_key.to_string()),
-        ),
-        event_time: u64::try_from(event_time).ok(),
-        ..Message::default()
+    let later = event
+        .into_iter()
+        .chain(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    for (key, value) in later {
+        match p.iter_mut().find(|kv| kv.key == key) {
+            Some(earlier) => earlier.value = value,
+            None => p.push(KeyValue { key, value }),
+        }
     }
+    p
 }
 
 /// Whether a Pulsar error can heal by sending again. The broker's answer decides: an
@@ -372,25 +411,36 @@ impl PulsarSink {
                     self.err(topic, why, SinkErrorKind::Transient)
                 })?;
         }
-        let messages = deliveries.into_iter().map(|d| {
-            let mut msg = message(&self.opts, &d.record, d.event, &d.extra);
-            if first.is_some() {
-                msg.sequence_id = Some(d.number.sequence.id(d.number.number));
-            }
-            msg
-        });
+        let id = |d: &Delivery<'_>| {
+            first
+                .is_some()
+                .then(|| d.number.sequence.id(d.number.number))
+        };
         // Each receipt with the number of messages it answers for.
         let mut receipts: Vec<(usize, SendFuture)> = Vec::new();
         {
             let mut p = producer.lock().await;
             let sent = match batch_limits(&self.config) {
-                Some((max_messages, max_bytes)) => p
-                    .send_batched(messages.collect(), max_messages, max_bytes)
-                    .await
-                    .map(|batches| receipts = batches),
+                Some((max_messages, max_bytes)) => {
+                    let messages = deliveries
+                        .into_iter()
+                        .map(|d| {
+                            let sequence_id = id(&d);
+                            let mut m = batch_message(&self.opts, &d.record, d.event, &d.extra);
+                            m.metadata.sequence_id = sequence_id;
+                            m
+                        })
+                        .collect();
+                    p.send_batched(messages, max_messages, max_bytes)
+                        .await
+                        .map(|batches| receipts = batches)
+                }
                 None => {
                     async {
-                        for msg in messages {
+                        for d in deliveries {
+                            let sequence_id = id(&d);
+                            let mut msg = message(&self.opts, &d.record, d.event, &d.extra);
+                            msg.sequence_id = sequence_id;
                             receipts.push((1, p.send_non_blocking(msg).await?));
                         }
                         Ok(())
@@ -671,5 +721,52 @@ mod tests {
             m.properties[PARTITION_KEY], "customer-7",
             "source key stays visible"
         );
+    }
+
+    #[test]
+    fn a_later_property_replaces_an_earlier_one_of_the_same_name_once() {
+        let mut e = event(b"x");
+        e.properties = vec![
+            (PARTITION_KEY.into(), "from-component".into()),
+            ("order.region".into(), "eu".into()),
+        ];
+        let extra = [("order.region", "us".to_string())];
+        let batched = batch_message(&MessageOptions::default(), &record(), e.clone(), &extra);
+        let names: Vec<&str> = batched
+            .metadata
+            .properties
+            .iter()
+            .map(|p| p.key.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                PARTITION_KEY,
+                SEQUENCE_NUMBER,
+                ARRIVAL_TIMESTAMP,
+                ENCRYPTION_TYPE,
+                "order.region"
+            ],
+            "each name once, in order"
+        );
+        let value = |name: &str| {
+            batched
+                .metadata
+                .properties
+                .iter()
+                .find(|p| p.key == name)
+                .map(|p| p.value.as_str())
+        };
+        assert_eq!(value(PARTITION_KEY), Some("from-component"));
+        assert_eq!(value("order.region"), Some("us"));
+        // The message form carries the same.
+        let m = message(&MessageOptions::default(), &record(), e, &extra);
+        assert_eq!(m.properties.len(), names.len());
+        for p in &batched.metadata.properties {
+            assert_eq!(m.properties[&p.key], p.value);
+        }
+        assert_eq!(m.partition_key, batched.metadata.partition_key);
+        assert_eq!(m.event_time, batched.metadata.event_time);
+        assert_eq!(m.payload, batched.payload);
     }
 }

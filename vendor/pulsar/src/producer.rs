@@ -549,13 +549,14 @@ impl<Exe: Executor> Producer<Exe> {
     /// order, without the client's own batching (the producer should have it off): each
     /// message is written into its batch here, so nothing crosses a channel per message.
     /// A partitioned topic's messages go to the partitions the routing policy chooses,
-    /// each partition's in order. Returns each batch's receipt with the number of messages
+    /// each partition's in order (a custom policy sees a message of the same key,
+    /// ordering key, properties, event time and payload). Returns each batch's receipt with the number of messages
     /// it holds; a message with an application sequence id the broker already has is not
     /// sent and gets a receipt of its own, of message id `-1:-1`.
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
     pub async fn send_batched(
         &mut self,
-        messages: Vec<Message>,
+        messages: Vec<BatchMessage>,
         max_messages: usize,
         max_bytes: usize,
     ) -> Result<Vec<(usize, SendFuture)>, Error> {
@@ -563,9 +564,10 @@ impl<Exe: Executor> Producer<Exe> {
         match &mut self.inner {
             ProducerInner::Single(p) => p.send_batched(messages, limits).await,
             ProducerInner::Partitioned(p) => {
-                let mut groups: Vec<Vec<Message>> = p.producers.iter().map(|_| Vec::new()).collect();
+                let mut groups: Vec<Vec<BatchMessage>> =
+                    p.producers.iter().map(|_| Vec::new()).collect();
                 for message in messages {
-                    let index = p.choose_partition_index(&message);
+                    let index = p.choose_batch_partition_index(&message);
                     groups[index].push(message);
                 }
                 let mut sends = Vec::new();
@@ -641,6 +643,36 @@ impl<Exe: Executor> PartitionedProducer<Exe> {
             }
             Some(RoutingPolicy::Single) => self.last_used_producer_index,
             Some(RoutingPolicy::Custom(policy)) => policy.route(message, self.producers.len()),
+            None => self.next_round_robin_index(),
+        }
+    }
+
+    /// shardline patch: `choose_partition_index` for a message of `send_batched`
+    fn choose_batch_partition_index(&mut self, message: &BatchMessage) -> usize {
+        match &self.options.routing_policy {
+            Some(RoutingPolicy::Custom(_)) => {
+                let m = &message.metadata;
+                let routed = Message {
+                    payload: message.payload.clone(),
+                    properties: m
+                        .properties
+                        .iter()
+                        .map(|p| (p.key.clone(), p.value.clone()))
+                        .collect(),
+                    partition_key: m.partition_key.clone(),
+                    partition_key_b64_encoded: m.partition_key_b64_encoded,
+                    ordering_key: m.ordering_key.clone(),
+                    event_time: m.event_time,
+                    sequence_id: m.sequence_id,
+                    ..Default::default()
+                };
+                self.choose_partition_index(&routed)
+            }
+            Some(RoutingPolicy::RoundRobin) => match &message.metadata.partition_key {
+                Some(key) => RoutingPolicy::compute_partition_index_for_key(key, self.producers.len()),
+                None => self.next_round_robin_index(),
+            },
+            Some(RoutingPolicy::Single) => self.last_used_producer_index,
             None => self.next_round_robin_index(),
         }
     }
@@ -823,34 +855,26 @@ impl<Exe: Executor> TopicProducer<Exe> {
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
     async fn send_batched(
         &mut self,
-        messages: Vec<Message>,
+        messages: Vec<BatchMessage>,
         (max_messages, max_bytes): (usize, usize),
     ) -> Result<Vec<(usize, SendFuture)>, Error> {
         let mut sends = Vec::new();
         let mut batch = BatchBuilder::default();
-        for message in messages {
-            if let Some(sequence_id) = message.sequence_id {
-                if i64::try_from(sequence_id).is_ok_and(|id| id <= self.last_sequence_id) {
-                    sends.push((1, SendFuture::duplicate(self.id, sequence_id)));
+        for BatchMessage {
+            mut metadata,
+            payload,
+        } in messages
+        {
+            let sequence_id = metadata.sequence_id;
+            if let Some(id) = sequence_id {
+                if i64::try_from(id).is_ok_and(|id| id <= self.last_sequence_id) {
+                    sends.push((1, SendFuture::duplicate(self.id, id)));
                     continue;
                 }
             }
-            let metadata = proto::SingleMessageMetadata {
-                properties: message
-                    .properties
-                    .into_iter()
-                    .map(|(key, value)| proto::KeyValue { key, value })
-                    .collect(),
-                partition_key: message.partition_key,
-                partition_key_b64_encoded: message.partition_key_b64_encoded,
-                ordering_key: message.ordering_key,
-                payload_size: message.payload.len() as i32,
-                event_time: message.event_time,
-                sequence_id: message.sequence_id,
-                ..Default::default()
-            };
+            metadata.payload_size = payload.len() as i32;
             let metadata_len = metadata.encoded_len();
-            let len = 4 + metadata_len + message.payload.len();
+            let len = 4 + metadata_len + payload.len();
             if batch.count > 0
                 && (batch.count >= max_messages || batch.payload.len() + len > max_bytes)
             {
@@ -859,9 +883,9 @@ impl<Exe: Executor> TopicProducer<Exe> {
             batch.payload.reserve(len);
             batch.payload.put_u32(metadata_len as u32);
             let _ = metadata.encode(&mut batch.payload);
-            batch.payload.put_slice(&message.payload);
+            batch.payload.put_slice(&payload);
             batch.count += 1;
-            if let Some(id) = message.sequence_id {
+            if let Some(id) = sequence_id {
                 batch.first_id.get_or_insert(id);
                 batch.highest_id = Some(id);
             }
@@ -1627,6 +1651,14 @@ impl BatchStorage {
         }
         matches!(self.storage.back(), Some(BatchItem::Flush(_)))
     }
+}
+
+/// shardline patch: a message for [`Producer::send_batched`], its metadata already in the
+/// form a batch holds it (`payload_size` is filled in when it is written)
+#[derive(Debug, Clone, Default)]
+pub struct BatchMessage {
+    pub metadata: proto::SingleMessageMetadata,
+    pub payload: Vec<u8>,
 }
 
 /// shardline patch: a batch being written by `TopicProducer::send_batched`
