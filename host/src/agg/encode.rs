@@ -8,11 +8,10 @@
 //! the aggregator into a new buffer, was a third of the time of aggregating 1 KiB records
 //! (BENCHMARKS.md, *KPL aggregation*).
 
-use std::collections::HashMap;
-
 use super::wire::{
     key, len_field_size, put_len_field, put_varint, put_varint_field, varint_field_size, WIRE_LEN,
 };
+use super::key_table::KeyTable;
 use super::{parse_explicit_hash_key, write_digests, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
 
 const PARTITION_KEY_TABLE: u32 = 1;
@@ -22,10 +21,6 @@ const RECORD_PARTITION_KEY_INDEX: u32 = 1;
 const RECORD_EXPLICIT_HASH_KEY_INDEX: u32 = 2;
 const RECORD_DATA: u32 = 3;
 
-/// Key tables hashed with foldhash: a partition key is hashed twice per record (`fits`,
-/// then `add`), and SipHash was a third of the time besides the MD5. The tables hold one
-/// aggregate's keys (at most ~51 KB of them), so a crafted key set cannot grow them far.
-type KeyIndex = HashMap<String, u64, foldhash::fast::RandomState>;
 
 /// Least room left in front of the records for the magic and the key tables.
 const MIN_ROOM: usize = 256;
@@ -36,14 +31,10 @@ const MIN_ROOM: usize = 256;
 /// The three protobuf fields are kept encoded so that the output is in field order (tables
 /// first) while the tables keep growing as records arrive: the tables each in a buffer of
 /// their own, the records in `out` behind `room` bytes left for magic and tables.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Aggregator {
-    /// Encoded `partition_key_table` fields.
-    partition_keys: Vec<u8>,
-    partition_key_index: KeyIndex,
-    /// Encoded `explicit_hash_key_table` fields.
-    explicit_hash_keys: Vec<u8>,
-    explicit_hash_key_index: KeyIndex,
+    partition_keys: KeyTable,
+    explicit_hash_keys: KeyTable,
     /// `room` bytes for magic and tables, then the encoded `records` fields.
     out: Vec<u8>,
     /// Kept from one aggregate to the next: the tables of the last one fitted.
@@ -104,6 +95,18 @@ impl AsMut<[u8]> for Encoded {
     }
 }
 
+impl Default for Aggregator {
+    fn default() -> Self {
+        Self {
+            partition_keys: KeyTable::new(PARTITION_KEY_TABLE),
+            explicit_hash_keys: KeyTable::new(EXPLICIT_HASH_KEY_TABLE),
+            out: Vec::new(),
+            room: 0,
+            count: 0,
+        }
+    }
+}
+
 impl Aggregator {
     pub fn new() -> Self {
         Self::default()
@@ -124,7 +127,7 @@ impl Aggregator {
     }
 
     fn tables_len(&self) -> usize {
-        self.partition_keys.len() + self.explicit_hash_keys.len()
+        self.partition_keys.encoded().len() + self.explicit_hash_keys.encoded().len()
     }
 
     /// The encoded `records` fields.
@@ -160,8 +163,8 @@ impl Aggregator {
         explicit_hash_key: Option<&str>,
         data: &[u8],
     ) -> usize {
-        let (pk_index, pk_new) = lookup(&self.partition_key_index, partition_key);
-        let ehk = explicit_hash_key.map(|ehk| (ehk, lookup(&self.explicit_hash_key_index, ehk)));
+        let (pk_index, pk_new) = self.partition_keys.lookup(partition_key);
+        let ehk = explicit_hash_key.map(|ehk| (ehk, self.explicit_hash_keys.lookup(ehk)));
         let mut added = record_field_size(pk_index, ehk.map(|(_, (i, _))| i), data.len());
         if pk_new {
             added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
@@ -201,20 +204,8 @@ impl Aggregator {
         if let Some(ehk) = explicit_hash_key {
             parse_explicit_hash_key(ehk)?;
         }
-        let pk_index = intern(
-            &mut self.partition_key_index,
-            &mut self.partition_keys,
-            PARTITION_KEY_TABLE,
-            partition_key,
-        );
-        let ehk_index = explicit_hash_key.map(|ehk| {
-            intern(
-                &mut self.explicit_hash_key_index,
-                &mut self.explicit_hash_keys,
-                EXPLICIT_HASH_KEY_TABLE,
-                ehk,
-            )
-        });
+        let pk_index = self.partition_keys.intern(partition_key);
+        let ehk_index = explicit_hash_key.map(|ehk| self.explicit_hash_keys.intern(ehk));
 
         self.fit_room();
         // The `records` field, its body written in place (its length is known first).
@@ -263,8 +254,8 @@ impl Aggregator {
         out.clear();
         out.reserve_exact(self.encoded_len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&self.partition_keys);
-        out.extend_from_slice(&self.explicit_hash_keys);
+        out.extend_from_slice(self.partition_keys.encoded());
+        out.extend_from_slice(self.explicit_hash_keys.encoded());
         out.extend_from_slice(self.records());
         out.resize(out.len() + DIGEST_LEN, 0);
     }
@@ -272,9 +263,7 @@ impl Aggregator {
     /// Empties it for the next aggregate, keeping its allocations.
     pub fn clear(&mut self) {
         self.partition_keys.clear();
-        self.partition_key_index.clear();
         self.explicit_hash_keys.clear();
-        self.explicit_hash_key_index.clear();
         self.out.truncate(self.room);
         self.count = 0;
     }
@@ -307,7 +296,11 @@ impl Aggregator {
         self.fit_room();
         let start = self.room - MAGIC.len() - self.tables_len();
         let mut head = start;
-        let parts = [&MAGIC[..], &self.partition_keys, &self.explicit_hash_keys];
+        let parts = [
+            &MAGIC[..],
+            self.partition_keys.encoded(),
+            self.explicit_hash_keys.encoded(),
+        ];
         for part in parts {
             self.out[head..head + part.len()].copy_from_slice(part);
             head += part.len();
@@ -339,25 +332,6 @@ impl Aggregator {
         self.encode_without_digest_into(out);
         self.clear();
     }
-}
-
-/// The index `key` has or would get, and whether it is new.
-fn lookup(index: &KeyIndex, key: &str) -> (u64, bool) {
-    match index.get(key) {
-        Some(&i) => (i, false),
-        None => (index.len() as u64, true),
-    }
-}
-
-/// The index of `key` in a table, appending it if new.
-fn intern(index: &mut KeyIndex, table: &mut Vec<u8>, field: u32, key: &str) -> u64 {
-    if let Some(&i) = index.get(key) {
-        return i;
-    }
-    let i = index.len() as u64;
-    index.insert(key.to_string(), i);
-    put_len_field(table, field, key.as_bytes());
-    i
 }
 
 fn record_body_size(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {

@@ -110,6 +110,7 @@
 mod checksum;
 mod decode;
 mod encode;
+mod key_table;
 mod wire;
 
 #[cfg(test)]
