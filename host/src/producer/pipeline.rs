@@ -67,6 +67,7 @@ pub(super) struct Pipeline {
     intake_closed: bool,
     /// Commands taken in at once (kept for its allocation).
     intake_batch: Vec<Command>,
+    bodies: super::request::BodyPool,
 }
 
 impl Pipeline {
@@ -84,6 +85,7 @@ impl Pipeline {
             base: config.retry_backoff,
             max: config.max_retry_backoff,
         };
+        let bodies = super::request::BodyPool::new(config.max_connections.max(1));
         let mut p = Self {
             metrics: Arc::new(crate::producer::metrics::ProducerMetrics::new(
                 &stream, &stats,
@@ -111,6 +113,7 @@ impl Pipeline {
             flush_waiters: Vec::new(),
             intake_closed: false,
             intake_batch: Vec::new(),
+            bodies,
         };
         p.apply_map(map, now);
         p
@@ -122,6 +125,7 @@ impl Pipeline {
             self.tick(now);
             self.dispatch(now);
             if self.idle() {
+                self.bodies.clear();
                 if self.flushing {
                     for w in self.flush_waiters.drain(..) {
                         let _ = w.send(());
@@ -460,11 +464,12 @@ impl Pipeline {
         let timeout = self.config.request_timeout;
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
+        let bodies = self.bodies.clone();
         tokio::spawn(async move {
             // Digests and body here, off the pipeline's task: the runtime's other workers
             // take a share.
             write_pending_digests(&mut batch);
-            let (body, sha256_hex) = write_body(&stream, &mut batch);
+            let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies);
             let sent = std::time::Instant::now();
             let put = super::request::put_records(&client, &stream, &body, &sha256_hex);
             let result = tokio::time::timeout(timeout, put).await;
@@ -672,15 +677,19 @@ impl Pipeline {
 
 /// Writes the request's body; the records' data moves into it. Also gives the body's
 /// SHA-256 (hex), for the signer.
-fn write_body(stream: &str, batch: &mut [KinesisRecord]) -> (Bytes, String) {
+fn write_body(
+    stream: &str,
+    batch: &mut [KinesisRecord],
+    bodies: &super::request::BodyPool,
+) -> (Bytes, String) {
     let entries = batch.iter().map(|r| super::request::Entry {
         data: r.data.as_slice(),
         partition_key: &r.partition_key,
         explicit_hash_key: r.explicit_hash_key.as_deref(),
     });
-    let body = super::request::write(stream, entries);
+    let body = super::request::write(stream, entries, bodies);
     for (r, range) in batch.iter_mut().zip(body.ranges) {
         r.move_into_body(range);
     }
-    (Bytes::from(body.bytes), body.sha256_hex)
+    (bodies.bytes(body.bytes), body.sha256_hex)
 }
