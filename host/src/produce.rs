@@ -240,7 +240,10 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
 /// record is being retried, say) while more than twice `outstanding` (the producer's bound
 /// on records it holds) are queued behind it, the resolved ones are taken from the queue
 /// wherever they are, so it stays within a few times that bound.
-async fn collect(mut rx: mpsc::UnboundedReceiver<Vec<PutHandle>>, outstanding: usize) -> Vec<String> {
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Vec<PutHandle>>,
+    outstanding: usize,
+) -> Vec<String> {
     let mut queue: VecDeque<PutHandle> = VecDeque::new();
     let mut failures = Vec::new();
     let mut note = |r: Result<_, crate::producer::PutFailure>| {
@@ -480,9 +483,8 @@ fn read_input(
                 }
                 let mut data = vec![0u8; len];
                 if let Err(e) = reader.read_exact(&mut data) {
-                    out.push(Err(anyhow::Error::new(e).context(format!(
-                        "{name}: record {n}: {len} bytes announced"
-                    ))));
+                    out.push(Err(anyhow::Error::new(e)
+                        .context(format!("{name}: record {n}: {len} bytes announced"))));
                     return;
                 }
                 data

@@ -8,10 +8,10 @@
 //! the aggregator into a new buffer, was a third of the time of aggregating 1 KiB records
 //! (BENCHMARKS.md, *KPL aggregation*).
 
+use super::key_table::KeyTable;
 use super::wire::{
     key, len_field_size, put_len_field, put_varint, put_varint_field, varint_field_size, WIRE_LEN,
 };
-use super::key_table::KeyTable;
 use super::{parse_explicit_hash_key, write_digests, AggError, DIGEST_LEN, MAGIC, OVERHEAD};
 
 const PARTITION_KEY_TABLE: u32 = 1;
@@ -20,7 +20,6 @@ const RECORDS: u32 = 3;
 const RECORD_PARTITION_KEY_INDEX: u32 = 1;
 const RECORD_EXPLICIT_HASH_KEY_INDEX: u32 = 2;
 const RECORD_DATA: u32 = 3;
-
 
 /// Least room left in front of the records for the magic and the key tables.
 const MIN_ROOM: usize = 256;

@@ -403,7 +403,9 @@ mod tests {
             .await
             .is_err());
         let wrong = hex::encode(Sha256::digest(b"another body"));
-        assert!(put_records(&client, "orders", &bytes, &wrong).await.is_err());
+        assert!(put_records(&client, "orders", &bytes, &wrong)
+            .await
+            .is_err());
 
         let sent = capture.0.lock().expect("not poisoned").clone();
         assert_eq!(sent.len(), 3);
@@ -413,7 +415,11 @@ mod tests {
         };
         assert!(auth(&sent[0]).starts_with("AWS4-HMAC-SHA256 "));
         assert_eq!(sent[0], sent[1], "same headers, signature included");
-        assert_ne!(auth(&sent[0]), auth(&sent[2]), "the hash given is the one signed");
+        assert_ne!(
+            auth(&sent[0]),
+            auth(&sent[2]),
+            "the hash given is the one signed"
+        );
     }
 
     #[test]
@@ -435,7 +441,10 @@ mod tests {
             (b.clone(), b)
         };
         drop(bytes);
-        assert!(pool.free.lock().expect("not poisoned").is_empty(), "a copy is alive");
+        assert!(
+            pool.free.lock().expect("not poisoned").is_empty(),
+            "a copy is alive"
+        );
         drop(copy);
         let second = write_one(100);
         assert_eq!(second.bytes.as_ptr(), ptr, "the same buffer");
