@@ -78,6 +78,8 @@ LABELS = {
     "aggregate": ("aggregate", "aggregate"),
     "aggregate-batch": ("aggregate", "aggregate, digests per PutRecords request"),
     "aggregate-batch-reuse": ("aggregate", "the same, written into reused buffers"),
+    "aggregate-in-place": ("aggregate", "digests per request, records written once (in place)"),
+    "aggregate-in-place-reuse": ("aggregate", "the same, into reused buffers"),
     "deaggregate": ("deaggregate", "deaggregate (borrowed)"),
     "deaggregate-batch": ("deaggregate", "deaggregate, per 2 MiB GetRecords batch (borrowed)"),
     "deaggregate-owned": ("deaggregate", "deaggregate (owned copies)"),

@@ -26,7 +26,7 @@ use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use md5::{Digest, Md5};
 use shardline::agg::{
-    deaggregate_many, decode, md5_each, write_digests, Aggregator, Deaggregated,
+    deaggregate_many, decode, md5_each, write_digests, Aggregator, Deaggregated, Encoded,
     KPL_DEFAULT_MAX_SIZE,
 };
 
@@ -150,6 +150,44 @@ fn aggregate_batched_into(records: &[(String, Vec<u8>)], out: &mut Vec<Vec<u8>>)
     write_digests(&mut out[request_start..]);
 }
 
+/// [`aggregate_batched`] with each aggregate taken where its records were written
+/// (`take_encoded`: magic and key tables put in front of them, no second copy), as the
+/// producer does. `reuse`: the buffers of `out` from the last call are handed back to the
+/// aggregator for the aggregates after them (`take_encoded_into`) instead of fresh ones.
+fn aggregate_in_place(records: &[(String, Vec<u8>)], out: &mut Vec<Encoded>, reuse: bool) {
+    let (mut n, mut request_start, mut request_bytes) = (0, 0, 0);
+    let mut agg = Aggregator::new();
+    if !reuse {
+        out.clear();
+    }
+    let mut finish = |out: &mut Vec<Encoded>, agg: &mut Aggregator| {
+        if n == out.len() {
+            out.push(agg.take_encoded());
+        } else {
+            agg.take_encoded_into(&mut out[n]);
+        }
+        let len = out[n].len();
+        if n - request_start == REQUEST_RECORDS || request_bytes + len > REQUEST_BYTES {
+            write_digests(&mut out[request_start..n]);
+            request_start = n;
+            request_bytes = 0;
+        }
+        request_bytes += len;
+        n += 1;
+    };
+    for (pk, data) in records {
+        if !agg.fits(pk, None, data, KPL_DEFAULT_MAX_SIZE) {
+            finish(out, &mut agg);
+        }
+        agg.add(pk, None, data).expect("valid record");
+    }
+    if !agg.is_empty() {
+        finish(out, &mut agg);
+    }
+    out.truncate(n);
+    write_digests(&mut out[request_start..]);
+}
+
 /// The aggregates cut into GetRecords-sized batches (at most [`FETCH_BYTES`] each).
 fn fetches(aggregates: &[Vec<u8>]) -> Vec<&[Vec<u8>]> {
     let mut out = Vec::new();
@@ -225,6 +263,12 @@ fn bench(c: &mut Criterion<CpuTime>) {
         let mut reused = Vec::new();
         aggregate_batched_into(&records, &mut reused);
         assert_eq!(reused, aggregates, "reused buffers differ");
+        let mut in_place = Vec::new();
+        for reuse in [false, true, true] {
+            aggregate_in_place(&records, &mut in_place, reuse);
+            let got: Vec<&[u8]> = in_place.iter().map(Encoded::as_slice).collect();
+            assert_eq!(got, aggregates, "aggregates taken in place differ");
+        }
         let batches = fetches(&aggregates);
 
         let mut group = c.benchmark_group("agg");
@@ -247,6 +291,18 @@ fn bench(c: &mut Criterion<CpuTime>) {
             BenchmarkId::new("aggregate-batch-reuse", name),
             &records,
             |b, r| b.iter(|| aggregate_batched_into(black_box(r), &mut reused)),
+        );
+
+        group.bench_with_input(
+            BenchmarkId::new("aggregate-in-place", name),
+            &records,
+            |b, r| b.iter(|| aggregate_in_place(black_box(r), &mut in_place, false)),
+        );
+
+        group.bench_with_input(
+            BenchmarkId::new("aggregate-in-place-reuse", name),
+            &records,
+            |b, r| b.iter(|| aggregate_in_place(black_box(r), &mut in_place, true)),
         );
 
         // Reading, borrowing keys and data from the aggregates (what the consumer does

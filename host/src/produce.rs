@@ -8,15 +8,18 @@
 //! or are generated (`--sample orders|random`), so it is also the load generator of the
 //! benchmarks.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{self, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use futures::stream::{FuturesUnordered, StreamExt};
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
@@ -148,31 +151,34 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::new)?;
     let producer = Arc::new(producer);
 
-    let (tx, mut rx) = mpsc::channel::<anyhow::Result<UserRecord>>(4096);
+    // Up to 4,096 records read ahead, in batches of `BATCH`.
+    let (tx, mut rx) = mpsc::channel::<Vec<anyhow::Result<UserRecord>>>(4096 / BATCH);
     let reader = spawn_source(&args, tx)?;
-    let (handles_tx, handles_rx) = mpsc::unbounded_channel::<PutHandle>();
-    let collector = tokio::spawn(collect(handles_rx));
+    // The handles of each batch go over together: one wake-up of the collector per batch.
+    let (handles_tx, handles_rx) = mpsc::unbounded_channel::<Vec<PutHandle>>();
+    let collector = tokio::spawn(collect(handles_rx, args.max_outstanding_records.max(1)));
     let progress = (!args.progress.is_zero())
         .then(|| tokio::spawn(report_progress(producer.clone(), args.progress)));
 
     let started = Instant::now();
     let mut input_error = None;
-    while let Some(r) = rx.recv().await {
-        match r {
-            Ok(record) => match producer.put(record).await {
-                Ok(h) => {
-                    let _ = handles_tx.send(h);
-                }
+    'input: while let Some(batch) = rx.recv().await {
+        let mut handles = Vec::with_capacity(batch.len());
+        for r in batch {
+            let put = match r {
+                Ok(record) => producer.put(record).await.map_err(anyhow::Error::new),
+                Err(e) => Err(e),
+            };
+            match put {
+                Ok(h) => handles.push(h),
                 Err(e) => {
-                    input_error = Some(anyhow::Error::new(e));
-                    break;
+                    input_error = Some(e);
+                    let _ = handles_tx.send(handles);
+                    break 'input;
                 }
-            },
-            Err(e) => {
-                input_error = Some(e);
-                break;
             }
         }
+        let _ = handles_tx.send(handles);
     }
     drop(rx);
     drop(handles_tx);
@@ -225,26 +231,65 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
 
 /// Awaits every handle; returns the failure messages (all of them are counted in the
 /// producer's stats; the first ones are kept for the report).
-async fn collect(mut rx: mpsc::UnboundedReceiver<PutHandle>) -> Vec<String> {
-    let mut pending = FuturesUnordered::new();
+/// Waits for every handle and keeps the messages of the first 100 failures.
+///
+/// Handles are awaited oldest first: records are stored about in the order they were put,
+/// so the oldest is nearly always the one still to wait for, and the others resolve
+/// without waking this task. (A `FuturesUnordered` of them was woken by every record, a
+/// third of the CPU of `produce` with 100-byte records.) When the oldest is held up (its
+/// record is being retried, say) while more than twice `outstanding` (the producer's bound
+/// on records it holds) are queued behind it, the resolved ones are taken from the queue
+/// wherever they are, so it stays within a few times that bound.
+async fn collect(
+    mut rx: mpsc::UnboundedReceiver<Vec<PutHandle>>,
+    outstanding: usize,
+) -> Vec<String> {
+    let mut queue: VecDeque<PutHandle> = VecDeque::new();
     let mut failures = Vec::new();
-    let mut open = true;
-    loop {
-        tokio::select! {
-            h = rx.recv(), if open => match h {
-                Some(h) => pending.push(h),
-                None => open = false,
-            },
-            Some(r) = pending.next(), if !pending.is_empty() => {
-                if let Err(e) = r {
-                    if failures.len() < 100 {
-                        failures.push(e.to_string());
-                    }
-                }
+    let mut note = |r: Result<_, crate::producer::PutFailure>| {
+        if let Err(e) = r {
+            if failures.len() < 100 {
+                failures.push(e.to_string());
             }
-            else => return failures,
         }
-    }
+    };
+    let mut open = true;
+    // Unconstrained: this task polls thousands of resolved handles at once, and tokio's
+    // per-task budget would have every poll past the 128th come back pending.
+    tokio::task::unconstrained(std::future::poll_fn(|cx| {
+        while open {
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(handles)) => queue.extend(handles),
+                Poll::Ready(None) => open = false,
+                Poll::Pending => break,
+            }
+        }
+        if queue.len() > 2 * outstanding {
+            let mut unwoken = task::Context::from_waker(Waker::noop());
+            queue.retain_mut(|h| match Pin::new(h).poll(&mut unwoken) {
+                Poll::Ready(r) => {
+                    note(r);
+                    false
+                }
+                Poll::Pending => true,
+            });
+        }
+        while let Some(oldest) = queue.front_mut() {
+            match Pin::new(oldest).poll(cx) {
+                Poll::Ready(r) => {
+                    queue.pop_front();
+                    note(r);
+                }
+                Poll::Pending => break,
+            }
+        }
+        if open || !queue.is_empty() {
+            return Poll::Pending;
+        }
+        Poll::Ready(())
+    }))
+    .await;
+    failures
 }
 
 fn rate(stats: &StatsSnapshot, elapsed: Duration) -> (f64, f64) {
@@ -304,9 +349,37 @@ fn print_summary(stream: &str, s: &Summary) {
 }
 
 /// Starts the thread that reads or generates records into `tx`.
+/// Records per batch from the reading thread to the producer.
+const BATCH: usize = 256;
+
+/// The reading thread's end of the channel: records go over in batches of [`BATCH`] (a
+/// send per record cost more than the rest of reading), and a reader sends what it has
+/// before it may block, so a record typed into stdin still goes out at once.
+struct Batches {
+    tx: mpsc::Sender<Vec<anyhow::Result<UserRecord>>>,
+    batch: Vec<anyhow::Result<UserRecord>>,
+}
+
+impl Batches {
+    /// Adds a record; false once the receiving side is gone.
+    fn push(&mut self, r: anyhow::Result<UserRecord>) -> bool {
+        self.batch.push(r);
+        self.batch.len() < BATCH || self.flush()
+    }
+
+    /// Sends what is batched; false once the receiving side is gone.
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.tx.blocking_send(batch).is_ok()
+    }
+}
+
 fn spawn_source(
     args: &ProduceArgs,
-    tx: mpsc::Sender<anyhow::Result<UserRecord>>,
+    tx: mpsc::Sender<Vec<anyhow::Result<UserRecord>>>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let input: Option<Box<dyn Read + Send>> = match args.input.as_deref() {
         None => None,
@@ -323,11 +396,16 @@ fn spawn_source(
         .map(|p| p.display().to_string())
         .unwrap_or_default();
     Ok(tokio::task::spawn_blocking(move || {
-        let send = |r| tx.blocking_send(r).is_ok();
+        let mut out = Batches {
+            tx,
+            batch: Vec::with_capacity(BATCH),
+        };
         match input {
-            Some(input) => read_input(input, &name, format, key, send),
+            Some(input) => read_input(input, &name, format, key, &mut out),
             None => {
-                let mut rng = rand::rng();
+                // Random test data needs no cryptographic generator: a fast one (as the
+                // KPL's bench program uses, `SplittableRandom`), seeded from the OS.
+                let mut rng = rand::rngs::SmallRng::from_os_rng();
                 for i in 0..count {
                     let record = match sample {
                         Sample::Orders => {
@@ -345,12 +423,13 @@ fn spawn_source(
                             UserRecord::new(format!("k{k}"), data)
                         }
                     };
-                    if !send(Ok(record)) {
+                    if !out.push(Ok(record)) {
                         return;
                     }
                 }
             }
         }
+        out.flush();
     }))
 }
 
@@ -359,7 +438,7 @@ fn read_input(
     name: &str,
     format: Format,
     key: KeySource,
-    mut send: impl FnMut(anyhow::Result<UserRecord>) -> bool,
+    out: &mut Batches,
 ) {
     let mut reader = BufReader::with_capacity(1 << 20, input);
     let mut rng = rand::rng();
@@ -380,7 +459,7 @@ fn read_input(
                         line
                     }
                     Err(e) => {
-                        send(Err(anyhow::Error::new(e).context(format!("reading {name}"))));
+                        out.push(Err(anyhow::Error::new(e).context(format!("reading {name}"))));
                         return;
                     }
                 }
@@ -391,22 +470,21 @@ fn read_input(
                     Ok(false) => return,
                     Ok(true) => {}
                     Err(e) => {
-                        send(Err(e.context(format!("{name}: record {n}: length prefix"))));
+                        out.push(Err(e.context(format!("{name}: record {n}: length prefix"))));
                         return;
                     }
                 }
                 let len = u32::from_be_bytes(len) as usize;
                 if len > crate::kinesis_limits::MAX_RECORD_BYTES {
-                    send(Err(anyhow::anyhow!(
+                    out.push(Err(anyhow::anyhow!(
                         "{name}: record {n} says it is {len} bytes long, over Kinesis's 1 MiB record limit (is the input really length-prefixed?)"
                     )));
                     return;
                 }
                 let mut data = vec![0u8; len];
                 if let Err(e) = reader.read_exact(&mut data) {
-                    send(Err(anyhow::Error::new(e).context(format!(
-                        "{name}: record {n}: {len} bytes announced"
-                    ))));
+                    out.push(Err(anyhow::Error::new(e)
+                        .context(format!("{name}: record {n}: {len} bytes announced"))));
                     return;
                 }
                 data
@@ -418,7 +496,7 @@ fn read_input(
             KeySource::Tab => match data.iter().position(|&b| b == b'\t') {
                 Some(i) => {
                     let Ok(k) = std::str::from_utf8(&data[..i]) else {
-                        send(Err(anyhow::anyhow!(
+                        out.push(Err(anyhow::anyhow!(
                             "{name}: line {}: the key before the tab is not UTF-8",
                             n + 1
                         )));
@@ -427,7 +505,7 @@ fn read_input(
                     UserRecord::new(k, data[i + 1..].to_vec())
                 }
                 None => {
-                    send(Err(anyhow::anyhow!(
+                    out.push(Err(anyhow::anyhow!(
                         "{name}: line {}: no tab between key and data (--key tab)",
                         n + 1
                     )));
@@ -435,7 +513,8 @@ fn read_input(
                 }
             },
         };
-        if !send(Ok(record)) {
+        // Whatever is batched goes before the next read, which may wait for input.
+        if !out.push(Ok(record)) || (reader.buffer().is_empty() && !out.flush()) {
             return;
         }
         n += 1;

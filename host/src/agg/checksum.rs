@@ -8,12 +8,12 @@
 //! process at run time; kernels in `checksum/x86.rs`), `md-5` one message at a time on
 //! other CPUs.
 //!
-//! The lanes are fed by safe code (`checksum/lanes.rs`): each step copies the next block of every lane's
-//! message into a stack array, which the kernel loads and transposes into lanes in
-//! registers, so no unsafe code reads the messages. A lane whose message is done takes the
-//! next one (longest first), with its padding blocks built in a small buffer of its own;
-//! the last message left is finished in scalar code. The tests check each kernel this CPU
-//! has, and the scalar paths, against `md-5`.
+//! The lanes are fed by safe code (`checksum/lanes.rs`): each step hands the kernel a
+//! reference to the next 64-byte block of every lane's message, which it loads and
+//! transposes into lanes in registers, so unsafe code reads nothing but those blocks. A
+//! lane whose message is done takes the next one (longest first), with its padding blocks
+//! built in a small buffer of its own; the last message left is finished in scalar code.
+//! The tests check each kernel this CPU has, and the scalar paths, against `md-5`.
 //!
 //! In the tree rather than a crate: every Kinesis record the consumer reads passes through
 //! here, and the multi-buffer MD5 crates are large, young and mostly unsafe code. The only

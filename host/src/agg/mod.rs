@@ -104,10 +104,13 @@
 //! A producer that sends several aggregates at once (a PutRecords request) can finish each
 //! with [`Aggregator::take_without_digest`] and then write all their digests together with
 //! [`write_digests`], which gives the same bytes as [`Aggregator::take`] faster.
+//! [`Aggregator::take_encoded`] does what `take_without_digest` does without copying the
+//! records once more: they stay where they were written ([`Encoded`]).
 
 mod checksum;
 mod decode;
 mod encode;
+mod key_table;
 mod wire;
 
 #[cfg(test)]
@@ -116,7 +119,7 @@ mod tests;
 use checksum::{md5, md5_batch};
 
 pub use decode::{decode, decode_many, Aggregate, OwnedUserRecord, UserRecord};
-pub use encode::Aggregator;
+pub use encode::{Aggregator, Encoded};
 
 /// The first four bytes of an aggregated record.
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];

@@ -316,6 +316,40 @@ fn random_aggregates_round_trip() {
     }
 }
 
+/// `take_encoded` (the records left where they were written, magic and tables put in front
+/// of them) gives the bytes `encode_without_digest` copies together: on a fresh aggregator
+/// and a used one, for tables that outgrow the room left for them part-way (fresh keys pass
+/// 128 entries), and into buffers handed back for reuse (`take_encoded_into`).
+#[test]
+fn aggregates_taken_in_place_are_the_encoded_bytes() {
+    let mut rng = StdRng::seed_from_u64(0x1A_7ACE);
+    let (mut agg, mut reusing) = (Aggregator::new(), Aggregator::new());
+    let mut slot = Encoded::default();
+    let mut sizes = vec![0, 1, 2, 500, 3, 0];
+    sizes.extend((0..80).map(|_| rng.random_range(0..=500)));
+    for n in sizes {
+        let inputs = random_inputs(&mut rng, n);
+        for (pk, ehk, data) in &inputs {
+            agg.add(pk, ehk.as_deref(), data).unwrap();
+            reusing.add(pk, ehk.as_deref(), data).unwrap();
+        }
+        let expected = agg.encode_without_digest();
+        let signed = agg.encode();
+        let mut taken = agg.take_encoded();
+        assert_eq!(taken.as_slice(), expected, "{n} records");
+        assert!(agg.is_empty());
+        assert_eq!(agg.encoded_len(), OVERHEAD);
+        assert_eq!(agg.encode(), Aggregator::new().encode(), "cleared");
+        write_digests(std::slice::from_mut(&mut taken));
+        assert_eq!(taken.as_slice(), signed);
+        assert_eq!(taken.into_vec(), signed);
+
+        reusing.take_encoded_into(&mut slot);
+        assert_eq!(slot.as_slice(), expected, "{n} records, reused buffer");
+        assert!(reusing.is_empty());
+    }
+}
+
 #[test]
 fn encoded_len_is_exact_for_every_prefix() {
     let mut rng = StdRng::seed_from_u64(42);

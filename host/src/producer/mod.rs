@@ -302,6 +302,15 @@ struct Permits {
     _bytes: OwnedSemaphorePermit,
 }
 
+impl Permits {
+    /// Takes over `other`'s room, to give both back at once: one lock of each semaphore
+    /// for a whole aggregate's records instead of one per record.
+    fn merge(&mut self, other: Self) {
+        self._records.merge(other._records);
+        self._bytes.merge(other._bytes);
+    }
+}
+
 enum Command {
     Put(Box<shard_queue::Pending>),
     Flush(oneshot::Sender<()>),
@@ -375,20 +384,32 @@ impl Producer {
     /// Checks a record against Kinesis's rules, so a record Kinesis would refuse is
     /// refused here, before it is accepted.
     pub fn validate(&self, r: &UserRecord) -> Result<u128, ProducerError> {
+        let hash = self.check(r)?;
+        Ok(hash.unwrap_or_else(|| crate::agg::partition_key_hash(&r.partition_key)))
+    }
+
+    /// [`validate`](Self::validate) without the MD5 of the partition key, which cannot fail:
+    /// the hash key when the record has an explicit one, else `None`. The pipeline hashes
+    /// the partition keys of the records it takes in together (several per SIMD
+    /// instruction).
+    fn check(&self, r: &UserRecord) -> Result<Option<u128>, ProducerError> {
         let invalid = |reason: String| ProducerError::Invalid {
             stream: self.stream.to_string(),
             partition_key: r.partition_key.clone(),
             reason,
         };
         check_record(&r.partition_key, r.data.len()).map_err(invalid)?;
-        crate::agg::hash_key(&r.partition_key, r.explicit_hash_key.as_deref())
+        r.explicit_hash_key
+            .as_deref()
+            .map(crate::agg::parse_explicit_hash_key)
+            .transpose()
             .map_err(|e| invalid(e.to_string()))
     }
 
     /// Hands a record to the producer, waiting while the producer is full. The handle
     /// resolves when it was stored or given up on.
     pub async fn put(&self, record: UserRecord) -> Result<PutHandle, ProducerError> {
-        let hash = self.validate(&record)?;
+        let hash = self.check(&record)?;
         let closed = || ProducerError::Closed {
             stream: self.stream.to_string(),
         };

@@ -10,10 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::SdkError;
-use aws_sdk_kinesis::operation::put_records::{PutRecordsError, PutRecordsOutput};
+use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::Client;
-use aws_smithy_types::body::SdkBody;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -23,7 +21,8 @@ use tokio::time::Instant;
 use super::retrier::{AttemptError, Backoff};
 use super::shard_map::ShardMap;
 use super::shard_queue::{
-    decompose, expire, fail, give_up, write_pending_digests, KinesisRecord, Pending, ShardQueue,
+    decompose, expire, fail, give_up, hash_partition_keys, write_pending_digests, KinesisRecord,
+    Pending, ShardQueue,
 };
 use super::{Command, ProducerConfig, ProducerStats, Receipt};
 
@@ -66,6 +65,9 @@ pub(super) struct Pipeline {
     flushing: bool,
     flush_waiters: Vec<oneshot::Sender<()>>,
     intake_closed: bool,
+    /// Commands taken in at once (kept for its allocation).
+    intake_batch: Vec<Command>,
+    bodies: super::request::BodyPool,
 }
 
 impl Pipeline {
@@ -83,6 +85,7 @@ impl Pipeline {
             base: config.retry_backoff,
             max: config.max_retry_backoff,
         };
+        let bodies = super::request::BodyPool::new(config.max_connections.max(1));
         let mut p = Self {
             metrics: Arc::new(crate::producer::metrics::ProducerMetrics::new(
                 &stream, &stats,
@@ -109,6 +112,8 @@ impl Pipeline {
             flushing: false,
             flush_waiters: Vec::new(),
             intake_closed: false,
+            intake_batch: Vec::new(),
+            bodies,
         };
         p.apply_map(map, now);
         p
@@ -120,6 +125,7 @@ impl Pipeline {
             self.tick(now);
             self.dispatch(now);
             if self.idle() {
+                self.bodies.clear();
                 if self.flushing {
                     for w in self.flush_waiters.drain(..) {
                         let _ = w.send(());
@@ -139,13 +145,27 @@ impl Pipeline {
                     match cmd {
                         None => { self.intake_closed = true; self.flushing = true; }
                         Some(c) => {
-                            self.command(c);
-                            for _ in 0..INTAKE_BATCH {
+                            let mut batch = std::mem::take(&mut self.intake_batch);
+                            batch.push(c);
+                            while batch.len() <= INTAKE_BATCH {
                                 match intake.try_recv() {
-                                    Ok(c) => self.command(c),
+                                    Ok(c) => batch.push(c),
                                     Err(_) => break,
                                 }
                             }
+                            let mut puts: Vec<&mut Pending> = batch
+                                .iter_mut()
+                                .filter_map(|c| match c {
+                                    Command::Put(p) => Some(&mut **p),
+                                    Command::Flush(_) => None,
+                                })
+                                .collect();
+                            hash_partition_keys(&mut puts);
+                            drop(puts);
+                            for c in batch.drain(..) {
+                                self.command(c);
+                            }
+                            self.intake_batch = batch;
                         }
                     }
                 }
@@ -194,7 +214,8 @@ impl Pipeline {
         if !self.config.aggregation || !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
             // alone: too large to aggregate, or aggregation is off
             let (pk, ehk, shard) = (p.partition_key, p.explicit_hash_key, q.shard.id.clone());
-            if let Some(r) = KinesisRecord::new(p.data, pk, ehk, vec![p.member], false, shard) {
+            let data = p.data.into();
+            if let Some(r) = KinesisRecord::new(data, pk, ehk, vec![p.member], false, shard) {
                 q.push_back(r);
             }
             return;
@@ -443,13 +464,15 @@ impl Pipeline {
         let timeout = self.config.request_timeout;
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
+        let bodies = self.bodies.clone();
         tokio::spawn(async move {
             // Digests and body here, off the pipeline's task: the runtime's other workers
             // take a share.
             write_pending_digests(&mut batch);
-            let body = write_body(&stream, &mut batch);
+            let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies);
             let sent = std::time::Instant::now();
-            let result = tokio::time::timeout(timeout, put_records(&client, &stream, &body)).await;
+            let put = super::request::put_records(&client, &stream, &body, &sha256_hex);
+            let result = tokio::time::timeout(timeout, put).await;
             metrics.request_time.observe_since(sent);
             let result = match result {
                 Ok(Ok(out)) => Ok(out),
@@ -554,9 +577,20 @@ impl Pipeline {
         self.metrics.stored(r.attempts);
         let aggregated = r.aggregated;
         let attempts = r.attempts;
-        for (i, mut m) in r.members.into_iter().enumerate() {
+        // The records' room in the producer, given back once for all of them.
+        let mut room: Option<super::Permits> = None;
+        for (i, m) in r.members.into_iter().enumerate() {
+            let super::shard_queue::Member {
+                tx,
+                _permits: permits,
+                ..
+            } = m;
+            match &mut room {
+                Some(room) => room.merge(permits),
+                None => room = Some(permits),
+            }
             self.stats.user_records_ok.fetch_add(1, Relaxed);
-            if let Some(tx) = m.tx.take() {
+            if let Some(tx) = tx {
                 let _ = tx.send(Ok(Receipt {
                     shard_id: shard.clone(),
                     sequence_number: seq.clone(),
@@ -641,38 +675,21 @@ impl Pipeline {
     }
 }
 
-/// Writes the request's body; the records' data moves into it.
-fn write_body(stream: &str, batch: &mut [KinesisRecord]) -> Bytes {
+/// Writes the request's body; the records' data moves into it. Also gives the body's
+/// SHA-256 (hex), for the signer.
+fn write_body(
+    stream: &str,
+    batch: &mut [KinesisRecord],
+    bodies: &super::request::BodyPool,
+) -> (Bytes, String) {
     let entries = batch.iter().map(|r| super::request::Entry {
-        data: &r.data,
+        data: r.data.as_slice(),
         partition_key: &r.partition_key,
         explicit_hash_key: r.explicit_hash_key.as_deref(),
     });
-    let (body, ranges) = super::request::write(stream, entries);
-    for (r, range) in batch.iter_mut().zip(ranges) {
+    let body = super::request::write(stream, entries, bodies);
+    for (r, range) in batch.iter_mut().zip(body.ranges) {
         r.move_into_body(range);
     }
-    Bytes::from(body)
-}
-
-/// One PutRecords call with `body` as its body: the SDK serialises a request without
-/// records, and the body is swapped in before the request is signed.
-async fn put_records(
-    client: &Client,
-    stream: &str,
-    body: &Bytes,
-) -> Result<PutRecordsOutput, SdkError<PutRecordsError>> {
-    let body = body.clone();
-    client
-        .put_records()
-        .stream_name(stream)
-        .set_records(Some(Vec::new()))
-        .customize()
-        .mutate_request(move |req| {
-            req.headers_mut()
-                .insert("Content-Length", body.len().to_string());
-            *req.body_mut() = SdkBody::from(body.clone());
-        })
-        .send()
-        .await
+    (bodies.bytes(body.bytes), body.sha256_hex)
 }

@@ -1,7 +1,8 @@
-//! Feeding messages to a kernel `L` lanes at a time, in safe code: each step copies the
-//! next block of every lane's message (or of its padding, built here) into a stack array
-//! for the kernel; a lane whose message is done takes the next one; the last message left
-//! is finished in scalar code.
+//! Feeding messages to a kernel `L` lanes at a time, in safe code: each step hands the
+//! kernel the next block of every lane's message (or of its padding, built here); a lane
+//! whose message is done takes the next one; the last message left is finished in scalar
+//! code. While every lane has whole blocks of its message left, they go to the kernel in a
+//! run, without looking at the lanes in between: most of a long message is hashed so.
 
 #![cfg_attr(
     not(target_arch = "x86_64"),
@@ -26,22 +27,43 @@ const IV: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 pub(super) fn hash_lanes<const L: usize>(
     inputs: &[&[u8]],
     outputs: &mut [[u8; DIGEST_LEN]],
-    compress: impl Fn(&mut [[u32; L]; 4], &[[u8; BLOCK]; L]),
+    compress: impl Fn(&mut [[u32; L]; 4], &[&[u8; BLOCK]; L]),
 ) {
+    /// The block of a lane without a message (its state is not read).
+    const IDLE: [u8; BLOCK] = [0; BLOCK];
     // Longest first, so the lanes run out of work at about the same time.
     let mut order: Vec<usize> = (0..inputs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(inputs[i].len()));
     let mut waiting = order.into_iter().map(|i| Lane::new(i, inputs[i]));
     let mut lanes: [Option<Lane<'_>>; L] = std::array::from_fn(|_| waiting.next());
     let mut state = IV.map(|v| [v; L]);
-    let mut blocks = [[0u8; BLOCK]; L];
+    let mut active = lanes.iter().flatten().count();
     loop {
-        if waiting.len() == 0 && lanes.iter().flatten().count() <= 1 {
+        if waiting.len() == 0 && active <= 1 {
             break;
         }
+        let run = lanes
+            .iter()
+            .map(|lane| lane.as_ref().map_or(0, |lane| lane.whole.len() / BLOCK))
+            .min()
+            .unwrap_or(0);
+        if run > 0 {
+            for i in 0..run {
+                let blocks: [&[u8; BLOCK]; L] = std::array::from_fn(|l| {
+                    let whole = lanes[l].as_ref().map_or(&[][..], |lane| lane.whole);
+                    whole.as_chunks::<BLOCK>().0.get(i).unwrap_or(&IDLE)
+                });
+                compress(&mut state, &blocks);
+            }
+            for lane in lanes.iter_mut().flatten() {
+                lane.whole = lane.whole.get(run * BLOCK..).unwrap_or_default();
+            }
+            continue;
+        }
+        let mut blocks = [&IDLE; L];
         for (lane, block) in lanes.iter_mut().zip(&mut blocks) {
             if let Some(next) = lane.as_mut().and_then(Lane::next_block) {
-                *block = *next;
+                *block = next;
             }
         }
         compress(&mut state, &blocks);
@@ -54,6 +76,7 @@ pub(super) fn hash_lanes<const L: usize>(
                     s[l] = iv;
                 }
                 *slot = waiting.next();
+                active -= usize::from(slot.is_none());
             }
         }
     }

@@ -1,9 +1,10 @@
 //! The batch MD5's SIMD kernels: one MD5 block of 8 messages at once (AVX2, a `u32` lane of
 //! a 256-bit register each) or of 16 (AVX-512F, 512-bit registers). The caller hands over
-//! the state word by word (`state[i][lane]`) and a copy of each lane's next block, in stack
-//! arrays; the kernels load those, transpose the blocks in registers so that register `w`
-//! holds message word `w` of every lane, do the arithmetic and store the state back. They
-//! never see the messages themselves.
+//! the state word by word (`state[i][lane]`, a stack array) and a reference to each lane's
+//! next block (`&[u8; 64]`, in the message or in the lane's padding); the kernels load
+//! those 64 bytes each, transpose the blocks in registers so that register `w` holds
+//! message word `w` of every lane, do the arithmetic and store the state back. They read
+//! nothing but the blocks they are given.
 //!
 //! A kernel exists only as a value of [`Avx2`] or [`Avx512`], made by `detect` on a CPU that
 //! has the instruction set; their safe `compress` is the only way in.
@@ -39,7 +40,7 @@ impl Avx2 {
     }
 
     /// One MD5 block of each of 8 lanes.
-    pub(super) fn compress(self, state: &mut [[u32; 8]; 4], blocks: &[[u8; BLOCK]; 8]) {
+    pub(super) fn compress(self, state: &mut [[u32; 8]; 4], blocks: &[&[u8; BLOCK]; 8]) {
         // SAFETY: an `Avx2` is only made by `detect`, after the CPU reported AVX2, the one
         // instruction set `compress_avx2` is compiled for.
         unsafe { compress_avx2(state, blocks) }
@@ -52,7 +53,7 @@ impl Avx512 {
     }
 
     /// One MD5 block of each of 16 lanes.
-    pub(super) fn compress(self, state: &mut [[u32; 16]; 4], blocks: &[[u8; BLOCK]; 16]) {
+    pub(super) fn compress(self, state: &mut [[u32; 16]; 4], blocks: &[&[u8; BLOCK]; 16]) {
         // SAFETY: an `Avx512` is only made by `detect`, after the CPU reported AVX-512F,
         // the one instruction set `compress_avx512` is compiled for.
         unsafe { compress_avx512(state, blocks) }
@@ -104,7 +105,7 @@ fn store16(a: &mut [u32; 16], v: __m512i) {
 /// The 16 message words of 8 blocks, word `w` of block `l` in lane `l` of register `w`.
 #[inline]
 #[target_feature(enable = "avx2")]
-fn transpose8(blocks: &[[u8; BLOCK]; 8]) -> [__m256i; 16] {
+fn transpose8(blocks: &[&[u8; BLOCK]; 8]) -> [__m256i; 16] {
     let mut m = [_mm256_set1_epi32(0); 16];
     for (half, out) in m.chunks_exact_mut(8).enumerate() {
         // Row l: words 8 * half .. 8 * half + 8 of block l.
@@ -140,7 +141,7 @@ fn transpose8(blocks: &[[u8; BLOCK]; 8]) -> [__m256i; 16] {
 }
 
 #[target_feature(enable = "avx2")]
-fn compress_avx2(state: &mut [[u32; 8]; 4], blocks: &[[u8; BLOCK]; 8]) {
+fn compress_avx2(state: &mut [[u32; 8]; 4], blocks: &[&[u8; BLOCK]; 8]) {
     let m = transpose8(blocks);
     let ones = _mm256_set1_epi32(-1);
     let [mut a, mut b, mut c, mut d] = [0, 1, 2, 3].map(|i| load8(&state[i]));
@@ -182,8 +183,8 @@ fn compress_avx2(state: &mut [[u32; 8]; 4], blocks: &[[u8; BLOCK]; 8]) {
 /// The 16 message words of 16 blocks, word `w` of block `l` in lane `l` of register `w`.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn transpose16(blocks: &[[u8; BLOCK]; 16]) -> [__m512i; 16] {
-    let r: [__m512i; 16] = std::array::from_fn(|l| load16_bytes(&blocks[l]));
+fn transpose16(blocks: &[&[u8; BLOCK]; 16]) -> [__m512i; 16] {
+    let r: [__m512i; 16] = std::array::from_fn(|l| load16_bytes(blocks[l]));
     // Per 128-bit quarter j: words 4j.. of rows 2k, 2k + 1 interleaved by 32, then by 64
     // bits, so that u[4k + q] holds word 4j + q of rows 4k..4k + 4 in its quarter j.
     let t: [__m512i; 16] = std::array::from_fn(|i| {
@@ -220,7 +221,7 @@ fn transpose16(blocks: &[[u8; BLOCK]; 16]) -> [__m512i; 16] {
 }
 
 #[target_feature(enable = "avx512f")]
-fn compress_avx512(state: &mut [[u32; 16]; 4], blocks: &[[u8; BLOCK]; 16]) {
+fn compress_avx512(state: &mut [[u32; 16]; 4], blocks: &[&[u8; BLOCK]; 16]) {
     let m = transpose16(blocks);
     let [mut a, mut b, mut c, mut d] = [0, 1, 2, 3].map(|i| load16(&state[i]));
     let (a0, b0, c0, d0) = (a, b, c, d);
