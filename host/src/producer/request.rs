@@ -37,6 +37,7 @@ use sha2::{Digest, Sha256};
 const HASH_STEP: usize = 4096;
 
 /// One record of a request as the body needs it.
+#[derive(Clone, Copy)]
 pub(super) struct Entry<'a> {
     pub(super) data: &'a [u8],
     pub(super) partition_key: &'a str,
@@ -321,9 +322,13 @@ mod tests {
         assert_eq!(body.sha256_hex, hex::encode(Sha256::digest(&body.bytes)));
     }
 
-    /// The request as it would leave, stopped just before it is sent: its headers.
+    /// A request's headers, lower-case names.
+    type Headers = Vec<(String, String)>;
+
+    /// The request as it would leave, stopped just before it is sent: its headers (all but
+    /// the random invocation id).
     #[derive(Debug, Default, Clone)]
-    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<Headers>>>);
 
     impl Intercept for Capture {
         fn name(&self) -> &'static str {
@@ -337,7 +342,10 @@ mod tests {
             _: &mut ConfigBag,
         ) -> Result<(), BoxError> {
             let headers = context.request().headers().iter();
-            let headers = headers.map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()));
+            // Every attempt gets a random invocation id; it is not signed.
+            let headers = headers
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+                .filter(|(k, _)| k != "amz-sdk-invocation-id");
             self.0.lock().expect("not poisoned").push(headers.collect());
             Err("captured; not sent".into())
         }

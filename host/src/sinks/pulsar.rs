@@ -600,8 +600,6 @@ impl super::Sink for PulsarSink {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn record() -> RecordContext<'static> {
