@@ -121,33 +121,12 @@ fn aggregate_batched(records: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
 /// pays, without the kernel handing out and zeroing ~104 MB of fresh pages per 100,000
 /// 1 KiB records.
 fn aggregate_batched_into(records: &[(String, Vec<u8>)], out: &mut Vec<Vec<u8>>) {
-    let (mut n, mut request_start, mut request_bytes) = (0, 0, 0);
-    let mut agg = Aggregator::new();
-    let mut finish = |out: &mut Vec<Vec<u8>>, agg: &mut Aggregator| {
+    aggregate_requests(records, out, |agg, out, n| {
         if n == out.len() {
             out.push(Vec::new());
         }
         agg.take_without_digest_into(&mut out[n]);
-        let len = out[n].len();
-        if n - request_start == REQUEST_RECORDS || request_bytes + len > REQUEST_BYTES {
-            write_digests(&mut out[request_start..n]);
-            request_start = n;
-            request_bytes = 0;
-        }
-        request_bytes += len;
-        n += 1;
-    };
-    for (pk, data) in records {
-        if !agg.fits(pk, None, data, KPL_DEFAULT_MAX_SIZE) {
-            finish(out, &mut agg);
-        }
-        agg.add(pk, None, data).expect("valid record");
-    }
-    if !agg.is_empty() {
-        finish(out, &mut agg);
-    }
-    out.truncate(n);
-    write_digests(&mut out[request_start..]);
+    });
 }
 
 /// [`aggregate_batched`] with each aggregate taken where its records were written
@@ -155,18 +134,31 @@ fn aggregate_batched_into(records: &[(String, Vec<u8>)], out: &mut Vec<Vec<u8>>)
 /// producer does. `reuse`: the buffers of `out` from the last call are handed back to the
 /// aggregator for the aggregates after them (`take_encoded_into`) instead of fresh ones.
 fn aggregate_in_place(records: &[(String, Vec<u8>)], out: &mut Vec<Encoded>, reuse: bool) {
-    let (mut n, mut request_start, mut request_bytes) = (0, 0, 0);
-    let mut agg = Aggregator::new();
     if !reuse {
         out.clear();
     }
-    let mut finish = |out: &mut Vec<Encoded>, agg: &mut Aggregator| {
+    aggregate_requests(records, out, |agg, out, n| {
         if n == out.len() {
             out.push(agg.take_encoded());
         } else {
             agg.take_encoded_into(&mut out[n]);
         }
-        let len = out[n].len();
+    });
+}
+
+/// Aggregates `records` into `out[..n]`, `take` putting each aggregate at its index (in a
+/// fresh buffer or in the one left there by the last call), and writes the digests of each
+/// PutRecords request's aggregates together.
+fn aggregate_requests<T: AsMut<[u8]>>(
+    records: &[(String, Vec<u8>)],
+    out: &mut Vec<T>,
+    mut take: impl FnMut(&mut Aggregator, &mut Vec<T>, usize),
+) {
+    let (mut n, mut request_start, mut request_bytes) = (0, 0, 0);
+    let mut agg = Aggregator::new();
+    let mut finish = |out: &mut Vec<T>, agg: &mut Aggregator| {
+        take(agg, out, n);
+        let len = out[n].as_mut().len();
         if n - request_start == REQUEST_RECORDS || request_bytes + len > REQUEST_BYTES {
             write_digests(&mut out[request_start..n]);
             request_start = n;
