@@ -188,6 +188,7 @@ measure() { # phase consumer pid topic log t_start emu_start [namespace]
   peak=$(rss_mib "$pid" VmHWM)
   stop "$pid"
   count=$(in_pulsar "$topic" "$ns")
+  delete_topic "$ns" "$topic"
   local -n result=result_${phase//-/_}
   result=$(python3 - "$phase" "$consumer" "$N" "$SHARDS" "$SIZE" "$QUEUE" "$t_start" "$t_first" \
     "$t_end" "$cpu_first" "$cpu_end" "$ferro_first" "$ferro_end" "$pulsar_first" "$pulsar_end" \
@@ -227,6 +228,13 @@ print(f"ratio     kcl_over_shardline_cpu_per_record={r('cpu_s_per_million'):.2f}
       f"kcl_over_shardline_records_per_s={r('records_per_s'):.2f} "
       f"kcl_over_shardline_peak_rss={r('peak_rss_mib'):.2f}")
 PY
+}
+
+# Each run writes RECORDS messages into fresh topics that nothing reads again: deleted once
+# counted, or Pulsar standalone's storage grows by gigabytes per afternoon of runs.
+delete_topic() { # namespace topic
+  curl -sf -X DELETE "$SHARDLINE_PULSAR_ADMIN/admin/v2/persistent/$1/$2?force=true" >/dev/null ||
+    echo "could not delete topic persistent://$1/$2" >&2
 }
 
 delete_table() { # name
