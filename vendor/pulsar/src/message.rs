@@ -591,11 +591,6 @@ pub(crate) fn parse_batched_message(
 
 impl BatchedMessage {
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
-    /// shardline patch: the bytes `serialize` writes
-    pub(crate) fn serialized_len(&self) -> usize {
-        4 + self.metadata.encoded_len() + self.payload.len()
-    }
-
     pub(crate) fn serialize(&self, w: &mut Vec<u8>) {
         w.put_u32(self.metadata.encoded_len() as u32);
         let _ = self.metadata.encode(w);

@@ -850,6 +850,15 @@ impl<Exe: Executor> TopicProducer<Exe> {
         }
     }
 
+    /// shardline patch: the answer to a message whose application id the broker already
+    /// persisted (it is not sent again), as the broker answers a duplicate
+    fn already_persisted(&self, sequence_id: Option<u64>) -> Option<SendFuture> {
+        let id = sequence_id?;
+        i64::try_from(id)
+            .is_ok_and(|id| id <= self.last_sequence_id)
+            .then(|| SendFuture::duplicate(self.id, id))
+    }
+
     /// shardline patch: [`Producer::send_batched`] for one topic; `limits` are the most
     /// messages and bytes of a batch.
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
@@ -866,11 +875,9 @@ impl<Exe: Executor> TopicProducer<Exe> {
         } in messages
         {
             let sequence_id = metadata.sequence_id;
-            if let Some(id) = sequence_id {
-                if i64::try_from(id).is_ok_and(|id| id <= self.last_sequence_id) {
-                    sends.push((1, SendFuture::duplicate(self.id, id)));
-                    continue;
-                }
+            if let Some(duplicate) = self.already_persisted(sequence_id) {
+                sends.push((1, duplicate));
+                continue;
             }
             metadata.payload_size = payload.len() as i32;
             let metadata_len = metadata.encoded_len();
@@ -913,10 +920,8 @@ impl<Exe: Executor> TopicProducer<Exe> {
     #[cfg_attr(feature = "telemetry", tracing::instrument(skip_all))]
     pub(crate) async fn send_raw(&mut self, message: ProducerMessage) -> Result<SendFuture, Error> {
         // shardline patch: an application id the broker already persisted is not sent again
-        if let Some(sequence_id) = message.sequence_id {
-            if i64::try_from(sequence_id).is_ok_and(|id| id <= self.last_sequence_id) {
-                return Ok(SendFuture::duplicate(self.id, sequence_id));
-            }
+        if let Some(duplicate) = self.already_persisted(message.sequence_id) {
+            return Ok(duplicate);
         }
         match &mut self.batch.as_mut().map(|batch| &mut batch.msg_sender) {
             Some(msg_sender) => {
@@ -1766,17 +1771,8 @@ async fn message_send_loop<Exe>(
                     );
                     continue;
                 }
-                // shardline patch: the batch payload is allocated once at its final size (it
-                // grew by doubling) and the receipts' vector at the batch's length
-                let payload_size = batch_items
-                    .iter()
-                    .map(|item| match item {
-                        BatchItem::SingleMessage(_, message) => message.serialized_len(),
-                        BatchItem::Flush(_) => 0,
-                    })
-                    .sum();
-                let mut payload: Vec<u8> = Vec::with_capacity(payload_size);
-                let mut receipts = Vec::with_capacity(batch_items.len());
+                let mut payload: Vec<u8> = Vec::new();
+                let mut receipts = Vec::new();
 
                 let flush_tx = {
                     if let Some(BatchItem::Flush(_)) = batch_items.last() {
