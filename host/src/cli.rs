@@ -323,9 +323,9 @@ async fn check_guest(file: &Path, world: Option<World>) -> Result<(), Failure> {
     )))
 }
 
-async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Failure> {
-    // Before anything slow: a SIGHUP sent while starting must not end the worker.
-    let hangup = crate::wasm::reload::listen_for_hangup();
+/// Loads the config and components, then checks and connects everything the worker
+/// needs: metrics exporters, the source streams, the lease table and the sinks.
+async fn start(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<Started, Failure> {
     let p = prepare(path, from).await?;
     let config = p.config;
     let rt = |e: anyhow::Error| Failure::Runtime(e);
@@ -358,6 +358,50 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
     for warning in config.deduplication_warnings() {
         tracing::warn!("{warning}");
     }
+    Ok(Started {
+        config,
+        plan: p.plan,
+        engine: p.engine,
+        exporters,
+        kinesis,
+        leases,
+        sinks,
+    })
+}
+
+/// What `run` connects to before it takes any lease.
+struct Started {
+    config: Arc<Config>,
+    plan: Arc<StagePlan>,
+    engine: WasmEngine,
+    exporters: crate::metrics::exporters::Exporters,
+    kinesis: aws_sdk_kinesis::Client,
+    leases: LeaseTable,
+    sinks: Sinks,
+}
+
+async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Failure> {
+    // Before anything slow: a SIGHUP sent while starting must not end the worker, and a
+    // SIGTERM or SIGINT must stop it cleanly rather than kill it.
+    let hangup = crate::wasm::reload::listen_for_hangup();
+    let shutdown = CancellationToken::new();
+    listen_for_stop(shutdown.clone());
+    let Started {
+        config,
+        plan,
+        engine,
+        exporters,
+        kinesis,
+        leases,
+        sinks,
+    } = tokio::select! {
+        started = start(path, from) => started?,
+        () = shutdown.cancelled() => {
+            tracing::info!("stopped while starting: no lease was taken");
+            return Ok(());
+        }
+    };
+    let rt = |e: anyhow::Error| Failure::Runtime(e);
     crate::health::readiness().sinks_connected();
     let worker = config
         .leases
@@ -365,16 +409,14 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
         .clone()
         .unwrap_or_else(default_worker_id);
 
-    let shutdown = CancellationToken::new();
-    spawn_signal_handler(shutdown.clone());
     crate::progress::spawn_for_run(shutdown.clone());
     let _draining = crate::health::readiness().drain_at(shutdown.clone());
     // Hot reload: on a component file change or SIGHUP.
-    let plans = Arc::new(Plans::new(p.plan));
+    let plans = Arc::new(Plans::new(plan));
     let interval = config.wasm.watch_interval;
     tokio::spawn(crate::wasm::reload::watch(
         plans.clone(),
-        p.engine,
+        engine,
         config.clone(),
         (!interval.is_zero()).then_some(interval),
         hangup,
@@ -497,21 +539,25 @@ fn default_worker_id() -> String {
     format!("{host}:{}:{}", std::process::id(), &random[..8])
 }
 
-/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once.
-fn spawn_signal_handler(shutdown: CancellationToken) {
+/// First SIGINT/SIGTERM: graceful shutdown. Second: exit at once. Both handlers are
+/// installed before this returns, so from then on neither signal kills the process.
+fn listen_for_stop(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut interrupt) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(term), Ok(interrupt)) => (term, interrupt),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT");
+            return;
+        }
+    };
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
         let mut first = true;
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
                 _ = term.recv() => {}
             }
             if first {
