@@ -5,7 +5,7 @@
 #
 # The binary: $SHARDLINE, else the debug host of this repository, built here by cargo if it
 # is not there yet (CARGO_TARGET_DIR is honoured). What a build reads, and so its stamp: the
-# example's files, its SDK (sdk/LANG), the WIT, the build logic (host/src/guest_build.rs)
+# example's files, its SDK (sdk/LANG), the WIT, the build logic (host/src/guest_build/)
 # and the version of the language's tool.
 # shellcheck source=stamp.sh
 source "$(dirname "${BASH_SOURCE[0]}")/stamp.sh"
@@ -20,7 +20,7 @@ build_example() {
       # shellcheck disable=SC2046
       stamp_of $(find "$here" "$repo/sdk/$lang" -type f ! -path '*/template/*' \
         ! -path '*/target/*' ! -name README.md | sort) "$repo"/wit/*.wit \
-        "$repo/host/src/guest_build.rs"
+        $(find "$repo/host/src/guest_build" -type f | sort)
       case $lang in
         python) "${SHARDLINE_COMPONENTIZE_PY:-$HOME/.cache/shardline/componentize-py}/bin/componentize-py" --version ;;
         js) cat "${SHARDLINE_COMPONENTIZE_JS:-$HOME/.cache/shardline/componentize-js}/package-lock.json" ;;
