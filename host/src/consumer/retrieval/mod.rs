@@ -6,6 +6,7 @@
 
 pub mod consumer_registration;
 pub mod fanout;
+mod get_records;
 pub mod polling;
 
 use std::time::SystemTime;

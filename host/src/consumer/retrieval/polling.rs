@@ -87,13 +87,7 @@ impl PollingFetcher {
                 },
             };
             let sent = Instant::now();
-            let r = self
-                .client
-                .get_records()
-                .shard_iterator(iterator)
-                .limit(limit)
-                .send()
-                .await;
+            let r = super::get_records::get_records(&self.client, iterator, limit).await;
             match r {
                 Ok(out) => {
                     self.metrics.got_records(sent);
