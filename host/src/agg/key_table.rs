@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 
-use super::wire::{key, put_varint, WIRE_LEN};
+use super::wire::put_len_field;
 
 /// Hashes that are already hashes: the index's keys are the keys' 64-bit foldhash.
 #[derive(Debug, Default, Clone, Copy)]
@@ -73,10 +73,8 @@ impl KeyTable {
         let hash = self.hasher.hash_one(key);
         let (i, new) = self.find(hash, key);
         if new {
-            put_varint(&mut self.encoded, key_of(self.field));
-            put_varint(&mut self.encoded, key.len() as u64);
-            self.keys.push((self.encoded.len(), key.len()));
-            self.encoded.extend_from_slice(key.as_bytes());
+            put_len_field(&mut self.encoded, self.field, key.as_bytes());
+            self.keys.push((self.encoded.len() - key.len(), key.len()));
             self.by_hash.entry(hash).or_insert(i);
         }
         i
@@ -103,10 +101,6 @@ impl KeyTable {
                 .map_or(new, |i| (i, false)),
         }
     }
-}
-
-fn key_of(field: u32) -> u64 {
-    key(field, WIRE_LEN)
 }
 
 #[cfg(test)]
