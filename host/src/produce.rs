@@ -229,9 +229,8 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
     }
 }
 
-/// Awaits every handle; returns the failure messages (all of them are counted in the
-/// producer's stats; the first ones are kept for the report).
-/// Waits for every handle and keeps the messages of the first 100 failures.
+/// Awaits every handle; returns the messages of the first 100 failures (all of them are
+/// counted in the producer's stats).
 ///
 /// Handles are awaited oldest first: records are stored about in the order they were put,
 /// so the oldest is nearly always the one still to wait for, and the others resolve
@@ -348,7 +347,6 @@ fn print_summary(stream: &str, s: &Summary) {
     );
 }
 
-/// Starts the thread that reads or generates records into `tx`.
 /// Records per batch from the reading thread to the producer.
 const BATCH: usize = 256;
 
@@ -377,6 +375,7 @@ impl Batches {
     }
 }
 
+/// Starts the thread that reads or generates records into `tx`.
 fn spawn_source(
     args: &ProduceArgs,
     tx: mpsc::Sender<Vec<anyhow::Result<UserRecord>>>,
