@@ -192,7 +192,7 @@ impl Pipeline {
 
     /// Adds a user record to the aggregate (or queue) of its predicted shard.
     fn route(&mut self, p: Pending) {
-        let Some(shard) = self.map.lookup(p.hash) else {
+        let Some(shard) = self.map.lookup(p.hash()) else {
             self.unrouted.push(p);
             self.map_stale = true;
             return;
@@ -226,7 +226,8 @@ impl Pipeline {
             return;
         }
         if q.agg_first.is_none() {
-            q.agg_first = Some((p.partition_key, p.hash));
+            let hash = p.hash();
+            q.agg_first = Some((p.partition_key, hash));
         }
         q.add_member(p.member);
     }
@@ -252,7 +253,7 @@ impl Pipeline {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let reason = format!(
                     "record TTL of {:?} expired: no open shard of the stream covers its hash key {} (the shard map could not be brought up to date)",
-                    self.config.record_ttl, p.hash
+                    self.config.record_ttl, p.hash()
                 );
                 fail(p.member, 0, true, &reason, &self.stats);
             }

@@ -30,14 +30,21 @@ pub(super) struct Member {
 pub(super) struct Pending {
     pub(super) partition_key: String,
     pub(super) explicit_hash_key: Option<String>,
-    /// Its hash key; not known yet while `hash_pending` ([`hash_partition_keys`]).
-    pub(super) hash: u128,
-    pub(super) hash_pending: bool,
+    /// Its hash key once known: an explicit one at once, the MD5 of its partition key
+    /// when [`hash_partition_keys`] has run (see [`Pending::hash`]).
+    hash: Option<u128>,
     pub(super) data: Vec<u8>,
     pub(super) member: Member,
 }
 
 impl Pending {
+    /// Its hash key: the one [`hash_partition_keys`] or the caller gave it, else the MD5 of
+    /// its partition key, computed here.
+    pub(super) fn hash(&self) -> u128 {
+        self.hash
+            .unwrap_or_else(|| crate::agg::partition_key_hash(&self.partition_key))
+    }
+
     /// `hash`: the record's hash key if it has an explicit one; `None` has the pipeline
     /// compute the MD5 of its partition key ([`hash_partition_keys`]).
     pub(super) fn new(
@@ -51,8 +58,7 @@ impl Pending {
         Self {
             partition_key: r.partition_key,
             explicit_hash_key: r.explicit_hash_key,
-            hash: hash.unwrap_or_default(),
-            hash_pending: hash.is_none(),
+            hash,
             data: r.data,
             member: Member {
                 tx: Some(tx),
@@ -70,16 +76,15 @@ impl Pending {
 pub(super) fn hash_partition_keys(records: &mut [&mut Pending]) {
     let keys: Vec<&[u8]> = records
         .iter()
-        .filter(|p| p.hash_pending)
+        .filter(|p| p.hash.is_none())
         .map(|p| p.partition_key.as_bytes())
         .collect();
     let mut digests = vec![[0u8; crate::agg::DIGEST_LEN]; keys.len()];
     crate::agg::md5_each(&keys, &mut digests);
     drop(keys);
-    let pending = records.iter_mut().filter(|p| p.hash_pending);
+    let pending = records.iter_mut().filter(|p| p.hash.is_none());
     for (p, digest) in pending.zip(digests) {
-        p.hash = u128::from_be_bytes(digest);
-        p.hash_pending = false;
+        p.hash = Some(u128::from_be_bytes(digest));
     }
 }
 
@@ -301,8 +306,7 @@ pub(super) fn decompose(mut r: KinesisRecord) -> Vec<Pending> {
         return vec![Pending {
             partition_key: r.partition_key,
             explicit_hash_key: r.explicit_hash_key,
-            hash,
-            hash_pending: false,
+            hash: Some(hash),
             data: r.data.into_vec(),
             member,
         }];
@@ -315,9 +319,10 @@ pub(super) fn decompose(mut r: KinesisRecord) -> Vec<Pending> {
         .into_iter()
         .zip(r.members)
         .map(|(u, member)| Pending {
-            hash: crate::agg::hash_key(&u.partition_key, u.explicit_hash_key.as_deref())
-                .unwrap_or_default(),
-            hash_pending: false,
+            hash: Some(
+                crate::agg::hash_key(&u.partition_key, u.explicit_hash_key.as_deref())
+                    .unwrap_or_default(),
+            ),
             partition_key: u.partition_key,
             explicit_hash_key: u.explicit_hash_key,
             data: u.data,
@@ -410,6 +415,33 @@ mod tests {
                 _records: take(),
                 _bytes: take(),
             },
+        }
+    }
+
+    /// The partition keys hashed together are the MD5s each gets alone; a record given its
+    /// hash key (an explicit one) keeps it.
+    #[test]
+    fn keys_hashed_together_get_their_own_md5() {
+        let pending = |key: String, hash: Option<u128>| Pending {
+            partition_key: key,
+            explicit_hash_key: None,
+            hash,
+            data: Vec::new(),
+            member: member(),
+        };
+        let mut records: Vec<Pending> = (0..40)
+            .map(|i| pending("k".repeat(i * 7), (i % 5 == 0).then_some(i as u128)))
+            .collect();
+        let mut refs: Vec<&mut Pending> = records.iter_mut().collect();
+        hash_partition_keys(&mut refs);
+        for (i, p) in records.iter().enumerate() {
+            let want = if i % 5 == 0 {
+                i as u128
+            } else {
+                crate::agg::partition_key_hash(&p.partition_key)
+            };
+            assert_eq!(p.hash, Some(want), "record {i}");
+            assert_eq!(p.hash(), want);
         }
     }
 
