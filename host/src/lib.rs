@@ -17,7 +17,8 @@
 //! - [`metrics`], [`health`], [`progress`]: what operators watch (CloudWatch, Prometheus,
 //!   /ready, the progress line).
 //! - [`migrate`]: configs of Pulsar IO, StateFun, Samza and Flink, converted.
-//! - [`cli`]: the `shardline` command.
+//! - [`cli`]: the `shardline` command; [`code_pages`]: start-up code handed back to the
+//!   kernel.
 
 /// `eprintln!` that cannot panic. `eprintln!` panics when stderr fails (a full disk under
 /// the log file, a closed terminal), and a panic would stop the pipeline over a log line.
@@ -41,6 +42,7 @@ macro_rules! report_inline {
 pub mod agg;
 pub mod aws;
 pub mod cli;
+pub mod code_pages;
 pub mod config;
 pub mod consumer;
 pub mod fanout;
