@@ -404,14 +404,7 @@ async fn run(path: &Path, from: &crate::migrate::cli::FromArgs) -> Result<(), Fa
     let rt = |e: anyhow::Error| Failure::Runtime(e);
     crate::health::readiness().sinks_connected();
     // Start-up's code is not needed again: give its pages back before the worker settles.
-    tokio::task::spawn_blocking(|| match crate::code_pages::release() {
-        Ok(r) => tracing::debug!(
-            before_kib = r.before / 1024,
-            after_kib = r.after / 1024,
-            "start-up code pages handed back to the kernel"
-        ),
-        Err(e) => tracing::debug!(error = %e, "start-up code pages kept"),
-    });
+    tokio::task::spawn_blocking(|| crate::code_pages::release_after("start-up"));
     let worker = config
         .leases
         .worker_id

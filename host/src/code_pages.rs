@@ -1,4 +1,5 @@
-//! The executable's code pages, handed back to the kernel once a worker has started.
+//! The executable's code pages, handed back to the kernel once a worker has started and
+//! after each hot reload (which runs the component compiler again).
 //!
 //! Most of an idle worker's resident memory is the binary's own code and read-only data:
 //! what loading the config and the components, connecting to AWS and Pulsar and preparing
@@ -62,6 +63,18 @@ pub fn release() -> io::Result<Released> {
         before: resident(&targets),
         after: resident(&same),
     })
+}
+
+/// [`release`], logged at debug level: `after` says what ran the code handed back.
+pub fn release_after(after: &str) {
+    match release() {
+        Ok(r) => tracing::debug!(
+            before_kib = r.before / 1024,
+            after_kib = r.after / 1024,
+            "code pages of {after} handed back to the kernel"
+        ),
+        Err(e) => tracing::debug!(error = %e, "code pages of {after} kept"),
+    }
 }
 
 /// Not on Linux: nothing to release.

@@ -133,11 +133,15 @@ pub async fn watch(
         tried = now;
         let (engine, cfg) = (engine.clone(), config.clone());
         let loaded = tokio::task::spawn_blocking(move || {
-            let plan = StagePlan::load(&engine, &cfg)?;
-            // Instantiating once runs the component's start code: what fails there fails
-            // now, not in a shard.
-            plan.instantiate()?;
-            Ok::<_, super::WasmError>(plan)
+            let plan = StagePlan::load(&engine, &cfg).and_then(|plan| {
+                // Instantiating once runs the component's start code: what fails there
+                // fails now, not in a shard.
+                plan.instantiate()?;
+                Ok::<_, super::WasmError>(plan)
+            });
+            // The compiler ran for this reload only, as it did at start-up.
+            crate::code_pages::release_after("the reload");
+            plan
         })
         .await;
         match loaded {
