@@ -442,18 +442,21 @@ mod tests {
         );
     }
 
+    /// A body of one record of `n` bytes, in a buffer from `pool`.
+    fn write_one(pool: &BodyPool, n: usize) -> Body {
+        let data = vec![7u8; n];
+        let entry = Entry {
+            data: &data,
+            partition_key: "k",
+            explicit_hash_key: None,
+        };
+        write("s", std::iter::once(entry), pool)
+    }
+
     #[test]
     fn a_body_buffer_is_used_again_once_every_copy_is_dropped() {
         let pool = BodyPool::new(1);
-        let write_one = |n: usize| {
-            let data = vec![7u8; n];
-            let entry = Entry {
-                data: &data,
-                partition_key: "k",
-                explicit_hash_key: None,
-            };
-            write("s", std::iter::once(entry), &pool)
-        };
+        let write_one = |n: usize| write_one(&pool, n);
         let first = write_one(3000);
         let ptr = first.bytes.as_ptr();
         let (bytes, copy) = {
@@ -479,15 +482,7 @@ mod tests {
     #[test]
     fn a_slightly_longer_body_gets_a_buffer_the_next_ones_fit_in() {
         let pool = BodyPool::new(2);
-        let write_one = |n: usize| {
-            let data = vec![7u8; n];
-            let entry = Entry {
-                data: &data,
-                partition_key: "k",
-                explicit_hash_key: None,
-            };
-            write("s", std::iter::once(entry), &pool)
-        };
+        let write_one = |n: usize| write_one(&pool, n);
         let first = write_one(30_000);
         let room = first.bytes.capacity();
         drop(pool.bytes(first.bytes));
