@@ -30,7 +30,8 @@
 # search over the records outstanding (see bench/kpl); SHARDLINE_BENCH_KPL_TRACKER=true
 # measures the default.
 # Only the unlimited ferrokinesis is used (no dev/stack emulator). SHARDLINE_BENCH_COUNT=0
-# skips reading the streams back; SHARDLINE_BENCH_TLS_PORT (default ferrokinesis's + 1).
+# skips reading the streams back; SHARDLINE_BENCH_TLS_PORT (default ferrokinesis's + 1);
+# SHARDLINE_BENCH_PRODUCE_ARGS adds arguments to Shardline's `produce` (e.g. `--json`).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 VS_KPL=
@@ -176,7 +177,8 @@ vs_kpl() { # size
   emu0=$(cpu_seconds "$fast_pid")
   out=$(/usr/bin/time -f 'time: cpu_s=%U+%S peak_rss_kib=%M' "$bin" produce --config "$cfg" \
     --endpoint "$FAST_ENDPOINT" --stream "$stream" --sample random --count "$N" --size "$size" \
-    --keys "$keys" --rate-limit 100000 --progress 0s 2>&1) || { echo "$out" >&2; exit 1; }
+    --keys "$keys" --rate-limit 100000 --progress 0s ${SHARDLINE_BENCH_PRODUCE_ARGS:-} 2>&1) ||
+    { echo "$out" >&2; exit 1; }
   emu1=$(cpu_seconds "$fast_pid")
   line=$(grep '^produce:' <<<"$out" | sed 's/^produce: stream=[^ ]* //')
   time_line=$(grep '^time:' <<<"$out")

@@ -90,6 +90,9 @@ pub struct ProduceArgs {
     /// Keep each partition key's records in order across retries.
     #[arg(long)]
     strict_ordering: bool,
+    /// Send PutRecords in JSON rather than CBOR (for an endpoint that speaks only JSON).
+    #[arg(long)]
+    json: bool,
     /// Seconds between progress lines (0: only the final line).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     progress: Duration,
@@ -225,6 +228,7 @@ fn producer_config(args: &ProduceArgs) -> ProducerConfig {
         max_connections: args.max_connections.max(1),
         max_outstanding_records: args.max_outstanding_records.max(1),
         strict_ordering: args.strict_ordering,
+        cbor: !args.json,
         ..ProducerConfig::default()
     }
 }

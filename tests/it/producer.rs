@@ -201,9 +201,16 @@ async fn throttled_records_are_retried_until_stored_once() {
 
 /// Test 4 of the issue, injected failures: refused records, failed requests and dropped
 /// connections are retried; every record is stored exactly once, and each receipt names
-/// the shard, sequence number and sub-sequence number where its record really is.
+/// the shard, sequence number and sub-sequence number where its record really is — with
+/// PutRecords in CBOR (the default: the proxy answers in CBOR, errors included) and in JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_failures_are_retried_and_receipts_are_exact() {
+    for cbor in [true, false] {
+        injected_failures(cbor).await;
+    }
+}
+
+async fn injected_failures(cbor: bool) {
     let stream = unique("faults");
     create_stream_on(&ferrokinesis(), &stream, 2).await;
     let proxy = FaultProxy::start(
@@ -225,6 +232,7 @@ async fn injected_failures_are_retried_and_receipts_are_exact() {
         // is drawn (a handful of large requests may draw none)
         aggregation_max_size: 100,
         max_request_records: 5,
+        cbor,
         ..ProducerConfig::default()
     };
     let p = producer_at(&proxy.endpoint, &stream, config).await;
@@ -239,6 +247,8 @@ async fn injected_failures_are_retried_and_receipts_are_exact() {
         c.records_refused > 0 && c.requests_failed > 0 && c.connections_dropped > 0,
         "{c:?}"
     );
+    let in_cbor = if cbor { c.put_records_requests } else { 0 };
+    assert_eq!(c.put_records_cbor, in_cbor, "cbor: {cbor}, {c:?}");
     let stats = p.stats().snapshot();
     assert!(stats.retries > 0);
     assert_eq!(stats.user_records_ok, 4_000);
@@ -589,7 +599,8 @@ async fn a_reshard_reloads_the_map_and_no_record_is_left_where_the_kcl_drops_it(
 
 /// `produce` reads length-prefixed binary records from stdin: every byte value, line
 /// breaks inside records and an empty record arrive byte-exact; a truncated input is an
-/// error naming the record, and what came before it is still stored.
+/// error naming the record, and what came before it is still stored. The second run sends
+/// PutRecords in JSON (`--json`), and stores the same bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_reads_length_prefixed_binary_from_stdin() {
     use tokio::io::AsyncWriteExt;
@@ -605,7 +616,7 @@ async fn produce_reads_length_prefixed_binary_from_stdin() {
         input.extend_from_slice(&(r.len() as u32).to_be_bytes());
         input.extend_from_slice(r);
     }
-    let run = |input: Vec<u8>| {
+    let run = |input: Vec<u8>, json: bool| {
         let config = ferro_config(&stream);
         let stream = stream.clone();
         async move {
@@ -621,6 +632,7 @@ async fn produce_reads_length_prefixed_binary_from_stdin() {
                 ])
                 .args(["--stream", &stream, "--config"])
                 .arg(&config)
+                .args(json.then_some("--json"))
                 .stdin(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
@@ -635,7 +647,7 @@ async fn produce_reads_length_prefixed_binary_from_stdin() {
             )
         }
     };
-    let (code, log) = run(input.clone()).await;
+    let (code, log) = run(input.clone(), false).await;
     assert_eq!(code, Some(0), "{log}");
     let contents = read_stream(&ferrokinesis(), &stream).await;
     let counts = contents.data_counts();
@@ -645,8 +657,17 @@ async fn produce_reads_length_prefixed_binary_from_stdin() {
     assert_eq!(contents.users.len(), records.len());
 
     // cut inside the last record's bytes: the records before it are stored, the error names it
-    let (code, log) = run(input[..input.len() - 10].to_vec()).await;
+    let (code, log) = run(input[..input.len() - 10].to_vec(), true).await;
     assert_eq!(code, Some(1), "{log}");
     assert!(log.contains("record 257: 300000 bytes announced"), "{log}");
     assert!(log.contains("stored=257"), "{log}");
+    let counts = read_stream(&ferrokinesis(), &stream).await.data_counts();
+    for r in &records[..257] {
+        assert_eq!(
+            counts.get(r),
+            Some(&2),
+            "record of {} bytes, twice",
+            r.len()
+        );
+    }
 }

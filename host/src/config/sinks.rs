@@ -133,6 +133,10 @@ pub struct KinesisSinkConfig {
     /// per shard in flight at a time).
     #[serde(default)]
     pub strict_ordering: bool,
+    /// Send PutRecords in CBOR, as the AWS SDK for Java does (each record's bytes as they
+    /// are, not base64); `false` sends JSON, for an endpoint that speaks only JSON.
+    #[serde(default = "defaults::yes")]
+    pub cbor: bool,
 }
 
 impl KinesisSinkConfig {

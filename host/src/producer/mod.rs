@@ -41,6 +41,7 @@
 //! record outside its shard): its user records may then be stored twice — at-least-once,
 //! as everywhere in Shardline.
 
+mod cbor;
 pub mod limiter;
 pub mod metrics;
 mod pipeline;
@@ -92,6 +93,9 @@ pub struct ProducerConfig {
     pub max_outstanding_bytes: usize,
     /// One Kinesis record per shard in flight at a time (see the module docs).
     pub strict_ordering: bool,
+    /// Send PutRecords in CBOR, as the AWS SDK for Java does (see [`cbor`]); JSON, the
+    /// encoding of every other AWS SDK, when false.
+    pub cbor: bool,
 }
 
 impl Default for ProducerConfig {
@@ -113,6 +117,7 @@ impl Default for ProducerConfig {
             max_outstanding_records: d::MAX_OUTSTANDING_RECORDS,
             max_outstanding_bytes: d::MAX_OUTSTANDING_BYTES,
             strict_ordering: false,
+            cbor: true,
         }
     }
 }

@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::request::Payload;
 use super::retrier::{AttemptError, Backoff};
 use super::shard_map::ShardMap;
 use super::shard_queue::{
@@ -34,7 +35,8 @@ const REFRESH_RETRY: Duration = Duration::from_secs(1);
 /// Result of one PutRecords request.
 struct Completion {
     batch: Vec<KinesisRecord>,
-    /// The request's body: the one copy of its records' data ([`super::request`]).
+    /// A JSON request's body: the one copy of its records' data ([`super::request`]);
+    /// empty for a CBOR request, whose records kept theirs.
     body: Bytes,
     result: Result<PutRecordsOutput, AttemptError>,
 }
@@ -466,13 +468,19 @@ impl Pipeline {
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
         let bodies = self.bodies.clone();
+        let cbor = self.config.cbor;
         tokio::spawn(async move {
             // Digests and body here, off the pipeline's task: the runtime's other workers
             // take a share.
             write_pending_digests(&mut batch);
-            let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies);
+            let (payload, body) = if cbor {
+                (write_cbor_body(&stream, &mut batch), Bytes::new())
+            } else {
+                let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies);
+                (Payload::json(body.clone(), sha256_hex), body)
+            };
             let sent = std::time::Instant::now();
-            let put = super::request::put_records(&client, &stream, &body, &sha256_hex);
+            let put = super::request::put_records(&client, &stream, &payload);
             let result = tokio::time::timeout(timeout, put).await;
             metrics.request_time.observe_since(sent);
             let result = match result {
@@ -676,7 +684,18 @@ impl Pipeline {
     }
 }
 
-/// Writes the request's body; the records' data moves into it. Also gives the body's
+/// The request's CBOR body: the records' data is shared with it, not copied.
+fn write_cbor_body(stream: &str, batch: &mut [KinesisRecord]) -> Payload {
+    let data: Vec<Bytes> = batch.iter_mut().map(|r| r.data.share()).collect();
+    let entries = batch.iter().zip(data).map(|(r, data)| super::cbor::Entry {
+        data,
+        partition_key: &r.partition_key,
+        explicit_hash_key: r.explicit_hash_key.as_deref(),
+    });
+    super::cbor::write(stream, entries)
+}
+
+/// Writes the request's JSON body; the records' data moves into it. Also gives the body's
 /// SHA-256 (hex), for the signer.
 fn write_body(
     stream: &str,

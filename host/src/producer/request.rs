@@ -1,14 +1,16 @@
-//! The body of a PutRecords request, written by the producer itself: one buffer of the
-//! exact size, each record's data base64-encoded straight into it.
+//! A PutRecords request as the producer sends it: the body in JSON
+//! (`application/x-amz-json-1.1`, written here: one buffer of the exact size, each record's
+//! data base64-encoded straight into it) or in CBOR ([`super::cbor`], the default), and the
+//! call that sends either.
 //!
 //! Built through the SDK's model, a request held each record three times over while it was
 //! in flight: the record, its copy in the entry's `Blob`, and the JSON body (grown by
-//! doubling) — about 7 KB of memory per 1 KiB user record. Here the body is the only copy:
-//! once it is written the records' data is dropped, and a record that must be put again
-//! gets its bytes back by decoding its stretch of the body ([`data`]), which is rare. The
-//! SDK still does the rest (endpoint, signing, sending, parsing the answer): the request
-//! it serialises has no records, and its body is swapped for this one before it is signed
-//! ([`super::pipeline`]).
+//! doubling) — about 7 KB of memory per 1 KiB user record. A JSON body here is the only
+//! copy: once it is written the records' data is dropped, and a record that must be put
+//! again gets its bytes back by decoding its stretch of the body ([`data`]), which is rare.
+//! The SDK still does the rest (endpoint, signing, sending, parsing the answer): the
+//! request it serialises has no records, and its body is swapped for the [`Payload`]'s
+//! before it is signed.
 //!
 //! The SHA-256 of the body that SigV4 signs is computed here too, a few KiB at a time
 //! right after they are written, while they are still in the CPU's cache: the SDK's signer,
@@ -191,29 +193,114 @@ pub(super) fn write<'a>(
     }
 }
 
-/// One PutRecords call with `body` as its body: the SDK serialises a request without
-/// records, the body is swapped in, and the signer is given the body's SHA-256 instead of
-/// computing it (the same hash, so the same signature).
+/// What one PutRecords request sends: its body as pieces sent one after another (one for
+/// a JSON body; a CBOR body is its records' own buffers between fragments, see
+/// [`super::cbor`]), their total length, the body's SHA-256 in lowercase hex (what SigV4
+/// signs as the payload hash), and its content type.
+#[derive(Clone)]
+pub(super) struct Payload {
+    pub(super) pieces: Arc<[Bytes]>,
+    pub(super) len: usize,
+    pub(super) sha256_hex: String,
+    pub(super) content_type: &'static str,
+}
+
+impl Payload {
+    /// A JSON body [`write`] wrote, as one piece.
+    pub(super) fn json(body: Bytes, sha256_hex: String) -> Self {
+        Self {
+            len: body.len(),
+            pieces: Arc::new([body]),
+            sha256_hex,
+            content_type: JSON,
+        }
+    }
+
+    fn body(&self) -> SdkBody {
+        match &self.pieces[..] {
+            [one] => SdkBody::from(one.clone()),
+            _ => {
+                let pieces = self.pieces.clone();
+                SdkBody::retryable(move || SdkBody::from_body_1_x(Pieces::new(pieces.clone())))
+            }
+        }
+    }
+}
+
+/// The content type of a JSON request.
+const JSON: &str = "application/x-amz-json-1.1";
+
+/// An HTTP body that sends its pieces in order, each as it is (no copy).
+struct Pieces {
+    pieces: Arc<[Bytes]>,
+    next: usize,
+    left: u64,
+}
+
+impl Pieces {
+    fn new(pieces: Arc<[Bytes]>) -> Self {
+        let left = pieces.iter().map(|p| p.len() as u64).sum();
+        Self {
+            pieces,
+            next: 0,
+            left,
+        }
+    }
+}
+
+impl http_body::Body for Pieces {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let Some(piece) = self.pieces.get(self.next).cloned() else {
+            return std::task::Poll::Ready(None);
+        };
+        self.next += 1;
+        self.left -= piece.len() as u64;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.pieces.len()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+/// One PutRecords call that sends `payload`: the SDK serialises a request without records,
+/// the payload's body and content type are swapped in, and the signer is given the body's
+/// SHA-256 instead of computing it (the same hash, so the same signature). A CBOR answer is
+/// read as the JSON it stands for ([`super::cbor::ReadsCbor`]).
 pub(super) async fn put_records(
     client: &Client,
     stream: &str,
-    body: &Bytes,
-    sha256_hex: &str,
+    payload: &Payload,
 ) -> Result<PutRecordsOutput, SdkError<PutRecordsError>> {
-    let body = body.clone();
-    client
+    let sent = payload.clone();
+    let content_type = payload.content_type;
+    let call = client
         .put_records()
         .stream_name(stream)
         .set_records(Some(Vec::new()))
         .customize()
         .mutate_request(move |req| {
-            req.headers_mut()
-                .insert("Content-Length", body.len().to_string());
-            *req.body_mut() = SdkBody::from(body.clone());
+            let headers = req.headers_mut();
+            headers.insert("Content-Length", sent.len.to_string());
+            headers.insert("Content-Type", sent.content_type);
+            *req.body_mut() = sent.body();
         })
-        .interceptor(PayloadHash(sha256_hex.to_string()))
-        .send()
-        .await
+        .interceptor(PayloadHash(payload.sha256_hex.clone()));
+    if content_type == super::cbor::CONTENT_TYPE {
+        call.interceptor(super::cbor::ReadsCbor).send().await
+    } else {
+        call.send().await
+    }
 }
 
 /// Gives the SigV4 signer a request's payload hash, computed while its body was written.
@@ -419,13 +506,11 @@ mod tests {
                 .await
         };
         assert!(sdk_hashed.is_err(), "stopped before sending");
-        assert!(put_records(&client, "orders", &bytes, &body.sha256_hex)
-            .await
-            .is_err());
+        let payload = Payload::json(bytes.clone(), body.sha256_hex);
+        assert!(put_records(&client, "orders", &payload).await.is_err());
         let wrong = hex::encode(Sha256::digest(b"another body"));
-        assert!(put_records(&client, "orders", &bytes, &wrong)
-            .await
-            .is_err());
+        let payload = Payload::json(bytes.clone(), wrong);
+        assert!(put_records(&client, "orders", &payload).await.is_err());
 
         let sent = capture.0.lock().expect("not poisoned").clone();
         assert_eq!(sent.len(), 3);

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
@@ -92,7 +93,7 @@ pub(super) fn hash_partition_keys(records: &mut [&mut Pending]) {
 #[derive(Debug)]
 pub(super) struct KinesisRecord {
     /// Its data: a user record's, or an aggregate where the aggregator wrote it.
-    pub(super) data: Encoded,
+    pub(super) data: RecordData,
     pub(super) partition_key: String,
     pub(super) explicit_hash_key: Option<String>,
     /// Its user records, in sub-sequence order.
@@ -102,7 +103,7 @@ pub(super) struct KinesisRecord {
     /// digests of a request's aggregates together (several per SIMD instruction), and
     /// anything that reads the data before that writes its own ([`KinesisRecord::digest`]).
     pub(super) digest_pending: bool,
-    /// While a request carries it: where its data sits in the request's body, and the
+    /// While a JSON request carries it: where its data sits in the request's body, and the
     /// data's length. `data` is empty then (the body is its one copy; see
     /// [`super::request`]), and [`KinesisRecord::restore`] brings it back.
     pub(super) in_body: Option<(std::ops::Range<usize>, usize)>,
@@ -130,7 +131,7 @@ impl KinesisRecord {
         let arrived = members.iter().map(|m| m.arrived).min()?;
         let deadline = members.iter().map(|m| m.deadline).min()?;
         Some(Self {
-            data,
+            data: RecordData::Own(data),
             partition_key,
             explicit_hash_key,
             members,
@@ -160,13 +161,13 @@ impl KinesisRecord {
     /// Hands its data over to a request body that now holds it at `range`.
     pub(super) fn move_into_body(&mut self, range: std::ops::Range<usize>) {
         self.in_body = Some((range, self.data.len()));
-        self.data = Encoded::default();
+        self.data = RecordData::default();
     }
 
     /// Its data again, decoded from the body of the request that carried it.
     pub(super) fn restore(&mut self, body: &[u8]) {
         if let Some((range, _)) = self.in_body.take() {
-            self.data = super::request::data(body, range).into();
+            self.data = RecordData::Own(super::request::data(body, range).into());
         }
     }
 
@@ -176,12 +177,65 @@ impl KinesisRecord {
     }
 }
 
+/// A Kinesis record's data: its own buffer until a CBOR request first carries it, then
+/// shared with the requests that send it ([`super::cbor`]), which read it from there.
+#[derive(Debug)]
+pub(super) enum RecordData {
+    Own(Encoded),
+    Shared(Bytes),
+}
+
+impl Default for RecordData {
+    fn default() -> Self {
+        Self::Own(Encoded::default())
+    }
+}
+
+impl RecordData {
+    pub(super) fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Own(e) => e.as_slice(),
+            Self::Shared(b) => b,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// The data to write a digest into: only its own buffer can be (a digest is written
+    /// before the record is first sent, so shared data already has its digest).
+    fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Self::Own(e) => Some(e.as_mut_slice()),
+            Self::Shared(_) => None,
+        }
+    }
+
+    /// The data to send, without copying it: its buffer is shared from now on.
+    pub(super) fn share(&mut self) -> Bytes {
+        let shared = match std::mem::take(self) {
+            Self::Own(e) => Bytes::from_owner(e),
+            Self::Shared(b) => b,
+        };
+        *self = Self::Shared(shared.clone());
+        shared
+    }
+
+    pub(super) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Self::Own(e) => e.into_vec(),
+            Self::Shared(b) => b.into(),
+        }
+    }
+}
+
 /// Writes the pending digests of `records` together.
 pub(super) fn write_pending_digests(records: &mut [KinesisRecord]) {
     let mut pending: Vec<&mut [u8]> = records
         .iter_mut()
         .filter(|r| r.digest_pending)
-        .map(|r| {
+        .filter_map(|r| {
             r.digest_pending = false;
             r.data.as_mut_slice()
         })

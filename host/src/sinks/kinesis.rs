@@ -41,6 +41,7 @@ fn producer_config(c: &KinesisSinkConfig) -> ProducerConfig {
         max_outstanding_records: c.max_outstanding_records,
         max_outstanding_bytes: c.max_outstanding_bytes as usize,
         strict_ordering: c.strict_ordering,
+        cbor: c.cbor,
         ..ProducerConfig::default()
     }
 }

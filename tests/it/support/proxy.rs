@@ -59,6 +59,8 @@ pub struct ReadFaults {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ProxyCounts {
     pub put_records_requests: u64,
+    /// PutRecords requests sent in CBOR.
+    pub put_records_cbor: u64,
     pub records_refused: u64,
     pub requests_failed: u64,
     pub connections_dropped: u64,
@@ -194,6 +196,103 @@ async fn read_request(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Opti
     Some(req)
 }
 
+/// How a request's body is encoded; its answer is encoded the same way. The producer sends
+/// PutRecords in CBOR (or JSON when told to); the SDK's other calls are JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Cbor,
+}
+
+impl Encoding {
+    fn of(req: &Request) -> Self {
+        match req.header("content-type") {
+            Some(t) if t.contains("cbor") => Self::Cbor,
+            _ => Self::Json,
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/x-amz-json-1.1",
+            Self::Cbor => "application/x-amz-cbor-1.1",
+        }
+    }
+
+    /// An answer, or an error's body.
+    fn encode(self, v: &Value) -> Vec<u8> {
+        match self {
+            Self::Json => serde_json::to_vec(v).expect("JSON"),
+            Self::Cbor => {
+                let mut out = Vec::new();
+                ciborium::into_writer(v, &mut out).expect("CBOR");
+                out
+            }
+        }
+    }
+
+    /// An answer (no blobs in PutRecords answers, so JSON values hold them either way).
+    fn decode(self, body: &[u8]) -> Value {
+        match self {
+            Self::Json => serde_json::from_slice(body).expect("PutRecords answer"),
+            Self::Cbor => ciborium::from_reader(body).expect("PutRecords answer"),
+        }
+    }
+
+    /// How many records a PutRecords body holds.
+    fn records(self, body: &[u8]) -> usize {
+        match self {
+            Self::Json => serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v["Records"].as_array().map(Vec::len))
+                .unwrap_or(0),
+            Self::Cbor => cbor_records(body).map_or(0, |(_, r)| r.len()),
+        }
+    }
+
+    /// The PutRecords body with only the records `keep` says.
+    fn keep(self, body: &[u8], keep: &[bool]) -> Vec<u8> {
+        fn kept<T>(records: &mut Vec<T>, keep: &[bool]) {
+            let mut k = keep.iter();
+            records.retain(|_| *k.next().expect("a choice per record"));
+        }
+        match self {
+            Self::Json => {
+                let mut v: Value = serde_json::from_slice(body).expect("PutRecords JSON");
+                let mut records = v["Records"].as_array().cloned().unwrap_or_default();
+                kept(&mut records, keep);
+                v["Records"] = Value::Array(records);
+                serde_json::to_vec(&v).expect("JSON")
+            }
+            Self::Cbor => {
+                let (mut v, mut records) = cbor_records(body).expect("PutRecords CBOR");
+                kept(&mut records, keep);
+                if let ciborium::Value::Map(m) = &mut v {
+                    for (k, r) in m.iter_mut() {
+                        if k.as_text() == Some("Records") {
+                            *r = ciborium::Value::Array(std::mem::take(&mut records));
+                        }
+                    }
+                }
+                let mut out = Vec::new();
+                ciborium::into_writer(&v, &mut out).expect("CBOR");
+                out
+            }
+        }
+    }
+}
+
+/// A CBOR PutRecords body, and its records.
+fn cbor_records(body: &[u8]) -> Option<(ciborium::Value, Vec<ciborium::Value>)> {
+    let v: ciborium::Value = ciborium::from_reader(body).ok()?;
+    let records = v
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some("Records"))
+        .and_then(|(_, r)| r.as_array().cloned())?;
+    Some((v, records))
+}
+
 async fn serve(
     conn: TcpStream,
     upstream: SocketAddr,
@@ -204,6 +303,7 @@ async fn serve(
     let mut rd = BufReader::new(rd);
     let mut up = Upstream::new(upstream);
     while let Some(mut req) = read_request(&mut rd).await {
+        let encoding = Encoding::of(&req);
         let is_put = req
             .header("x-amz-target")
             .is_some_and(|t| t.ends_with(".PutRecords"));
@@ -215,7 +315,7 @@ async fn serve(
                 Some(ReadFault::Drop) => return, // closes the connection, unanswered
                 Some(ReadFault::Answer(status, code)) => {
                     let body = json!({"__type": code, "message": "injected by the fault proxy"});
-                    if respond(&mut wr, status, body.to_string().as_bytes())
+                    if respond(&mut wr, status, encoding, &encoding.encode(&body))
                         .await
                         .is_err()
                     {
@@ -229,16 +329,16 @@ async fn serve(
         }
         if !is_put {
             let (status, body) = up.forward(&req).await;
-            if respond(&mut wr, status, &body).await.is_err() {
+            if respond(&mut wr, status, encoding, &body).await.is_err() {
                 return;
             }
             continue;
         }
-        state
-            .lock()
-            .expect("proxy state")
-            .counts
-            .put_records_requests += 1;
+        {
+            let counts = &mut state.lock().expect("proxy state").counts;
+            counts.put_records_requests += 1;
+            counts.put_records_cbor += u64::from(encoding == Encoding::Cbor);
+        }
         let _permit = gate.acquire().await.expect("gate");
         // decide this request's fate
         let (drop_conn, fail_req, refuse): (bool, bool, Vec<bool>) = {
@@ -246,10 +346,7 @@ async fn serve(
             let f = s.faults.clone();
             let drop_conn = s.rng.random_bool(f.drop_connections.clamp(0.0, 1.0));
             let fail_req = !drop_conn && s.rng.random_bool(f.fail_requests.clamp(0.0, 1.0));
-            let n = serde_json::from_slice::<Value>(&req.body)
-                .ok()
-                .and_then(|v| v["Records"].as_array().map(Vec::len))
-                .unwrap_or(0);
+            let n = encoding.records(&req.body);
             let refuse = (0..n)
                 .map(|_| f.refuse_all || s.rng.random_bool(f.refuse_records.clamp(0.0, 1.0)))
                 .collect();
@@ -267,7 +364,7 @@ async fn serve(
             state.lock().expect("proxy state").counts.requests_failed += 1;
             let body =
                 json!({"__type": "InternalFailure", "message": "injected by the fault proxy"});
-            if respond(&mut wr, 500, body.to_string().as_bytes())
+            if respond(&mut wr, 500, encoding, &encoding.encode(&body))
                 .await
                 .is_err()
             {
@@ -275,31 +372,23 @@ async fn serve(
             }
             continue;
         }
-        let mut v: Value = serde_json::from_slice(&req.body).expect("PutRecords JSON");
-        let records = v["Records"].as_array().cloned().unwrap_or_default();
-        let keep: Vec<Value> = records
-            .iter()
-            .zip(&refuse)
-            .filter(|(_, r)| !**r)
-            .map(|(rec, _)| rec.clone())
-            .collect();
+        let keep: Vec<bool> = refuse.iter().map(|r| !r).collect();
+        let kept = keep.iter().filter(|k| **k).count();
         let mut answers: Vec<Value> = Vec::new();
         let mut failed = 0;
         let mut upstream_answers = Vec::new().into_iter();
         let mut encryption = Value::Null;
-        if !keep.is_empty() {
-            let kept = keep.len();
-            v["Records"] = Value::Array(keep);
-            req.body = serde_json::to_vec(&v).expect("json");
+        if kept > 0 {
+            req.body = encoding.keep(&req.body, &keep);
             let (status, body) = up.forward(&req).await;
             if status != 200 {
                 // pass upstream errors (e.g. throttling of the whole request) through
-                if respond(&mut wr, status, &body).await.is_err() {
+                if respond(&mut wr, status, encoding, &body).await.is_err() {
                     return;
                 }
                 continue;
             }
-            let out: Value = serde_json::from_slice(&body).expect("PutRecords answer");
+            let out = encoding.decode(&body);
             encryption = out["EncryptionType"].clone();
             let got = out["Records"].as_array().cloned().unwrap_or_default();
             assert_eq!(got.len(), kept, "upstream answered every forwarded record");
@@ -333,7 +422,7 @@ async fn serve(
         if !encryption.is_null() {
             out["EncryptionType"] = encryption;
         }
-        if respond(&mut wr, 200, out.to_string().as_bytes())
+        if respond(&mut wr, 200, encoding, &encoding.encode(&out))
             .await
             .is_err()
         {
@@ -482,11 +571,13 @@ impl Upstream {
 async fn respond(
     wr: &mut tokio::net::tcp::OwnedWriteHalf,
     status: u16,
+    encoding: Encoding,
     body: &[u8],
 ) -> std::io::Result<()> {
     let reason = if status == 200 { "OK" } else { "Error" };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\n\r\n",
+        encoding.content_type(),
         body.len()
     );
     wr.write_all(head.as_bytes()).await?;
@@ -570,7 +661,10 @@ async fn serve_efo(
             return;
         }
         let (status, body) = up.forward(&req).await;
-        if respond(&mut wr, status, &body).await.is_err() {
+        if respond(&mut wr, status, Encoding::of(&req), &body)
+            .await
+            .is_err()
+        {
             return;
         }
     }
