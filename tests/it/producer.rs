@@ -671,3 +671,58 @@ async fn produce_reads_length_prefixed_binary_from_stdin() {
         );
     }
 }
+
+/// kinesis-local, a second implementation of the service's CBOR protocol (and of its JSON
+/// one): records of every byte value, explicit hash keys and keys with non-ASCII characters
+/// are stored byte-exact in both encodings, and each receipt points at its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinesis_local_stores_what_either_encoding_sends() {
+    for cbor in [true, false] {
+        let stream = unique(if cbor { "cbor" } else { "json" });
+        create_stream(&stream, 2).await;
+        let config = ProducerConfig {
+            max_buffered_time: Duration::from_millis(20),
+            cbor,
+            ..ProducerConfig::default()
+        };
+        let p = producer_at(&kinesis_endpoint(), &stream, config).await;
+        let mut records: Vec<UserRecord> = (0..300u32)
+            .map(|i| {
+                let data: Vec<u8> = (0..(i * 7) % 700).map(|j| (i + j) as u8).collect();
+                UserRecord::new(format!("clé-{}", i % 40), data)
+            })
+            .collect();
+        let mut high = UserRecord::new("high", b"to the last shard".to_vec());
+        high.explicit_hash_key = Some(u128::MAX.to_string());
+        records.push(high);
+        let receipts: Vec<Receipt> = put_all(&p, records.clone())
+            .await
+            .into_iter()
+            .map(|r| r.expect("stored"))
+            .collect();
+        p.close().await;
+        let contents = read_stream(&kinesis(), &stream).await;
+        let at: HashMap<(String, String, Option<u64>), &Stored> = contents
+            .users
+            .iter()
+            .map(|u| ((u.shard.clone(), u.sequence.clone(), u.sub), u))
+            .collect();
+        assert_eq!(contents.users.len(), records.len(), "cbor: {cbor}");
+        for (r, rc) in records.iter().zip(&receipts) {
+            let key = (
+                rc.shard_id.clone(),
+                rc.sequence_number.clone(),
+                rc.sub_sequence_number,
+            );
+            let u = at
+                .get(&key)
+                .unwrap_or_else(|| panic!("cbor: {cbor}: {rc:?}"));
+            assert_eq!(
+                (&u.data, &u.key),
+                (&r.data, &r.partition_key),
+                "cbor: {cbor}"
+            );
+        }
+        assert!(contents.outside_their_shard().is_empty(), "cbor: {cbor}");
+    }
+}

@@ -249,7 +249,137 @@ fn json(v: ciborium::Value) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+    use aws_smithy_runtime_api::client::http::{
+        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+
     const UNSIGNED: u8 = 0;
+
+    /// An HTTP client that answers every request with one status, content type and body,
+    /// and keeps each request's content type.
+    #[derive(Debug, Clone)]
+    struct Answers {
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl HttpConnector for Answers {
+        fn call(&self, req: HttpRequest) -> HttpConnectorFuture {
+            let sent = req.headers().get("content-type").unwrap_or_default();
+            self.seen
+                .lock()
+                .expect("not poisoned")
+                .push(sent.to_string());
+            let mut response = HttpResponse::new(
+                self.status.try_into().expect("a status"),
+                SdkBody::from(self.body.clone()),
+            );
+            response
+                .headers_mut()
+                .insert("Content-Type", self.content_type);
+            HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    impl HttpClient for Answers {
+        fn http_connector(
+            &self,
+            _: &HttpConnectorSettings,
+            _: &RuntimeComponents,
+        ) -> SharedHttpConnector {
+            SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    /// What PutRecords of one CBOR record makes of an answer, and the content type sent.
+    async fn put(
+        status: u16,
+        content_type: &'static str,
+        body: Vec<u8>,
+    ) -> (
+        Result<
+            aws_sdk_kinesis::operation::put_records::PutRecordsOutput,
+            aws_sdk_kinesis::error::SdkError<
+                aws_sdk_kinesis::operation::put_records::PutRecordsError,
+            >,
+        >,
+        String,
+    ) {
+        let answers = Answers {
+            status,
+            content_type,
+            body,
+            seen: Default::default(),
+        };
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .endpoint_url("http://127.0.0.1:9")
+            .http_client(answers.clone())
+            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_kinesis::Client::from_conf(conf);
+        let entry = Entry {
+            data: Bytes::from_static(b"data"),
+            partition_key: "k",
+            explicit_hash_key: None,
+        };
+        let payload = write("s", std::iter::once(entry));
+        let out = super::super::request::put_records(&client, "s", &payload).await;
+        let sent = answers.seen.lock().expect("not poisoned").concat();
+        (out, sent)
+    }
+
+    fn cbor(v: &serde_json::Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        ciborium::into_writer(v, &mut out).expect("CBOR");
+        out
+    }
+
+    #[tokio::test]
+    async fn answers_and_errors_in_cbor_are_the_sdks() {
+        let ok = serde_json::json!({"FailedRecordCount": 0, "Records": [
+            {"SequenceNumber": "4959", "ShardId": "shardId-000000000001"}]});
+        let (out, sent) = put(200, CONTENT_TYPE, cbor(&ok)).await;
+        assert_eq!(sent, CONTENT_TYPE);
+        let out = out.expect("read");
+        assert_eq!(out.failed_record_count, Some(0));
+        assert_eq!(out.records[0].sequence_number.as_deref(), Some("4959"));
+        assert_eq!(
+            out.records[0].shard_id.as_deref(),
+            Some("shardId-000000000001")
+        );
+
+        let missing = serde_json::json!({"__type": "ResourceNotFoundException",
+            "message": "Stream s under account 000000000000 not found."});
+        let e = put(400, CONTENT_TYPE, cbor(&missing))
+            .await
+            .0
+            .expect_err("an error");
+        let e = e.into_service_error();
+        assert!(e.is_resource_not_found_exception(), "{e:?}");
+        assert!(format!("{e}").contains("not found"), "{e}");
+
+        // an answer in JSON (a proxy's, say) is read as JSON
+        let throttled = br#"{"__type":"ProvisionedThroughputExceededException","message":"slow"}"#;
+        let e = put(400, "application/x-amz-json-1.1", throttled.to_vec())
+            .await
+            .0;
+        let e = e.expect_err("an error").into_service_error();
+        assert!(e.is_provisioned_throughput_exceeded_exception(), "{e:?}");
+
+        let e = put(200, CONTENT_TYPE, vec![0xbf, 0x61])
+            .await
+            .0
+            .expect_err("unreadable");
+        let e = crate::aws::describe(&e);
+        assert!(e.contains("CBOR that cannot be read"), "{e}");
+    }
 
     fn concat(p: &Payload) -> Vec<u8> {
         p.pieces.iter().flat_map(|p| p.iter().copied()).collect()
