@@ -56,6 +56,7 @@ pub mod produce;
 pub mod producer;
 pub mod progress;
 pub mod scaffold;
+mod sdk_answer;
 pub mod sinks;
 pub mod tail;
 pub mod try_cmd;

@@ -6,7 +6,7 @@
 //! SigV4 payload hash reads a quarter fewer bytes than the JSON body has, and a request in
 //! flight holds no memory beyond its records and those fragments.
 //!
-//! The answer comes back in CBOR too. [`ReadsCbor`] turns it into the JSON the SDK's own
+//! The answer comes back in CBOR too. [`Deserializer`] turns it into the JSON the SDK's own
 //! deserializer reads, so successes and errors (their codes and messages) are the SDK's,
 //! exactly as with the JSON protocol. Answers are small (a sequence number or an error per
 //! Kinesis record), so the turn costs little.
@@ -14,13 +14,8 @@
 use std::sync::LazyLock;
 
 use aws_sdk_kinesis::operation::put_records::PutRecords;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextMut, Error, Output,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
 use aws_smithy_types::body::SdkBody;
@@ -133,28 +128,6 @@ fn text(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Has the SDK read a CBOR answer as the JSON it stands for (see the module docs).
-#[derive(Debug)]
-pub(super) struct ReadsCbor;
-
-impl Intercept for ReadsCbor {
-    fn name(&self) -> &'static str {
-        "shardline::producer::cbor"
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        _: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // The layer the interceptors write to is read before the operation's own.
-        cfg.interceptor_state()
-            .store_put(SharedResponseDeserializer::new(Deserializer));
-        Ok(())
-    }
-}
-
 /// The settings of the SDK's PutRecords operation, among them its response deserializer.
 static SDK: LazyLock<FrozenLayer> = LazyLock::new(|| {
     PutRecords::new()
@@ -162,9 +135,10 @@ static SDK: LazyLock<FrozenLayer> = LazyLock::new(|| {
         .expect("the SDK's PutRecords operation has settings")
 });
 
-/// The SDK's deserializer, given a CBOR answer as JSON.
-#[derive(Debug)]
-struct Deserializer;
+/// The SDK's deserializer, given a CBOR answer as the JSON it stands for (see the module
+/// docs).
+#[derive(Debug, Clone)]
+pub(super) struct Deserializer;
 
 impl DeserializeResponse for Deserializer {
     fn deserialize_nonstreaming_with_config(
@@ -249,51 +223,9 @@ fn json(v: ciborium::Value) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    use aws_smithy_runtime_api::client::http::{
-        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-    };
-    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use crate::sdk_answer::canned::Answers;
 
     const UNSIGNED: u8 = 0;
-
-    /// An HTTP client that answers every request with one status, content type and body,
-    /// and keeps each request's content type.
-    #[derive(Debug, Clone)]
-    struct Answers {
-        status: u16,
-        content_type: &'static str,
-        body: Vec<u8>,
-        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    }
-
-    impl HttpConnector for Answers {
-        fn call(&self, req: HttpRequest) -> HttpConnectorFuture {
-            let sent = req.headers().get("content-type").unwrap_or_default();
-            self.seen
-                .lock()
-                .expect("not poisoned")
-                .push(sent.to_string());
-            let mut response = HttpResponse::new(
-                self.status.try_into().expect("a status"),
-                SdkBody::from(self.body.clone()),
-            );
-            response
-                .headers_mut()
-                .insert("Content-Type", self.content_type);
-            HttpConnectorFuture::ready(Ok(response))
-        }
-    }
-
-    impl HttpClient for Answers {
-        fn http_connector(
-            &self,
-            _: &HttpConnectorSettings,
-            _: &RuntimeComponents,
-        ) -> SharedHttpConnector {
-            SharedHttpConnector::new(self.clone())
-        }
-    }
 
     /// What PutRecords of one CBOR record makes of an answer, and the content type sent.
     async fn put(
@@ -309,21 +241,8 @@ mod tests {
         >,
         String,
     ) {
-        let answers = Answers {
-            status,
-            content_type,
-            body,
-            seen: Default::default(),
-        };
-        let conf = aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
-            .endpoint_url("http://127.0.0.1:9")
-            .http_client(answers.clone())
-            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-            .build();
-        let client = aws_sdk_kinesis::Client::from_conf(conf);
+        let answers = Answers::new(status, content_type, body);
+        let client = answers.client();
         let entry = Entry {
             data: Bytes::from_static(b"data"),
             partition_key: "k",
@@ -331,7 +250,7 @@ mod tests {
         };
         let payload = write("s", std::iter::once(entry));
         let out = super::super::request::put_records(&client, "s", &payload).await;
-        let sent = answers.seen.lock().expect("not poisoned").concat();
+        let sent = answers.sent.lock().expect("not poisoned").concat();
         (out, sent)
     }
 

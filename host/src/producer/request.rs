@@ -276,7 +276,7 @@ impl http_body::Body for Pieces {
 /// One PutRecords call that sends `payload`: the SDK serialises a request without records,
 /// the payload's body and content type are swapped in, and the signer is given the body's
 /// SHA-256 instead of computing it (the same hash, so the same signature). A CBOR answer is
-/// read as the JSON it stands for ([`super::cbor::ReadsCbor`]).
+/// read as the JSON it stands for ([`super::cbor::Deserializer`]).
 pub(super) async fn put_records(
     client: &Client,
     stream: &str,
@@ -297,7 +297,8 @@ pub(super) async fn put_records(
         })
         .interceptor(PayloadHash(payload.sha256_hex.clone()));
     if content_type == super::cbor::CONTENT_TYPE {
-        call.interceptor(super::cbor::ReadsCbor).send().await
+        let reads = crate::sdk_answer::ReadsAnswer(super::cbor::Deserializer);
+        call.interceptor(reads).send().await
     } else {
         call.send().await
     }

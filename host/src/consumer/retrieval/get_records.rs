@@ -18,16 +18,13 @@ use aws_sdk_kinesis::operation::get_records::{GetRecords, GetRecordsError, GetRe
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{EncryptionType, Record};
 use aws_sdk_kinesis::Client;
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::{
-    BeforeDeserializationInterceptorContextMut, Error, Output,
-};
-use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
-use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
 use aws_smithy_types::config_bag::{ConfigBag, FrozenLayer};
+
+use crate::sdk_answer::ReadsAnswer;
 
 /// GetRecords for up to `limit` records from `iterator`.
 pub(super) async fn get_records(
@@ -40,31 +37,9 @@ pub(super) async fn get_records(
         .shard_iterator(iterator)
         .limit(limit)
         .customize()
-        .interceptor(ReadsBody)
+        .interceptor(ReadsAnswer(Deserializer))
         .send()
         .await
-}
-
-/// Puts [`Deserializer`] in place of the SDK's for the call it is given to.
-#[derive(Debug)]
-struct ReadsBody;
-
-impl Intercept for ReadsBody {
-    fn name(&self) -> &'static str {
-        "shardline::retrieval::get_records"
-    }
-
-    fn modify_before_deserialization(
-        &self,
-        _: &mut BeforeDeserializationInterceptorContextMut<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        // The layer the interceptors write to is read before the operation's own.
-        cfg.interceptor_state()
-            .store_put(SharedResponseDeserializer::new(Deserializer));
-        Ok(())
-    }
 }
 
 /// The settings of the SDK's GetRecords operation, among them its response deserializer.
@@ -75,7 +50,7 @@ static SDK: LazyLock<FrozenLayer> = LazyLock::new(|| {
 });
 
 /// A successful answer [`parse`] reads, everything else the SDK.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Deserializer;
 
 impl DeserializeResponse for Deserializer {
@@ -270,55 +245,15 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
-    use aws_smithy_runtime_api::client::http::{
-        HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpConnector,
-    };
-    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
-    use aws_smithy_types::body::SdkBody;
+    use crate::sdk_answer::canned::Answers;
 
     thread_local! {
         /// Answers [`Deserializer`] read itself on this thread.
         pub(super) static READ_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
-    /// An HTTP client that answers every request with one status and body.
-    #[derive(Debug, Clone)]
-    struct Answers(u16, String);
-
-    impl HttpConnector for Answers {
-        fn call(&self, _: HttpRequest) -> HttpConnectorFuture {
-            let mut response = HttpResponse::new(
-                self.0.try_into().expect("a status"),
-                SdkBody::from(self.1.clone()),
-            );
-            response
-                .headers_mut()
-                .insert("Content-Type", "application/x-amz-json-1.1");
-            HttpConnectorFuture::ready(Ok(response))
-        }
-    }
-
-    impl HttpClient for Answers {
-        fn http_connector(
-            &self,
-            _: &HttpConnectorSettings,
-            _: &RuntimeComponents,
-        ) -> SharedHttpConnector {
-            SharedHttpConnector::new(self.clone())
-        }
-    }
-
     fn client(status: u16, body: &str) -> Client {
-        let conf = aws_sdk_kinesis::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
-            .endpoint_url("http://127.0.0.1:9")
-            .http_client(Answers(status, body.to_string()))
-            .retry_config(aws_sdk_kinesis::config::retry::RetryConfig::disabled())
-            .build();
-        Client::from_conf(conf)
+        Answers::new(status, "application/x-amz-json-1.1", body).client()
     }
 
     /// What the SDK alone and this module make of `body`.
