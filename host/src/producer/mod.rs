@@ -329,10 +329,18 @@ pub struct Producer {
     intake: mpsc::UnboundedSender<Command>,
     records: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
+    /// Room in the intake for records the pipeline has not taken yet ([`INTAKE_ROOM`]).
+    intake_room: Arc<Semaphore>,
     config: ProducerConfig,
     stats: Arc<ProducerStats>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// Records `put` may hand over before the pipeline has taken them in. Without it, a caller
+/// faster than the pipeline queued up to `max_outstanding_records` user records as they
+/// came (their own buffers) while as many were already copied into aggregates, and the
+/// allocator kept the memory of both.
+const INTAKE_ROOM: usize = 8192;
 
 impl Producer {
     /// Reads the stream's shard map and starts the producer. Fails when the stream cannot
@@ -354,9 +362,10 @@ impl Producer {
         let stream: Arc<str> = Arc::from(stream);
         let stats = Arc::new(ProducerStats::default());
         let (intake, rx) = mpsc::unbounded_channel();
+        let intake_room = Arc::new(Semaphore::new(INTAKE_ROOM));
         let task =
             pipeline::Pipeline::new(client, stream.clone(), config.clone(), stats.clone(), map);
-        let task = tokio::spawn(task.run(rx));
+        let task = tokio::spawn(task.run(rx, intake_room.clone()));
         Ok(Self {
             stream,
             intake,
@@ -364,6 +373,7 @@ impl Producer {
             bytes: Arc::new(Semaphore::new(
                 config.max_outstanding_bytes.max(MAX_RECORD_BYTES),
             )),
+            intake_room,
             config,
             stats,
             task: tokio::sync::Mutex::new(Some(task)),
@@ -431,6 +441,11 @@ impl Producer {
             .acquire_many_owned(size)
             .await
             .map_err(|_| closed())?;
+        self.intake_room
+            .acquire()
+            .await
+            .map_err(|_| closed())?
+            .forget();
         let (tx, rx) = oneshot::channel();
         let handle = PutHandle {
             rx,
@@ -468,6 +483,7 @@ impl Producer {
         self.flush().await;
         self.records.close();
         self.bytes.close();
+        self.intake_room.close();
         if let Some(task) = self.task.lock().await.take() {
             task.abort();
             let _ = task.await;
@@ -516,5 +532,46 @@ mod tests {
         assert_eq!(f.stream, "orders");
         assert_eq!(f.partition_key, "customer-7");
         assert_eq!((f.attempts, f.expired), (3, true));
+    }
+
+    /// A producer whose pipeline never takes anything in: the intake and its room.
+    fn stalled() -> (Producer, mpsc::UnboundedReceiver<Command>) {
+        let (intake, rx) = mpsc::unbounded_channel();
+        let p = Producer {
+            stream: Arc::from("orders"),
+            intake,
+            records: Arc::new(Semaphore::new(1 << 20)),
+            bytes: Arc::new(Semaphore::new(1 << 30)),
+            intake_room: Arc::new(Semaphore::new(INTAKE_ROOM)),
+            config: ProducerConfig::default(),
+            stats: Arc::default(),
+            task: tokio::sync::Mutex::new(None),
+        };
+        (p, rx)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn put_waits_while_the_pipeline_has_not_taken_in_what_was_put() {
+        let (p, _rx) = stalled();
+        let record = || UserRecord::new("k", vec![1u8; 1024]);
+        let mut handles = Vec::new();
+        for _ in 0..INTAKE_ROOM {
+            handles.push(p.put(record()).await.expect("room"));
+        }
+        let wait = Duration::from_secs(3600);
+        let next = tokio::time::timeout(wait, p.put(record())).await;
+        assert!(next.is_err(), "the intake is full: put waits");
+        // The pipeline taking one in makes room for one.
+        p.intake_room.add_permits(1);
+        let next = tokio::time::timeout(wait, p.put(record())).await;
+        assert!(next.expect("room again").is_ok());
+        let next = tokio::time::timeout(wait, p.put(record())).await;
+        assert!(next.is_err(), "and for one only");
+        p.intake_room.close();
+        let e = p.put(record()).await.err().map(|e| e.to_string());
+        assert!(
+            e.is_some_and(|e| e.contains("closed")),
+            "a closed producer refuses"
+        );
     }
 }

@@ -121,7 +121,13 @@ impl Pipeline {
         p
     }
 
-    pub(super) async fn run(mut self, mut intake: mpsc::UnboundedReceiver<Command>) {
+    /// Runs until the intake closes and everything is done; gives `intake_room` a permit back
+    /// for each record it takes in.
+    pub(super) async fn run(
+        mut self,
+        mut intake: mpsc::UnboundedReceiver<Command>,
+        intake_room: Arc<tokio::sync::Semaphore>,
+    ) {
         loop {
             let now = Instant::now();
             self.tick(now);
@@ -163,6 +169,7 @@ impl Pipeline {
                                 })
                                 .collect();
                             hash_partition_keys(&mut puts);
+                            intake_room.add_permits(puts.len());
                             drop(puts);
                             for c in batch.drain(..) {
                                 self.command(c);
