@@ -24,7 +24,10 @@
 //!
 //! **Backpressure.** At most `max_outstanding_records` user records and
 //! `max_outstanding_bytes` bytes are in the producer at once (queued, in flight or waiting
-//! for a retry); [`put`](Producer::put) waits for room instead of growing memory.
+//! for a retry); [`put`](Producer::put) waits for room instead of growing memory. It also
+//! waits while 8,192 records it handed over are not taken in by the pipeline yet, so a
+//! fast caller does not hold most of the records outstanding in their own buffers while
+//! the aggregates they are copied into hold them again.
 //!
 //! **Order.** A failed record goes back to the front of its shard's queue, and the shard
 //! waits out the backoff, so records of a shard are *sent* in order. With several requests
