@@ -4,11 +4,40 @@
 //! For unit tests, an HTTP client that gives every call the same answer.
 
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, Error, Output,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
 use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, FrozenLayer};
+
+/// The SDK's own response deserializer of an operation, for a deserializer here to hand
+/// what it does not read itself; made once, in a `static LazyLock`.
+#[derive(Debug)]
+pub(crate) struct SdkDeserializer(FrozenLayer);
+
+impl SdkDeserializer {
+    /// The deserializer of `operation` (e.g. `GetRecords::new()`).
+    pub(crate) fn of(operation: impl RuntimePlugin) -> Self {
+        Self(operation.config().expect("an SDK operation has settings"))
+    }
+}
+
+impl DeserializeResponse for SdkDeserializer {
+    fn deserialize_nonstreaming_with_config(
+        &self,
+        response: &HttpResponse,
+        cfg: &ConfigBag,
+    ) -> Result<Output, OrchestratorError<Error>> {
+        self.0
+            .load::<SharedResponseDeserializer>()
+            .expect("an SDK operation names its response deserializer")
+            .deserialize_nonstreaming_with_config(response, cfg)
+    }
+}
 
 /// An interceptor that puts `D` in place of the SDK's deserializer for the call it is given
 /// to (`customize().interceptor(ReadsAnswer(…))`).

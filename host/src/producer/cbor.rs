@@ -16,15 +16,15 @@ use std::sync::LazyLock;
 use aws_sdk_kinesis::operation::put_records::PutRecords;
 use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
-use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
-use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
+use aws_smithy_runtime_api::client::ser_de::DeserializeResponse;
 use aws_smithy_types::body::SdkBody;
-use aws_smithy_types::config_bag::{ConfigBag, FrozenLayer};
+use aws_smithy_types::config_bag::ConfigBag;
 use base64_simd::STANDARD;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::request::Payload;
+use crate::sdk_answer::SdkDeserializer;
 
 /// The content type of a CBOR request, and of its answer.
 pub(super) const CONTENT_TYPE: &str = "application/x-amz-cbor-1.1";
@@ -128,12 +128,8 @@ fn text(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// The settings of the SDK's PutRecords operation, among them its response deserializer.
-static SDK: LazyLock<FrozenLayer> = LazyLock::new(|| {
-    PutRecords::new()
-        .config()
-        .expect("the SDK's PutRecords operation has settings")
-});
+/// The SDK's own deserializer of PutRecords answers.
+static SDK: LazyLock<SdkDeserializer> = LazyLock::new(|| SdkDeserializer::of(PutRecords::new()));
 
 /// The SDK's deserializer, given a CBOR answer as the JSON it stands for (see the module
 /// docs).
@@ -146,9 +142,7 @@ impl DeserializeResponse for Deserializer {
         response: &HttpResponse,
         cfg: &ConfigBag,
     ) -> Result<Output, OrchestratorError<Error>> {
-        let sdk = SDK
-            .load::<SharedResponseDeserializer>()
-            .expect("the SDK's PutRecords operation names its response deserializer");
+        let sdk = &*SDK;
         let is_cbor = response
             .headers()
             .get("content-type")

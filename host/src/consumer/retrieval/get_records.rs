@@ -20,11 +20,10 @@ use aws_sdk_kinesis::types::{EncryptionType, Record};
 use aws_sdk_kinesis::Client;
 use aws_smithy_runtime_api::client::interceptors::context::{Error, Output};
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, OrchestratorError};
-use aws_smithy_runtime_api::client::runtime_plugin::RuntimePlugin;
-use aws_smithy_runtime_api::client::ser_de::{DeserializeResponse, SharedResponseDeserializer};
-use aws_smithy_types::config_bag::{ConfigBag, FrozenLayer};
+use aws_smithy_runtime_api::client::ser_de::DeserializeResponse;
+use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::sdk_answer::ReadsAnswer;
+use crate::sdk_answer::{ReadsAnswer, SdkDeserializer};
 
 /// GetRecords for up to `limit` records from `iterator`.
 pub(super) async fn get_records(
@@ -42,12 +41,8 @@ pub(super) async fn get_records(
         .await
 }
 
-/// The settings of the SDK's GetRecords operation, among them its response deserializer.
-static SDK: LazyLock<FrozenLayer> = LazyLock::new(|| {
-    GetRecords::new()
-        .config()
-        .expect("the SDK's GetRecords operation has settings")
-});
+/// The SDK's own deserializer of GetRecords answers.
+static SDK: LazyLock<SdkDeserializer> = LazyLock::new(|| SdkDeserializer::of(GetRecords::new()));
 
 /// A successful answer [`parse`] reads, everything else the SDK.
 #[derive(Debug, Clone)]
@@ -66,9 +61,7 @@ impl DeserializeResponse for Deserializer {
                 return Ok(Output::erase(output));
             }
         }
-        SDK.load::<SharedResponseDeserializer>()
-            .expect("the SDK's GetRecords operation names its response deserializer")
-            .deserialize_nonstreaming_with_config(response, cfg)
+        SDK.deserialize_nonstreaming_with_config(response, cfg)
     }
 }
 
