@@ -68,6 +68,12 @@ impl Encoded {
         self.len() == 0
     }
 
+    /// The buffer and where the bytes start in it (`buf[start..]`), for a caller that shares
+    /// the buffer as it is.
+    pub fn into_parts(self) -> (Vec<u8>, usize) {
+        (self.buf, self.start)
+    }
+
     /// The bytes as a vector of their own: moved to the front of the buffer if they do
     /// not start there.
     pub fn into_vec(mut self) -> Vec<u8> {
@@ -285,8 +291,11 @@ impl Aggregator {
         *out = self.take_encoded_swap(next);
     }
 
-    /// Room, records so far, digest, and a sixteenth more.
-    fn next_capacity(&self) -> usize {
+    /// The capacity to give the next aggregate's buffer ([`take_encoded_into`]): room,
+    /// the records of this one, digest, and a sixteenth more.
+    ///
+    /// [`take_encoded_into`]: Self::take_encoded_into
+    pub fn next_capacity(&self) -> usize {
         let len = self.out.len() + DIGEST_LEN;
         len + len / 16
     }

@@ -44,6 +44,7 @@
 //! record outside its shard): its user records may then be stored twice — at-least-once,
 //! as everywhere in Shardline.
 
+mod buffer_pool;
 mod cbor;
 pub mod limiter;
 pub mod metrics;

@@ -18,6 +18,7 @@ use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::buffer_pool::BufferPool;
 use super::request::Payload;
 use super::retrier::{AttemptError, Backoff};
 use super::shard_map::ShardMap;
@@ -69,7 +70,10 @@ pub(super) struct Pipeline {
     intake_closed: bool,
     /// Commands taken in at once (kept for its allocation).
     intake_batch: Vec<Command>,
-    bodies: super::request::BodyPool,
+    /// Buffers of JSON request bodies.
+    bodies: BufferPool,
+    /// Buffers of aggregates.
+    aggregates: BufferPool,
 }
 
 impl Pipeline {
@@ -87,7 +91,12 @@ impl Pipeline {
             base: config.retry_backoff,
             max: config.max_retry_backoff,
         };
-        let bodies = super::request::BodyPool::new(config.max_connections.max(1));
+        let bodies = BufferPool::new(config.max_connections.max(1));
+        // Enough for the aggregates of two full requests: a request gives all of its back
+        // at once, and the aggregators take them one at a time.
+        let per_request = (config.max_request_bytes / config.aggregation_max_size.max(1))
+            .clamp(1, config.max_request_records.max(1));
+        let aggregates = BufferPool::new(2 * per_request);
         let mut p = Self {
             metrics: Arc::new(crate::producer::metrics::ProducerMetrics::new(
                 &stream, &stats,
@@ -116,6 +125,7 @@ impl Pipeline {
             intake_closed: false,
             intake_batch: Vec::new(),
             bodies,
+            aggregates,
         };
         p.apply_map(map, now);
         p
@@ -134,6 +144,7 @@ impl Pipeline {
             self.dispatch(now);
             if self.idle() {
                 self.bodies.clear();
+                self.aggregates.clear();
                 if self.flushing {
                     for w in self.flush_waiters.drain(..) {
                         let _ = w.send(());
@@ -218,7 +229,7 @@ impl Pipeline {
             .min(crate::kinesis_limits::MAX_AGGREGATE_BYTES);
         let ehk = p.explicit_hash_key.as_deref();
         if self.config.aggregation && !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
-            q.seal(&self.stats);
+            q.seal(&self.stats, &self.aggregates);
         }
         if !self.config.aggregation || !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
             // alone: too large to aggregate, or aggregation is off
@@ -247,7 +258,7 @@ impl Pipeline {
         for q in self.shards.values_mut() {
             if let Some(a) = q.agg_arrived() {
                 if self.flushing || a + max_wait <= now {
-                    q.seal(&self.stats);
+                    q.seal(&self.stats, &self.aggregates);
                 }
             }
         }
@@ -336,7 +347,7 @@ impl Pipeline {
 
     /// Everything queued for a shard, as user records (in-flight records stay counted).
     fn drain_queue(&self, q: &mut ShardQueue) -> Vec<Pending> {
-        q.seal(&self.stats);
+        q.seal(&self.stats, &self.aggregates);
         q.ready_bytes = 0;
         q.ready.drain(..).flat_map(decompose).collect()
     }
@@ -475,15 +486,19 @@ impl Pipeline {
         let tx = self.done_tx.clone();
         let metrics = self.metrics.clone();
         let bodies = self.bodies.clone();
+        let aggregates = self.aggregates.clone();
         let cbor = self.config.cbor;
         tokio::spawn(async move {
             // Digests and body here, off the pipeline's task: the runtime's other workers
             // take a share.
             write_pending_digests(&mut batch);
             let (payload, body) = if cbor {
-                (write_cbor_body(&stream, &mut batch), Bytes::new())
+                (
+                    write_cbor_body(&stream, &mut batch, &aggregates),
+                    Bytes::new(),
+                )
             } else {
-                let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies);
+                let (body, sha256_hex) = write_body(&stream, &mut batch, &bodies, &aggregates);
                 (Payload::json(body.clone(), sha256_hex), body)
             };
             let sent = std::time::Instant::now();
@@ -692,8 +707,12 @@ impl Pipeline {
 }
 
 /// The request's CBOR body: the records' data is shared with it, not copied.
-fn write_cbor_body(stream: &str, batch: &mut [KinesisRecord]) -> Payload {
-    let data: Vec<Bytes> = batch.iter_mut().map(|r| r.data.share()).collect();
+fn write_cbor_body(stream: &str, batch: &mut [KinesisRecord], aggregates: &BufferPool) -> Payload {
+    // Aggregates' buffers go back to the pool; a lone user record's is its own.
+    let data: Vec<Bytes> = batch
+        .iter_mut()
+        .map(|r| r.data.share(r.aggregated.then_some(aggregates)))
+        .collect();
     let entries = batch.iter().zip(data).map(|(r, data)| super::cbor::Entry {
         data,
         partition_key: &r.partition_key,
@@ -707,7 +726,8 @@ fn write_cbor_body(stream: &str, batch: &mut [KinesisRecord]) -> Payload {
 fn write_body(
     stream: &str,
     batch: &mut [KinesisRecord],
-    bodies: &super::request::BodyPool,
+    bodies: &BufferPool,
+    aggregates: &BufferPool,
 ) -> (Bytes, String) {
     let entries = batch.iter().map(|r| super::request::Entry {
         data: r.data.as_slice(),
@@ -716,7 +736,10 @@ fn write_body(
     });
     let body = super::request::write(stream, entries, bodies);
     for (r, range) in batch.iter_mut().zip(body.ranges) {
-        r.move_into_body(range);
+        let aggregated = r.aggregated;
+        if let Some(buf) = r.move_into_body(range).filter(|_| aggregated) {
+            aggregates.give(buf);
+        }
     }
     (bodies.bytes(body.bytes), body.sha256_hex)
 }

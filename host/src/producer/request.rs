@@ -18,7 +18,7 @@
 //! hash it, and that was a sixth of the producer's CPU with 1 KiB records.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use aws_runtime::auth::PayloadSigningOverride;
 use aws_sdk_kinesis::error::SdkError;
@@ -34,6 +34,8 @@ use base64_simd::STANDARD;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use super::buffer_pool::BufferPool;
+
 /// Bytes written to the body between two feeds of its hash: small enough to still be in
 /// the CPU's first caches, large enough that feeding it costs nothing per record.
 const HASH_STEP: usize = 4096;
@@ -44,83 +46,6 @@ pub(super) struct Entry<'a> {
     pub(super) data: &'a [u8],
     pub(super) partition_key: &'a str,
     pub(super) explicit_hash_key: Option<&'a str>,
-}
-
-/// Request bodies' buffers, kept for the requests after them: a new buffer of up to 5 MiB
-/// per request had the kernel hand out and zero fresh pages for every body (page faults
-/// were a tenth of the producer's CPU with 1 KiB records). It keeps at most as many as
-/// requests may be in flight, and the pipeline empties it whenever it has nothing to send,
-/// so an idle producer holds none.
-#[derive(Debug, Clone)]
-pub(super) struct BodyPool {
-    free: Arc<Mutex<Vec<Vec<u8>>>>,
-    max: usize,
-}
-
-impl BodyPool {
-    pub(super) fn new(max: usize) -> Self {
-        Self {
-            free: Arc::default(),
-            max,
-        }
-    }
-
-    /// An empty buffer for at least `len` bytes: the largest one given back if it is large
-    /// enough, else a new one with a sixteenth more room than asked. Bodies near the
-    /// request limit differ in length by a record or two, so a buffer sized exactly to one
-    /// would be too small for the next about half the time, and growing it moves its old
-    /// contents (up to 7 MB of them) into fresh pages; with the room, the pool settles on
-    /// buffers that fit every body.
-    fn take(&self, len: usize) -> Vec<u8> {
-        let kept = self.free.lock().ok().and_then(|mut free| {
-            let largest = (0..free.len()).max_by_key(|&i| free[i].capacity())?;
-            Some(free.swap_remove(largest))
-        });
-        match kept {
-            Some(mut buf) if buf.capacity() >= len => {
-                buf.clear();
-                buf
-            }
-            _ => Vec::with_capacity(len + len / 16),
-        }
-    }
-
-    /// `body` as `Bytes` whose buffer comes back here once the last of them is dropped.
-    pub(super) fn bytes(&self, body: Vec<u8>) -> Bytes {
-        Bytes::from_owner(Pooled {
-            buf: body,
-            pool: self.clone(),
-        })
-    }
-
-    /// Lets go of the buffers kept.
-    pub(super) fn clear(&self) {
-        if let Ok(mut free) = self.free.lock() {
-            free.clear();
-        }
-    }
-}
-
-/// A body's buffer on its way back to its pool.
-struct Pooled {
-    buf: Vec<u8>,
-    pool: BodyPool,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        if let Ok(mut free) = self.pool.free.lock() {
-            if free.len() < self.pool.max {
-                free.push(std::mem::take(&mut self.buf));
-            }
-        }
-    }
 }
 
 /// A request body, where each record's data sits in it, and its SHA-256 in lowercase hex
@@ -136,7 +61,7 @@ pub(super) struct Body {
 pub(super) fn write<'a>(
     stream: &str,
     entries: impl Iterator<Item = Entry<'a>> + Clone,
-    pool: &BodyPool,
+    pool: &BufferPool,
 ) -> Body {
     const HEAD: &[u8] = b"{\"StreamName\":\"";
     const RECORDS: &[u8] = b"\",\"Records\":[";
@@ -386,7 +311,7 @@ mod tests {
             bytes: body,
             ranges,
             sha256_hex,
-        } = write("orders \"eu\"", entries, &BodyPool::new(1));
+        } = write("orders \"eu\"", entries, &BufferPool::new(1));
         // The length was computed exactly: the buffer is the one made for it, not grown.
         assert_eq!(body.capacity(), body.len() + body.len() / 16, "sized ahead");
         assert_eq!(sha256_hex, hex::encode(Sha256::digest(&body)));
@@ -417,7 +342,7 @@ mod tests {
             partition_key: "k",
             explicit_hash_key: None,
         });
-        let body = write("s", entries, &BodyPool::new(1));
+        let body = write("s", entries, &BufferPool::new(1));
         assert!(body.bytes.len() > 100 * HASH_STEP);
         assert_eq!(body.sha256_hex, hex::encode(Sha256::digest(&body.bytes)));
     }
@@ -486,7 +411,7 @@ mod tests {
                 partition_key: "k",
                 explicit_hash_key: None,
             }),
-            &BodyPool::new(1),
+            &BufferPool::new(1),
         );
         let bytes = Bytes::from(body.bytes);
 
@@ -529,7 +454,7 @@ mod tests {
     }
 
     /// A body of one record of `n` bytes, in a buffer from `pool`.
-    fn write_one(pool: &BodyPool, n: usize) -> Body {
+    fn write_one(pool: &BufferPool, n: usize) -> Body {
         let data = vec![7u8; n];
         let entry = Entry {
             data: &data,
@@ -541,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_body_buffer_is_used_again_once_every_copy_is_dropped() {
-        let pool = BodyPool::new(1);
+        let pool = BufferPool::new(1);
         let write_one = |n: usize| write_one(&pool, n);
         let first = write_one(3000);
         let ptr = first.bytes.as_ptr();
@@ -550,10 +475,7 @@ mod tests {
             (b.clone(), b)
         };
         drop(bytes);
-        assert!(
-            pool.free.lock().expect("not poisoned").is_empty(),
-            "a copy is alive"
-        );
+        assert!(pool.kept() == 0, "a copy is alive");
         drop(copy);
         let second = write_one(100);
         assert_eq!(second.bytes.as_ptr(), ptr, "the same buffer");
@@ -562,12 +484,12 @@ mod tests {
         let _third = pool.bytes(write_one(10).bytes);
         drop(pool.bytes(second.bytes));
         pool.clear();
-        assert!(pool.free.lock().expect("not poisoned").is_empty());
+        assert!(pool.kept() == 0);
     }
 
     #[test]
     fn a_slightly_longer_body_gets_a_buffer_the_next_ones_fit_in() {
-        let pool = BodyPool::new(2);
+        let pool = BufferPool::new(2);
         let write_one = |n: usize| write_one(&pool, n);
         let first = write_one(30_000);
         let room = first.bytes.capacity();
@@ -582,7 +504,7 @@ mod tests {
         );
         let ptr = longer.bytes.as_ptr();
         drop(pool.bytes(longer.bytes));
-        assert_eq!(pool.free.lock().expect("not poisoned").len(), 1);
+        assert_eq!(pool.kept(), 1);
         // Longer again, and shorter: both in that buffer.
         let again = write_one(34_000);
         assert_eq!(again.bytes.as_ptr(), ptr, "a longer body fits the room");

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::buffer_pool::BufferPool;
 use super::limiter::ShardLimiter;
 use super::retrier::AttemptError;
 use super::shard_map::MappedShard;
@@ -158,10 +159,14 @@ impl KinesisRecord {
             .map_or(self.data.len(), |(_, len)| *len)
     }
 
-    /// Hands its data over to a request body that now holds it at `range`.
-    pub(super) fn move_into_body(&mut self, range: std::ops::Range<usize>) {
+    /// Hands its data over to a request body that now holds it at `range`; returns the
+    /// data's own buffer, if it had one, for another aggregate.
+    pub(super) fn move_into_body(&mut self, range: std::ops::Range<usize>) -> Option<Vec<u8>> {
         self.in_body = Some((range, self.data.len()));
-        self.data = RecordData::default();
+        match std::mem::take(&mut self.data) {
+            RecordData::Own(e) => Some(e.into_parts().0),
+            RecordData::Shared(_) => None,
+        }
     }
 
     /// Its data again, decoded from the body of the request that carried it.
@@ -178,7 +183,8 @@ impl KinesisRecord {
 }
 
 /// A Kinesis record's data: its own buffer until a CBOR request first carries it, then
-/// shared with the requests that send it ([`super::cbor`]), which read it from there.
+/// shared with the requests that send it ([`super::cbor`]), which read it from there, and
+/// back in the aggregates' pool once the last of them is done.
 #[derive(Debug)]
 pub(super) enum RecordData {
     Own(Encoded),
@@ -212,10 +218,17 @@ impl RecordData {
         }
     }
 
-    /// The data to send, without copying it: its buffer is shared from now on.
-    pub(super) fn share(&mut self) -> Bytes {
+    /// The data to send, without copying it: its buffer is shared from now on, and goes
+    /// back to `pool` (if any) when the last share is dropped.
+    pub(super) fn share(&mut self, pool: Option<&BufferPool>) -> Bytes {
         let shared = match std::mem::take(self) {
-            Self::Own(e) => Bytes::from_owner(e),
+            Self::Own(e) => match pool {
+                Some(pool) => {
+                    let (buf, start) = e.into_parts();
+                    pool.bytes(buf).slice(start..)
+                }
+                None => Bytes::from_owner(e),
+            },
             Self::Shared(b) => b,
         };
         *self = Self::Shared(shared.clone());
@@ -304,8 +317,9 @@ impl ShardQueue {
         self.agg_members.push(m);
     }
 
-    /// Moves the aggregate being built to the ready queue (a lone record un-aggregated).
-    pub(super) fn seal(&mut self, stats: &ProducerStats) {
+    /// Moves the aggregate being built to the ready queue (a lone record un-aggregated); the
+    /// next aggregate is written into a buffer from `pool`.
+    pub(super) fn seal(&mut self, stats: &ProducerStats, pool: &BufferPool) {
         if self.agg.is_empty() {
             return;
         }
@@ -331,7 +345,8 @@ impl ShardQueue {
             KinesisRecord::new(user.data.into(), pk, ehk, members, false, shard)
         } else {
             let ehk = Some(first_hash.to_string());
-            let data = self.agg.take_encoded();
+            let mut data = Encoded::from(pool.take(self.agg.next_capacity()));
+            self.agg.take_encoded_into(&mut data);
             KinesisRecord::new(data, first_key, ehk, members, true, shard).map(|mut r| {
                 r.digest_pending = true;
                 r
@@ -515,7 +530,7 @@ mod tests {
             q.agg_first.get_or_insert(((*key).into(), 7));
             q.add_member(member());
         }
-        q.seal(&ProducerStats::default());
+        q.seal(&ProducerStats::default(), &BufferPool::new(1));
         (q, expected.encode())
     }
 
@@ -561,5 +576,42 @@ mod tests {
         let r = q.pop_front().expect("sealed");
         assert!(!r.aggregated && !r.digest_pending);
         assert_eq!(r.data.as_slice(), b"one");
+    }
+
+    /// An aggregate's buffer, once the last request carrying it is done, is where a later
+    /// aggregate is written: sealing takes the next aggregate's buffer from the pool, and
+    /// sharing an aggregate hands its buffer back when the last share is dropped.
+    #[test]
+    fn a_sent_aggregates_buffer_is_written_into_again() {
+        let records: &[(&str, &[u8])] = &[("a", b"one"), ("b", b"two")];
+        let pool = BufferPool::new(4);
+        let (mut q, expected) = sealed(records);
+        let mut first = q.pop_front().expect("sealed");
+        first.digest();
+        let shared = first.data.share(Some(&pool));
+        assert_eq!(&shared[..], expected, "shared as it is");
+        let buffer = shared.as_ptr();
+        drop(first);
+        assert_eq!(pool.kept(), 0, "the request still holds it");
+        drop(shared);
+        assert_eq!(pool.kept(), 1, "back once the request is done");
+
+        // Sealing writes the next aggregate into the pool's buffer.
+        for (key, data) in records {
+            q.agg.add(key, None, data).expect("valid");
+            q.agg_first.get_or_insert(((*key).into(), 7));
+            q.add_member(member());
+        }
+        q.seal(&ProducerStats::default(), &pool);
+        assert_eq!(pool.kept(), 0, "taken for the aggregate after this one");
+        for (key, data) in records {
+            q.agg.add(key, None, data).expect("valid");
+            q.agg_first.get_or_insert(((*key).into(), 7));
+            q.add_member(member());
+        }
+        q.seal(&ProducerStats::default(), &pool);
+        let third = q.ready.back().expect("sealed").data.as_slice();
+        assert_eq!(third.as_ptr(), buffer, "written in the buffer given back");
+        assert_eq!(third.len(), expected.len());
     }
 }
