@@ -266,8 +266,8 @@ async fn injected_failures(cbor: bool) {
     for (r, rc) in records.iter().zip(&receipts) {
         let u = at
             .get(&(
-                rc.shard_id.clone(),
-                rc.sequence_number.clone(),
+                rc.shard_id.to_string(),
+                rc.sequence_number.to_string(),
                 rc.sub_sequence_number,
             ))
             .unwrap_or_else(|| panic!("no record where the receipt {rc:?} points"));
@@ -474,7 +474,7 @@ async fn explicit_hash_keys_pick_shards_and_invalid_records_are_refused() {
         .map(|(s, _)| s.clone())
         .expect("a shard starting at 0");
     for (i, r) in receipts.iter().enumerate() {
-        assert_eq!(r.shard_id == low_shard, i % 2 == 0, "{r:?}");
+        assert_eq!(*r.shard_id == *low_shard, i % 2 == 0, "{r:?}");
     }
     for u in &contents.users {
         assert_eq!(u.shard == low_shard, u.data.starts_with(b"low"), "{u:?}");
@@ -710,8 +710,8 @@ async fn kinesis_local_stores_what_either_encoding_sends() {
         assert_eq!(contents.users.len(), records.len(), "cbor: {cbor}");
         for (r, rc) in records.iter().zip(&receipts) {
             let key = (
-                rc.shard_id.clone(),
-                rc.sequence_number.clone(),
+                rc.shard_id.to_string(),
+                rc.sequence_number.to_string(),
                 rc.sub_sequence_number,
             );
             let u = at

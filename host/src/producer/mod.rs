@@ -145,11 +145,12 @@ impl UserRecord {
     }
 }
 
-/// Where a user record was stored.
+/// Where a user record was stored. The records of one aggregate share its shard id and
+/// sequence number (`Arc<str>`), rather than each holding copies of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    pub shard_id: String,
-    pub sequence_number: String,
+    pub shard_id: Arc<str>,
+    pub sequence_number: Arc<str>,
     /// Its position in the aggregate that carried it; `None` when it was put alone.
     pub sub_sequence_number: Option<u64>,
     /// PutRecords attempts it took.

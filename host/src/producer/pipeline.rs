@@ -608,6 +608,7 @@ impl Pipeline {
         self.metrics.stored(r.attempts);
         let aggregated = r.aggregated;
         let attempts = r.attempts;
+        let (shard, seq): (Arc<str>, Arc<str>) = (shard.into(), seq.into());
         // The records' room in the producer, given back once for all of them.
         let mut room: Option<super::Permits> = None;
         for (i, m) in r.members.into_iter().enumerate() {
