@@ -193,6 +193,36 @@ impl Aggregator {
             <= limit
     }
 
+    /// Adds a user record if the aggregate stays within `limit` bytes with it, and returns
+    /// its sub-sequence number; `Ok(None)` (nothing added) if it would not. The same as
+    /// [`fits`](Self::fits) then [`add`](Self::add), with each key looked up once.
+    pub fn add_within(
+        &mut self,
+        partition_key: &str,
+        explicit_hash_key: Option<&str>,
+        data: &[u8],
+        limit: usize,
+    ) -> Result<Option<u64>, AggError> {
+        if let Some(ehk) = explicit_hash_key {
+            parse_explicit_hash_key(ehk)?;
+        }
+        let pk = self.partition_keys.find_key(partition_key);
+        let ehk = explicit_hash_key.map(|k| (k, self.explicit_hash_keys.find_key(k)));
+        let mut added = record_field_size(pk.index, ehk.map(|(_, f)| f.index), data.len());
+        if pk.new {
+            added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
+        }
+        if let Some((k, _)) = ehk.filter(|(_, f)| f.new) {
+            added += len_field_size(EXPLICIT_HASH_KEY_TABLE, k.len());
+        }
+        if self.encoded_len().saturating_add(added) > limit {
+            return Ok(None);
+        }
+        let pk_index = self.partition_keys.insert(pk, partition_key);
+        let ehk_index = ehk.map(|(k, f)| self.explicit_hash_keys.insert(f, k));
+        Ok(Some(self.write_record(pk_index, ehk_index, data)))
+    }
+
     /// Adds a user record and returns its sub-sequence number.
     ///
     /// The explicit hash key must be a decimal integer in 0..=2^128-1
@@ -211,7 +241,11 @@ impl Aggregator {
         }
         let pk_index = self.partition_keys.intern(partition_key);
         let ehk_index = explicit_hash_key.map(|ehk| self.explicit_hash_keys.intern(ehk));
+        Ok(self.write_record(pk_index, ehk_index, data))
+    }
 
+    /// Writes a record whose keys are in the tables; returns its sub-sequence number.
+    fn write_record(&mut self, pk_index: u64, ehk_index: Option<u64>, data: &[u8]) -> u64 {
         self.fit_room();
         // The `records` field, its body written in place (its length is known first).
         let body_len = record_body_size(pk_index, ehk_index, data.len());
@@ -229,7 +263,7 @@ impl Aggregator {
 
         let sub_sequence = self.count as u64;
         self.count += 1;
-        Ok(sub_sequence)
+        sub_sequence
     }
 
     /// The aggregate: magic, protobuf message, MD5 of the message. Exactly

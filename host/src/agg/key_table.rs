@@ -34,6 +34,14 @@ impl Hasher for Unmixed {
     }
 }
 
+/// A key looked for in a table: its hash, and the position it has or would get.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Found {
+    hash: u64,
+    pub(super) index: u64,
+    pub(super) new: bool,
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct KeyTable {
     /// The protobuf field number of the table.
@@ -65,19 +73,38 @@ impl KeyTable {
 
     /// The position `key` has or would get, and whether it is new.
     pub(super) fn lookup(&self, key: &str) -> (u64, bool) {
-        self.find(self.hasher.hash_one(key), key)
+        let found = self.find_key(key);
+        (found.index, found.new)
     }
 
     /// The position of `key`, appended if new.
     pub(super) fn intern(&mut self, key: &str) -> u64 {
+        let found = self.find_key(key);
+        self.insert(found, key)
+    }
+
+    /// Where `key` is or would go, for [`insert`](Self::insert) to add it without looking
+    /// for it again.
+    pub(super) fn find_key(&self, key: &str) -> Found {
         let hash = self.hasher.hash_one(key);
-        let (i, new) = self.find(hash, key);
-        if new {
+        let (index, new) = self.find(hash, key);
+        Found { hash, index, new }
+    }
+
+    /// Appends `key` if `found` (this table's [`find_key`](Self::find_key) of it, with
+    /// nothing added since) says it is new; returns its position.
+    pub(super) fn insert(&mut self, found: Found, key: &str) -> u64 {
+        debug_assert_eq!(
+            found.index,
+            self.find(found.hash, key).0,
+            "found in this table"
+        );
+        if found.new {
             put_len_field(&mut self.encoded, self.field, key.as_bytes());
             self.keys.push((self.encoded.len() - key.len(), key.len()));
-            self.by_hash.entry(hash).or_insert(i);
+            self.by_hash.entry(found.hash).or_insert(found.index);
         }
-        i
+        found.index
     }
 
     pub(super) fn clear(&mut self) {

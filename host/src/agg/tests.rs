@@ -385,6 +385,37 @@ fn sizes_across_varint_boundaries() {
     assert_eq!(decode_ok(&bytes).len(), 300);
 }
 
+/// `add_within` adds exactly what `fits` then `add` would, and nothing when they would not:
+/// the same sub-sequence numbers, the same bytes, aggregate after aggregate.
+#[test]
+fn add_within_is_fits_then_add() {
+    let mut rng = StdRng::seed_from_u64(0xADD_3171);
+    let (mut within, mut checked) = (Aggregator::new(), Aggregator::new());
+    let (mut added, mut refused) = (0, 0);
+    for _ in 0..40 {
+        let limit = rng.random_range(OVERHEAD..4000);
+        for (pk, ehk, data) in random_inputs(&mut rng, 300) {
+            let ehk = ehk.as_deref();
+            let got = within.add_within(&pk, ehk, &data, limit).unwrap();
+            let want = checked
+                .fits(&pk, ehk, &data, limit)
+                .then(|| checked.add(&pk, ehk, &data).unwrap());
+            assert_eq!(got, want, "key {pk:?}, {} bytes, limit {limit}", data.len());
+            assert_eq!(within.encoded_len(), checked.encoded_len());
+            assert!(within.encoded_len() <= limit);
+            match got {
+                Some(_) => added += 1,
+                None => refused += 1,
+            }
+        }
+        assert_eq!(within.take(), checked.take());
+    }
+    assert!(added > 1000 && refused > 1000, "{added} added, {refused} refused");
+    let mut agg = Aggregator::new();
+    assert!(agg.add_within("k", Some("not a number"), b"x", 1000).is_err());
+    assert!(agg.is_empty(), "nothing added on error");
+}
+
 #[test]
 fn fills_up_to_the_kpl_limit() {
     let mut rng = StdRng::seed_from_u64(3);

@@ -228,22 +228,31 @@ impl Pipeline {
             .aggregation_max_size
             .min(crate::kinesis_limits::MAX_AGGREGATE_BYTES);
         let ehk = p.explicit_hash_key.as_deref();
-        if self.config.aggregation && !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
-            q.seal(&self.stats, &self.aggregates);
-        }
-        if !self.config.aggregation || !q.agg.fits(&p.partition_key, ehk, &p.data, max) {
-            // alone: too large to aggregate, or aggregation is off
-            let (pk, ehk, shard) = (p.partition_key, p.explicit_hash_key, q.shard.id.clone());
-            let data = p.data.into();
-            if let Some(r) = KinesisRecord::new(data, pk, ehk, vec![p.member], false, shard) {
-                q.push_back(r);
+        let mut added = Ok(None);
+        if self.config.aggregation {
+            added = q.agg.add_within(&p.partition_key, ehk, &p.data, max);
+            if matches!(added, Ok(None)) && !q.agg.is_empty() {
+                // full: the record starts the next aggregate
+                q.seal(&self.stats, &self.aggregates);
+                added = q.agg.add_within(&p.partition_key, ehk, &p.data, max);
             }
-            return;
         }
-        if q.agg.add(&p.partition_key, ehk, &p.data).is_err() {
-            // validated in `put`; cannot happen
-            fail(p.member, 0, false, "invalid explicit hash key", &self.stats);
-            return;
+        match added {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                // alone: too large to aggregate, or aggregation is off
+                let (pk, ehk, shard) = (p.partition_key, p.explicit_hash_key, q.shard.id.clone());
+                let data = p.data.into();
+                if let Some(r) = KinesisRecord::new(data, pk, ehk, vec![p.member], false, shard) {
+                    q.push_back(r);
+                }
+                return;
+            }
+            Err(_) => {
+                // validated in `put`; cannot happen
+                fail(p.member, 0, false, "invalid explicit hash key", &self.stats);
+                return;
+            }
         }
         if q.agg_first.is_none() {
             let hash = p.hash();
