@@ -323,7 +323,10 @@ impl ShardQueue {
         if self.agg.is_empty() {
             return;
         }
-        let members = std::mem::take(&mut self.agg_members);
+        // The next aggregate likely holds as many: room for them up front, rather than
+        // growing (and moving) the list five times over as they come.
+        let next = Vec::with_capacity(self.agg_members.len());
+        let members = std::mem::replace(&mut self.agg_members, next);
         self.agg_oldest = None;
         let (first_key, first_hash) = self.agg_first.take().unwrap_or_default();
         let shard = self.shard.id.clone();
