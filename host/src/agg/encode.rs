@@ -325,13 +325,17 @@ impl Aggregator {
         *out = self.take_encoded_swap(next);
     }
 
-    /// The capacity to give the next aggregate's buffer ([`take_encoded_into`]): room,
-    /// the records of this one, digest, and a sixteenth more.
-    ///
-    /// [`take_encoded_into`]: Self::take_encoded_into
-    pub fn next_capacity(&self) -> usize {
-        let len = self.out.len() + DIGEST_LEN;
+    /// Room, records so far, digest, and a sixteenth more.
+    fn next_capacity(&self) -> usize {
+        let len = self.buffer_len();
         len + len / 16
+    }
+
+    /// How much of its buffer this aggregate fills: room, records, digest. A caller that
+    /// hands [`take_encoded_into`](Self::take_encoded_into) its buffers makes them about
+    /// this large, with some room: aggregates near the size limit differ by a record.
+    pub fn buffer_len(&self) -> usize {
+        self.out.len() + DIGEST_LEN
     }
 
     fn take_encoded_swap(&mut self, next: Vec<u8>) -> Encoded {

@@ -410,9 +410,14 @@ fn add_within_is_fits_then_add() {
         }
         assert_eq!(within.take(), checked.take());
     }
-    assert!(added > 1000 && refused > 1000, "{added} added, {refused} refused");
+    assert!(
+        added > 1000 && refused > 1000,
+        "{added} added, {refused} refused"
+    );
     let mut agg = Aggregator::new();
-    assert!(agg.add_within("k", Some("not a number"), b"x", 1000).is_err());
+    assert!(agg
+        .add_within("k", Some("not a number"), b"x", 1000)
+        .is_err());
     assert!(agg.is_empty(), "nothing added on error");
 }
 
