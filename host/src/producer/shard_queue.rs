@@ -518,6 +518,15 @@ mod tests {
         }
     }
 
+    /// Adds `records` (key, data) to the queue's aggregate, each with its member.
+    fn fill(q: &mut ShardQueue, records: &[(&str, &[u8])]) {
+        for (key, data) in records {
+            q.agg.add(key, None, data).expect("valid");
+            q.agg_first.get_or_insert(((*key).into(), 7));
+            q.add_member(member());
+        }
+    }
+
     /// A shard queue holding an aggregate of `records` (key, data), sealed; and the
     /// aggregate as `Aggregator::encode` writes it.
     fn sealed(records: &[(&str, &[u8])]) -> (ShardQueue, Vec<u8>) {
@@ -529,11 +538,9 @@ mod tests {
         let mut q = ShardQueue::new(shard, 100, Instant::now());
         let mut expected = Aggregator::new();
         for (key, data) in records {
-            q.agg.add(key, None, data).expect("valid");
             expected.add(key, None, data).expect("valid");
-            q.agg_first.get_or_insert(((*key).into(), 7));
-            q.add_member(member());
         }
+        fill(&mut q, records);
         q.seal(&ProducerStats::default(), &BufferPool::new(1));
         (q, expected.encode())
     }
@@ -601,18 +608,10 @@ mod tests {
         assert_eq!(pool.kept(), 1, "back once the request is done");
 
         // Sealing writes the next aggregate into the pool's buffer.
-        for (key, data) in records {
-            q.agg.add(key, None, data).expect("valid");
-            q.agg_first.get_or_insert(((*key).into(), 7));
-            q.add_member(member());
-        }
+        fill(&mut q, records);
         q.seal(&ProducerStats::default(), &pool);
         assert_eq!(pool.kept(), 0, "taken for the aggregate after this one");
-        for (key, data) in records {
-            q.agg.add(key, None, data).expect("valid");
-            q.agg_first.get_or_insert(((*key).into(), 7));
-            q.add_member(member());
-        }
+        fill(&mut q, records);
         q.seal(&ProducerStats::default(), &pool);
         let third = q.ready.back().expect("sealed").data.as_slice();
         assert_eq!(third.as_ptr(), buffer, "written in the buffer given back");
@@ -629,11 +628,7 @@ mod tests {
         let pool = BufferPool::new(4);
         let (mut q, expected) = sealed(&records);
         // The next aggregate, in the buffer sealing made for it.
-        for (key, data) in &records {
-            q.agg.add(key, None, data).expect("valid");
-            q.agg_first.get_or_insert(((*key).into(), 7));
-            q.add_member(member());
-        }
+        fill(&mut q, &records);
         q.seal(&ProducerStats::default(), &pool);
         let mut second = q.ready.pop_back().expect("sealed");
         second.digest();
