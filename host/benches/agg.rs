@@ -168,10 +168,13 @@ fn aggregate_requests<T: AsMut<[u8]>>(
         n += 1;
     };
     for (pk, data) in records {
-        if !agg.fits(pk, None, data, KPL_DEFAULT_MAX_SIZE) {
+        // As the producer adds: each key looked up once, the aggregate finished when the
+        // record does not fit.
+        let added = agg.add_within(pk, None, data, KPL_DEFAULT_MAX_SIZE);
+        if added.expect("valid record").is_none() {
             finish(out, &mut agg);
+            agg.add(pk, None, data).expect("valid record");
         }
-        agg.add(pk, None, data).expect("valid record");
     }
     if !agg.is_empty() {
         finish(out, &mut agg);
