@@ -514,6 +514,10 @@ impl Pipeline {
             let put = super::request::put_records(&client, &stream, &payload);
             let result = tokio::time::timeout(timeout, put).await;
             metrics.request_time.observe_since(sent);
+            // The request's shares of the aggregates go back before the pipeline hears of
+            // it: an idle pipeline empties the pools, and a share dropped after that would
+            // bring its buffer back into a pool nobody empties until the next burst.
+            drop(payload);
             let result = match result {
                 Ok(Ok(out)) => Ok(out),
                 Ok(Err(e)) => Err(AttemptError::Request {
