@@ -8,7 +8,7 @@
 //! the aggregator into a new buffer, was a third of the time of aggregating 1 KiB records
 //! (BENCHMARKS.md, *KPL aggregation*).
 
-use super::key_table::KeyTable;
+use super::key_table::{Found, KeyTable};
 use super::wire::{
     key, len_field_size, put_len_field, put_varint, put_varint_field, varint_field_size, WIRE_LEN,
 };
@@ -168,16 +168,9 @@ impl Aggregator {
         explicit_hash_key: Option<&str>,
         data: &[u8],
     ) -> usize {
-        let (pk_index, pk_new) = self.partition_keys.lookup(partition_key);
-        let ehk = explicit_hash_key.map(|ehk| (ehk, self.explicit_hash_keys.lookup(ehk)));
-        let mut added = record_field_size(pk_index, ehk.map(|(_, (i, _))| i), data.len());
-        if pk_new {
-            added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
-        }
-        if let Some((ehk, (_, true))) = ehk {
-            added += len_field_size(EXPLICIT_HASH_KEY_TABLE, ehk.len());
-        }
-        added
+        let pk = self.partition_keys.find_key(partition_key);
+        let ehk = explicit_hash_key.map(|k| (k, self.explicit_hash_keys.find_key(k)));
+        added_len_found(partition_key, pk, ehk, data.len())
     }
 
     /// Whether adding this record keeps the aggregate within `limit` bytes.
@@ -208,13 +201,7 @@ impl Aggregator {
         }
         let pk = self.partition_keys.find_key(partition_key);
         let ehk = explicit_hash_key.map(|k| (k, self.explicit_hash_keys.find_key(k)));
-        let mut added = record_field_size(pk.index, ehk.map(|(_, f)| f.index), data.len());
-        if pk.new {
-            added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
-        }
-        if let Some((k, _)) = ehk.filter(|(_, f)| f.new) {
-            added += len_field_size(EXPLICIT_HASH_KEY_TABLE, k.len());
-        }
+        let added = added_len_found(partition_key, pk, ehk, data.len());
         if self.encoded_len().saturating_add(added) > limit {
             return Ok(None);
         }
@@ -378,6 +365,24 @@ impl Aggregator {
         self.encode_without_digest_into(out);
         self.clear();
     }
+}
+
+/// [`Aggregator::added_len`] of a record whose keys were looked up in the tables: the
+/// record, and each key new to its table.
+fn added_len_found(
+    partition_key: &str,
+    pk: Found,
+    ehk: Option<(&str, Found)>,
+    data_len: usize,
+) -> usize {
+    let mut added = record_field_size(pk.index, ehk.map(|(_, f)| f.index), data_len);
+    if pk.new {
+        added += len_field_size(PARTITION_KEY_TABLE, partition_key.len());
+    }
+    if let Some((k, _)) = ehk.filter(|(_, f)| f.new) {
+        added += len_field_size(EXPLICIT_HASH_KEY_TABLE, k.len());
+    }
+    added
 }
 
 fn record_body_size(pk_index: u64, ehk_index: Option<u64>, data_len: usize) -> usize {

@@ -71,12 +71,6 @@ impl KeyTable {
         &self.encoded
     }
 
-    /// The position `key` has or would get, and whether it is new.
-    pub(super) fn lookup(&self, key: &str) -> (u64, bool) {
-        let found = self.find_key(key);
-        (found.index, found.new)
-    }
-
     /// The position of `key`, appended if new.
     pub(super) fn intern(&mut self, key: &str) -> u64 {
         let found = self.find_key(key);
@@ -134,6 +128,12 @@ impl KeyTable {
 mod tests {
     use super::*;
 
+    /// The position `key` has or would get in `t`, and whether it is new.
+    fn lookup(t: &KeyTable, key: &str) -> (u64, bool) {
+        let found = t.find_key(key);
+        (found.index, found.new)
+    }
+
     #[test]
     fn keys_with_the_same_hash_are_told_apart() {
         let mut t = KeyTable::new(1);
@@ -142,14 +142,14 @@ mod tests {
         // Make "c" collide with "a": point the index at "a" for the hash of "c".
         let hash_c = t.hasher.hash_one("c");
         t.by_hash.insert(hash_c, 0);
-        assert_eq!(t.lookup("c"), (2, true));
+        assert_eq!(lookup(&t, "c"), (2, true));
         assert_eq!(t.intern("c"), 2);
-        assert_eq!(t.lookup("c"), (2, false), "found by the scan");
+        assert_eq!(lookup(&t, "c"), (2, false), "found by the scan");
         assert_eq!(t.intern("c"), 2);
-        assert_eq!(t.lookup("a"), (0, false));
+        assert_eq!(lookup(&t, "a"), (0, false));
         assert_eq!(t.encoded(), b"\x0a\x01a\x0a\x01b\x0a\x01c");
         t.clear();
-        assert_eq!(t.lookup("b"), (0, true));
+        assert_eq!(lookup(&t, "b"), (0, true));
         assert!(t.encoded().is_empty());
     }
 }
