@@ -722,11 +722,7 @@ impl Pipeline {
 
 /// The request's CBOR body: the records' data is shared with it, not copied.
 fn write_cbor_body(stream: &str, batch: &mut [KinesisRecord], aggregates: &BufferPool) -> Payload {
-    // Aggregates' buffers go back to the pool; a lone user record's is its own.
-    let data: Vec<Bytes> = batch
-        .iter_mut()
-        .map(|r| r.data.share(r.aggregated.then_some(aggregates)))
-        .collect();
+    let data: Vec<Bytes> = batch.iter_mut().map(|r| r.share(aggregates)).collect();
     let entries = batch.iter().zip(data).map(|(r, data)| super::cbor::Entry {
         data,
         partition_key: &r.partition_key,
@@ -750,10 +746,7 @@ fn write_body(
     });
     let body = super::request::write(stream, entries, bodies);
     for (r, range) in batch.iter_mut().zip(body.ranges) {
-        let aggregated = r.aggregated;
-        if let Some(buf) = r.move_into_body(range).filter(|_| aggregated) {
-            aggregates.give(buf);
-        }
+        r.move_into_body(range, aggregates);
     }
     (bodies.bytes(body.bytes), body.sha256_hex)
 }

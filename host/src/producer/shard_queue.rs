@@ -159,14 +159,26 @@ impl KinesisRecord {
             .map_or(self.data.len(), |(_, len)| *len)
     }
 
-    /// Hands its data over to a request body that now holds it at `range`; returns the
-    /// data's own buffer, if it had one, for another aggregate.
-    pub(super) fn move_into_body(&mut self, range: std::ops::Range<usize>) -> Option<Vec<u8>> {
+    /// Hands its data over to a request body that now holds it at `range`; an aggregate's
+    /// own buffer goes back to `aggregates` for another aggregate.
+    pub(super) fn move_into_body(
+        &mut self,
+        range: std::ops::Range<usize>,
+        aggregates: &BufferPool,
+    ) {
         self.in_body = Some((range, self.data.len()));
-        match std::mem::take(&mut self.data) {
-            RecordData::Own(e) => Some(e.into_parts().0),
-            RecordData::Shared(_) => None,
+        if let RecordData::Own(e) = std::mem::take(&mut self.data) {
+            if self.aggregated {
+                aggregates.give(e.into_parts().0);
+            }
         }
+    }
+
+    /// Its data to send, without copying it ([`RecordData::share`]): an aggregate's buffer
+    /// goes back to `aggregates` once the last share is dropped, a lone user record's is
+    /// its own.
+    pub(super) fn share(&mut self, aggregates: &BufferPool) -> Bytes {
+        self.data.share(self.aggregated.then_some(aggregates))
     }
 
     /// Its data again, decoded from the body of the request that carried it.
@@ -220,7 +232,7 @@ impl RecordData {
 
     /// The data to send, without copying it: its buffer is shared from now on, and goes
     /// back to `pool` (if any) when the last share is dropped.
-    pub(super) fn share(&mut self, pool: Option<&BufferPool>) -> Bytes {
+    fn share(&mut self, pool: Option<&BufferPool>) -> Bytes {
         let shared = match std::mem::take(self) {
             Self::Own(e) => match pool {
                 Some(pool) => {
@@ -599,7 +611,7 @@ mod tests {
         let (mut q, expected) = sealed(records);
         let mut first = q.pop_front().expect("sealed");
         first.digest();
-        let shared = first.data.share(Some(&pool));
+        let shared = first.share(&pool);
         assert_eq!(&shared[..], expected, "shared as it is");
         let buffer = shared.as_ptr();
         drop(first);
@@ -632,7 +644,7 @@ mod tests {
         q.seal(&ProducerStats::default(), &pool);
         let mut second = q.ready.pop_back().expect("sealed");
         second.digest();
-        drop(second.data.share(Some(&pool)));
+        drop(second.share(&pool));
         drop(second);
         let capacity = pool.take(0).capacity();
         let len = expected.len();
